@@ -1,0 +1,184 @@
+//! The async client side of the relay wire: a thin driver around
+//! `anonchat_protocol::wire`. Used by the tests, the load generator and the
+//! daemon. Generic over the stream so it can run through a SOCKS5 proxy.
+
+use anonchat_protocol::wire::{
+    ClientFrame, ClientHandshake, CloseCode, LinkOpener, LinkSealer, OpenedBatch, RelayAddress,
+    RelayFrame, RelayParams, Welcome, WireError, handshake_len, open_batch, sealed_body_len,
+};
+use tokio::io::{
+    AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadHalf, WriteHalf,
+};
+use tokio::net::TcpStream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the relay: {0} (check the address and that the relay runs)")]
+    Connect(std::io::Error),
+    #[error("relay connection lost: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    #[error("the relay sent {0} where the protocol does not allow it")]
+    Unexpected(&'static str),
+}
+
+/// A joined connection: parameters, the welcome, and the two halves.
+pub struct Connected<S> {
+    pub params: RelayParams,
+    pub welcome: Welcome,
+    pub sender: CellSender<S>,
+    pub receiver: BatchReceiver<S>,
+}
+
+/// Dials `addr` over TCP and joins `shard`.
+pub async fn connect(
+    addr: &RelayAddress,
+    shard: u32,
+    resume_after: Option<u64>,
+) -> Result<Connected<TcpStream>, ClientError> {
+    let stream = TcpStream::connect(addr.socket_addr_string())
+        .await
+        .map_err(ClientError::Connect)?;
+    let _ = stream.set_nodelay(true);
+    join(stream, addr.key(), shard, resume_after).await
+}
+
+/// Runs the handshake and the hello over an already open stream.
+pub async fn join<S>(
+    stream: S,
+    relay_key: &[u8; 32],
+    shard: u32,
+    resume_after: Option<u64>,
+) -> Result<Connected<S>, ClientError>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (hs, msg1) = ClientHandshake::start(relay_key)?;
+    wr.write_all(&msg1).await?;
+    let mut prefix = [0u8; 2];
+    rd.read_exact(&mut prefix).await?;
+    let mut msg2 = vec![0u8; handshake_len(prefix)?];
+    rd.read_exact(&mut msg2).await?;
+    let link = hs.finish(&msg2)?;
+    let params = link.params();
+    let (mut sealer, opener) = link.split();
+    wr.write_all(&sealer.seal_client(&ClientFrame::Hello {
+        shard,
+        resume_after,
+    })?)
+    .await?;
+    let mut receiver = BatchReceiver {
+        rd,
+        opener,
+        params,
+        shard,
+        buf: vec![0u8; anonchat_protocol::wire::frame_wire_len(params.cell_size)],
+    };
+    let welcome = match receiver.next_frame().await? {
+        RelayFrame::Welcome(w) if w.shard == shard => w,
+        RelayFrame::Welcome(_) => {
+            return Err(ClientError::Unexpected("a welcome for another shard"));
+        }
+        RelayFrame::Close { code, reason } => return Err(WireError::Closed { code, reason }.into()),
+        RelayFrame::Batch { .. } => {
+            return Err(ClientError::Unexpected("a batch before the welcome"));
+        }
+    };
+    Ok(Connected {
+        params,
+        welcome,
+        sender: CellSender { wr, sealer, params },
+        receiver,
+    })
+}
+
+/// The sending half: one cell per round.
+pub struct CellSender<S> {
+    wr: WriteHalf<S>,
+    sealer: LinkSealer,
+    params: RelayParams,
+}
+
+impl<S: AsyncWrite> CellSender<S> {
+    pub async fn send_cell(&mut self, round: u64, cell: Vec<u8>) -> Result<(), ClientError> {
+        let frame = self
+            .sealer
+            .seal_client(&ClientFrame::Cell { round, cell })?;
+        self.wr.write_all(&frame).await?;
+        Ok(())
+    }
+
+    /// Writes raw bytes on the link: for tests that misbehave on purpose.
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        self.wr.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Seals a frame without sending it (for tests of misbehaviour).
+    pub fn seal(&mut self, frame: &ClientFrame) -> Result<Vec<u8>, ClientError> {
+        Ok(self.sealer.seal_client(frame)?)
+    }
+
+    pub fn params(&self) -> RelayParams {
+        self.params
+    }
+}
+
+/// One received round.
+#[derive(Debug)]
+pub struct ReceivedBatch {
+    pub round: u64,
+    pub closed_at_us: u64,
+    pub batch: OpenedBatch,
+    /// Bytes this round took on the wire (header frame and sealed body).
+    pub wire_bytes: usize,
+}
+
+#[derive(Debug)]
+pub enum Incoming {
+    Batch(ReceivedBatch),
+    Closed { code: CloseCode, reason: String },
+}
+
+/// The receiving half: batches in round order.
+pub struct BatchReceiver<S> {
+    rd: ReadHalf<S>,
+    opener: LinkOpener,
+    params: RelayParams,
+    shard: u32,
+    buf: Vec<u8>,
+}
+
+impl<S: AsyncRead> BatchReceiver<S> {
+    async fn next_frame(&mut self) -> Result<RelayFrame, ClientError> {
+        self.rd.read_exact(&mut self.buf).await?;
+        Ok(self.opener.open_relay(&self.buf)?)
+    }
+
+    /// The next batch (or the relay's close notice).
+    pub async fn next(&mut self) -> Result<Incoming, ClientError> {
+        match self.next_frame().await? {
+            RelayFrame::Batch {
+                round,
+                closed_at_us,
+                cells,
+                key,
+            } => {
+                let mut body = vec![0u8; sealed_body_len(cells, self.params.cell_size)];
+                self.rd.read_exact(&mut body).await?;
+                let batch =
+                    open_batch(&key, self.shard, round, cells, self.params.cell_size, &body)?;
+                Ok(Incoming::Batch(ReceivedBatch {
+                    round,
+                    closed_at_us,
+                    batch,
+                    wire_bytes: self.buf.len() + body.len(),
+                }))
+            }
+            RelayFrame::Close { code, reason } => Ok(Incoming::Closed { code, reason }),
+            RelayFrame::Welcome(_) => Err(ClientError::Unexpected("a second welcome")),
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Relay settings and their bounds.
+
+use std::time::Duration;
+
+use anonchat_protocol::wire::{DEFAULT_CELL_SIZE, MAX_CELL_SIZE, MIN_CELL_SIZE};
+
+/// Everything the relay can be told. Every resource has a bound here.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayConfig {
+    /// Length of a round.
+    pub round: Duration,
+    /// Size of every cell.
+    pub cell_size: usize,
+    /// How long closed batches are kept in RAM for reconnecting clients.
+    pub backlog: Duration,
+    /// Ceiling on the memory all backlogs together may hold, in bytes.
+    pub max_backlog_bytes: usize,
+    /// Connections at once, handshaking ones included.
+    pub max_clients: usize,
+    /// Connections at once from one source IP address.
+    pub max_per_ip: usize,
+    /// Shards at once.
+    pub max_shards: usize,
+    /// Time allowed for the Noise handshake and the hello frame.
+    pub handshake_timeout: Duration,
+    /// A client that sends no frame for this long is dropped.
+    pub idle_timeout: Duration,
+    /// Items (batches) waiting for one client's socket; a client whose queue
+    /// is full is a slow reader and is dropped.
+    pub send_queue: usize,
+    /// Protocol violations tolerated before a client is cut.
+    pub max_violations: u32,
+    /// Log client addresses (off by default).
+    pub log_addresses: bool,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            round: Duration::from_millis(500),
+            cell_size: DEFAULT_CELL_SIZE,
+            backlog: Duration::from_secs(120),
+            max_backlog_bytes: 256 << 20,
+            max_clients: 4096,
+            max_per_ip: 64,
+            max_shards: 1024,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(30),
+            send_queue: 32,
+            max_violations: 3,
+            log_addresses: false,
+        }
+    }
+}
+
+/// A setting outside what the relay can honour.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--cell-size must be between {MIN_CELL_SIZE} and {MAX_CELL_SIZE} bytes, got {0}")]
+    CellSize(usize),
+    #[error("--round-ms must be between 10 and 60000, got {0}")]
+    Round(u128),
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+}
+
+impl RelayConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(MIN_CELL_SIZE..=MAX_CELL_SIZE).contains(&self.cell_size) {
+            return Err(ConfigError::CellSize(self.cell_size));
+        }
+        let ms = self.round.as_millis();
+        if !(10..=60_000).contains(&ms) {
+            return Err(ConfigError::Round(ms));
+        }
+        for (value, name) in [
+            (self.max_clients, "--max-clients"),
+            (self.max_per_ip, "--max-per-ip"),
+            (self.max_shards, "--max-shards"),
+            (self.send_queue, "--send-queue"),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
+        Ok(())
+    }
+
+    /// Rounds the backlog keeps per shard.
+    pub fn backlog_rounds(&self) -> usize {
+        (self.backlog.as_millis() / self.round.as_millis().max(1)) as usize
+    }
+
+    pub fn round_ms(&self) -> u32 {
+        self.round.as_millis() as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_match_the_documented_ones() {
+        let c = RelayConfig::default();
+        c.validate().unwrap();
+        assert_eq!(c.round_ms(), 500);
+        assert_eq!(c.cell_size, 512);
+        assert_eq!(c.backlog_rounds(), 240);
+    }
+
+    #[test]
+    fn out_of_range_settings_are_refused() {
+        let bad = [
+            RelayConfig {
+                cell_size: 64,
+                ..RelayConfig::default()
+            },
+            RelayConfig {
+                round: Duration::from_millis(1),
+                ..RelayConfig::default()
+            },
+            RelayConfig {
+                max_clients: 0,
+                ..RelayConfig::default()
+            },
+        ];
+        for c in bad {
+            assert!(c.validate().is_err());
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! One client connection: handshake and hello under a deadline, then a read
+//! loop (this task) and a write loop (its own task) until either ends, the
+//! client is kicked, or the relay shuts down.
+
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use anonchat_protocol::wire::{
+    ClientFrame, CloseCode, LinkOpener, LinkSealer, RelayFrame, RelayKeypair, RelayParams,
+    WireError, handshake_len, respond,
+};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::redact::Redacted;
+use crate::server::IpGuard;
+use crate::shard::{Outgoing, Shard, Shards, StoredBatch, Submit};
+use crate::{RelayConfig, Stats};
+
+/// What every connection shares.
+pub(crate) struct Ctx {
+    pub(crate) config: RelayConfig,
+    pub(crate) keypair: RelayKeypair,
+    pub(crate) shards: Shards,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) next_id: AtomicU64,
+}
+
+/// Time the writer gets to flush a close frame before the socket is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+enum End {
+    PeerGone,
+    Broken(#[allow(dead_code, reason = "read through Debug in the log")] String),
+    Idle,
+    Violation(&'static str),
+}
+
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: Arc<Ctx>,
+    _permit: OwnedSemaphorePermit,
+    _ip: IpGuard,
+) {
+    let who = Redacted::new(peer, ctx.config.log_addresses);
+    let (mut rd, mut wr) = stream.into_split();
+    let hello = tokio::select! {
+        r = tokio::time::timeout(ctx.config.handshake_timeout, handshake(&mut rd, &mut wr, &ctx)) => r,
+        () = ctx.shutdown.cancelled() => return,
+    };
+    let (sealer, opener, shard_id, resume_after) = match hello {
+        Ok(Ok(Some(v))) => v,
+        Ok(Ok(None)) => return, // refused with a reply (version)
+        Ok(Err(e)) => {
+            Stats::inc(&ctx.stats.handshakes_failed);
+            tracing::debug!(peer = %who, error = %e, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            Stats::inc(&ctx.stats.handshakes_failed);
+            tracing::debug!(peer = %who, "handshake timed out");
+            return;
+        }
+    };
+
+    let conn = ctx.next_id.fetch_add(1, Ordering::Relaxed);
+    let (tx, rx) = mpsc::channel(ctx.config.send_queue);
+    let kick = CancellationToken::new();
+    let Ok(shard) = ctx
+        .shards
+        .join(shard_id, conn, tx.clone(), kick.clone(), resume_after)
+    else {
+        let _ = tx.try_send(Outgoing::Close(
+            CloseCode::Full,
+            "relay has no room for another shard; try later or another relay".into(),
+        ));
+        drop(tx);
+        let _ = tokio::time::timeout(CLOSE_GRACE, write_loop(wr, sealer, rx, &ctx.stats)).await;
+        return;
+    };
+    let mut writer = tokio::spawn({
+        let stats = Arc::clone(&ctx.stats);
+        async move { write_loop(wr, sealer, rx, &stats).await }
+    });
+
+    let end = tokio::select! {
+        end = read_loop(rd, opener, &shard, conn, &ctx) => Some(end),
+        () = kick.cancelled() => None,
+        () = ctx.shutdown.cancelled() => None,
+        _ = &mut writer => Some(End::PeerGone),
+    };
+    shard.leave(conn);
+    let close = match &end {
+        Some(End::Idle) => {
+            Stats::inc(&ctx.stats.idle_dropped);
+            Some((CloseCode::Idle, "no cell received in time; reconnect"))
+        }
+        Some(End::Violation(why)) => Some((CloseCode::Violation, *why)),
+        _ => None,
+    };
+    if let Some(e) = &end {
+        tracing::debug!(peer = %who, shard = shard.id(), end = ?e, "connection ended");
+    }
+    if let Some((code, reason)) = close {
+        let _ = tx.try_send(Outgoing::Close(code, reason.into()));
+    }
+    drop(tx);
+    if tokio::time::timeout(CLOSE_GRACE, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+}
+
+type Joined = (LinkSealer, LinkOpener, u32, Option<u64>);
+
+/// Noise handshake, version check, then the hello frame. `Ok(None)` means
+/// the client was refused with a reply.
+async fn handshake(
+    rd: &mut OwnedReadHalf,
+    wr: &mut OwnedWriteHalf,
+    ctx: &Ctx,
+) -> Result<Option<Joined>, WireError> {
+    let io = |e: std::io::Error| WireError::Noise(e.to_string());
+    let mut prefix = [0u8; 2];
+    rd.read_exact(&mut prefix).await.map_err(io)?;
+    let mut msg1 = vec![0u8; handshake_len(prefix)?];
+    rd.read_exact(&mut msg1).await.map_err(io)?;
+    let params = RelayParams {
+        cell_size: ctx.config.cell_size,
+        round_ms: ctx.config.round_ms(),
+    };
+    let outcome = respond(&ctx.keypair, &msg1, params)?;
+    wr.write_all(&outcome.reply).await.map_err(io)?;
+    let link = match outcome.link {
+        Ok(link) => link,
+        Err(refusal) => {
+            Stats::inc(&ctx.stats.version_refusals);
+            tracing::debug!(%refusal, "refused a client");
+            let _ = wr.shutdown().await;
+            return Ok(None);
+        }
+    };
+    let mut buf = vec![0u8; link.frame_wire_len()];
+    let (sealer, mut opener) = link.split();
+    rd.read_exact(&mut buf).await.map_err(io)?;
+    match opener.open_client(&buf)? {
+        ClientFrame::Hello {
+            shard,
+            resume_after,
+        } => Ok(Some((sealer, opener, shard, resume_after))),
+        ClientFrame::Cell { .. } => Err(WireError::BadField("expected hello, got a cell")),
+    }
+}
+
+async fn read_loop(
+    mut rd: OwnedReadHalf,
+    mut opener: LinkOpener,
+    shard: &Shard,
+    conn: u64,
+    ctx: &Ctx,
+) -> End {
+    let mut buf = vec![0u8; anonchat_protocol::wire::frame_wire_len(ctx.config.cell_size)];
+    let mut violations = 0u32;
+    loop {
+        match tokio::time::timeout(ctx.config.idle_timeout, rd.read_exact(&mut buf)).await {
+            Err(_) => return End::Idle,
+            Ok(Err(_)) => return End::PeerGone,
+            Ok(Ok(_)) => {}
+        }
+        let frame = match opener.open_client(&buf) {
+            Ok(f) => f,
+            Err(e) => return End::Broken(e.to_string()),
+        };
+        let outcome = match frame {
+            ClientFrame::Cell { round, cell } => {
+                Stats::inc(&ctx.stats.cells_in);
+                shard.submit(conn, round, cell)
+            }
+            ClientFrame::Hello { .. } => Submit::Future,
+        };
+        match outcome {
+            Submit::Accepted => {}
+            Submit::Late => Stats::inc(&ctx.stats.cells_late),
+            Submit::Duplicate | Submit::Future => {
+                Stats::inc(&ctx.stats.violations);
+                violations += 1;
+                if violations > ctx.config.max_violations {
+                    return End::Violation("more than one cell per round, or a frame out of place");
+                }
+            }
+        }
+    }
+}
+
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    mut sealer: LinkSealer,
+    mut rx: mpsc::Receiver<Outgoing>,
+    stats: &Stats,
+) -> Result<(), WireError> {
+    let io = |e: std::io::Error| WireError::Noise(e.to_string());
+    while let Some(item) = rx.recv().await {
+        match item {
+            Outgoing::Welcome(w) => {
+                let frame = sealer.seal_relay(&RelayFrame::Welcome(w))?;
+                wr.write_all(&frame).await.map_err(io)?;
+            }
+            Outgoing::Batch(b) => write_batch(&mut wr, &mut sealer, &b, stats).await?,
+            Outgoing::Backlog(held) => {
+                for b in &held {
+                    write_batch(&mut wr, &mut sealer, b, stats).await?;
+                }
+            }
+            Outgoing::Close(code, reason) => {
+                let frame = sealer.seal_relay(&RelayFrame::Close { code, reason })?;
+                wr.write_all(&frame).await.map_err(io)?;
+                break;
+            }
+        }
+    }
+    let _ = wr.shutdown().await;
+    Ok(())
+}
+
+/// The per-client header (sealed under this client's Noise keys), then the
+/// shared sealed body: one vectored write, no copy of the body.
+async fn write_batch(
+    wr: &mut OwnedWriteHalf,
+    sealer: &mut LinkSealer,
+    b: &StoredBatch,
+    stats: &Stats,
+) -> Result<(), WireError> {
+    let header = sealer.seal_relay(&RelayFrame::Batch {
+        round: b.round,
+        closed_at_us: b.closed_at_us,
+        cells: b.cells,
+        key: b.key.clone(),
+    })?;
+    write_all_vectored(wr, &header, &b.body)
+        .await
+        .map_err(|e| WireError::Noise(e.to_string()))?;
+    Stats::add(
+        &stats.batch_bytes_written,
+        (header.len() + b.body.len()) as u64,
+    );
+    Ok(())
+}
+
+async fn write_all_vectored(wr: &mut OwnedWriteHalf, a: &[u8], b: &[u8]) -> std::io::Result<()> {
+    let mut bufs = [IoSlice::new(a), IoSlice::new(b)];
+    let mut slices: &mut [IoSlice<'_>] = &mut bufs;
+    while !slices.is_empty() {
+        let n = wr.write_vectored(slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, n);
+    }
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! The accept loop, the round clock, connection limits and shutdown. Like
+//! mini-redis' `server::run`, it takes its listener and a shutdown signal,
+//! so tests can run it on port 0.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anonchat_protocol::wire::{RelayAddress, RelayKeypair};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::conn::{self, Ctx};
+use crate::shard::{Shards, unix_micros};
+use crate::{RelayConfig, Stats};
+
+/// How often the relay logs its counters.
+const STATS_EVERY: Duration = Duration::from_secs(60);
+/// How long shutdown waits for connections to flush their close frames.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// A configured relay, ready to serve.
+pub struct Relay {
+    pub config: RelayConfig,
+    pub keypair: RelayKeypair,
+}
+
+impl Relay {
+    /// The address clients use, given the host:port they reach us at.
+    pub fn address(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<RelayAddress, anonchat_protocol::wire::AddressError> {
+        RelayAddress::new(host, port, *self.keypair.public())
+    }
+}
+
+/// Counts connections per source address; the map holds only addresses
+/// with a live connection, so it is bounded by `max_clients`.
+#[derive(Clone, Default)]
+pub(crate) struct PerIp(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// Releases one per-address slot when dropped.
+pub(crate) struct IpGuard {
+    map: PerIp,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn try_acquire(&self, ip: IpAddr, max: usize) -> Option<IpGuard> {
+        let mut m = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = m.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpGuard {
+            map: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpGuard {
+    fn drop(&mut self) {
+        let mut m = self
+            .map
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Serves until `shutdown` is cancelled, then tells every client, waits a
+/// moment for the close frames to go out, and returns the final counters.
+pub async fn run(listener: TcpListener, relay: Relay, shutdown: CancellationToken) -> Arc<Stats> {
+    let stats = Arc::new(Stats::default());
+    let config = relay.config;
+    let ctx = Arc::new(Ctx {
+        shards: Shards::new(config, Arc::clone(&stats)),
+        config,
+        keypair: relay.keypair,
+        stats: Arc::clone(&stats),
+        shutdown: CancellationToken::new(),
+        next_id: AtomicU64::new(1),
+    });
+    let tasks = TaskTracker::new();
+    tasks.spawn(round_clock(Arc::clone(&ctx)));
+    tasks.spawn(stats_logger(Arc::clone(&ctx)));
+
+    let slots = Arc::new(Semaphore::new(config.max_clients));
+    let per_ip = PerIp::default();
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    // Typically out of file descriptors: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        Stats::inc(&stats.connections_accepted);
+        let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+            Stats::inc(&stats.connections_refused_full);
+            continue;
+        };
+        let Some(ip) = per_ip.try_acquire(peer.ip(), config.max_per_ip) else {
+            Stats::inc(&stats.connections_refused_full);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        tasks.spawn(conn::serve(stream, peer, Arc::clone(&ctx), permit, ip));
+    }
+
+    tracing::info!("shutting down");
+    drop(listener);
+    ctx.shards.shutdown();
+    ctx.shutdown.cancel();
+    tasks.close();
+    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("some connections did not close in time");
+    }
+    tracing::info!(stats = %stats.summary(), "relay stopped");
+    stats
+}
+
+async fn round_clock(ctx: Arc<Ctx>) {
+    let mut tick = tokio::time::interval(ctx.config.round);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            () = ctx.shutdown.cancelled() => return,
+            _ = tick.tick() => ctx.shards.close_round(Instant::now(), unix_micros()),
+        }
+    }
+}
+
+async fn stats_logger(ctx: Arc<Ctx>) {
+    let mut tick = tokio::time::interval(STATS_EVERY);
+    tick.tick().await;
+    loop {
+        tokio::select! {
+            () = ctx.shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                let (shards, clients, backlog_bytes) = ctx.shards.counts();
+                tracing::info!(shards, clients, backlog_bytes, stats = %ctx.stats.summary(), "relay counters");
+            }
+        }
+    }
+}
