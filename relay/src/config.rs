@@ -28,6 +28,9 @@ pub struct RelayConfig {
     /// Items (batches) waiting for one client's socket; a client whose queue
     /// is full is a slow reader and is dropped.
     pub send_queue: usize,
+    /// Kernel send buffer per client socket (`SO_SNDBUF`), in bytes; `None`
+    /// leaves the kernel's autotuning (bounded by `net.ipv4.tcp_wmem`).
+    pub socket_send_buffer: Option<usize>,
     /// Protocol violations tolerated before a client is cut.
     pub max_violations: u32,
     /// Log client addresses (off by default).
@@ -47,6 +50,7 @@ impl Default for RelayConfig {
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
             send_queue: 32,
+            socket_send_buffer: None,
             max_violations: 3,
             log_addresses: false,
         }

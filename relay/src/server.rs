@@ -128,6 +128,9 @@ pub async fn run(listener: TcpListener, relay: Relay, shutdown: CancellationToke
             continue;
         };
         let _ = stream.set_nodelay(true);
+        if let Some(bytes) = config.socket_send_buffer {
+            let _ = socket2::SockRef::from(&stream).set_send_buffer_size(bytes);
+        }
         tasks.spawn(conn::serve(stream, peer, Arc::clone(&ctx), permit, ip));
     }
 

@@ -57,6 +57,9 @@ struct Args {
     /// Batches queued per client before it counts as a slow reader and is dropped.
     #[arg(long, default_value_t = 32)]
     send_queue: usize,
+    /// Kernel send buffer per client socket in bytes (default: the kernel's autotuning).
+    #[arg(long)]
+    socket_send_buffer: Option<usize>,
     /// Also write the address to this file.
     #[arg(long)]
     address_file: Option<PathBuf>,
@@ -85,6 +88,7 @@ fn main() -> anyhow::Result<()> {
         handshake_timeout: Duration::from_millis(args.handshake_timeout_ms),
         idle_timeout: Duration::from_secs(args.idle_timeout_s),
         send_queue: args.send_queue,
+        socket_send_buffer: args.socket_send_buffer,
         max_violations: RelayConfig::default().max_violations,
         log_addresses: args.log_addresses,
     };

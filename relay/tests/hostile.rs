@@ -1,0 +1,193 @@
+//! Hostile input: each case is refused or dropped at a bounded cost while a
+//! well-behaved client in the same shard keeps getting every round.
+
+mod common;
+
+use std::time::Duration;
+
+use anonchat_relay::client;
+use common::{RelayProc, closed_within, good_client, random_cell, raw};
+use tokio::io::AsyncWriteExt as _;
+
+const SHARD: u32 = 11;
+
+/// A good client in SHARD for `rounds` rounds; checks it saw every one.
+fn bystander(relay: &RelayProc, rounds: usize, cell: usize) -> tokio::task::JoinHandle<()> {
+    let addr = relay.addr.clone();
+    tokio::spawn(async move {
+        let seen = good_client(addr, SHARD, rounds, move |_| random_cell(cell)).await;
+        assert!(
+            seen.contiguous(),
+            "bystander missed a round: {:?}",
+            seen.rounds
+        );
+        let expected: Vec<u64> = seen
+            .rounds
+            .iter()
+            .copied()
+            .filter(|r| seen.sent.contains(r))
+            .collect();
+        assert_eq!(seen.own_once, expected, "bystander's cell missing");
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_instead_of_a_handshake_is_dropped() {
+    let relay = RelayProc::start(&[]);
+    let by = bystander(&relay, 15, 512);
+    // Random bytes: the length prefix is out of range.
+    let mut a = raw(&relay.addr).await;
+    a.write_all(&random_cell(4096)).await.unwrap();
+    closed_within(&mut a, Duration::from_secs(2)).await;
+    // A plausible length, then bytes that are no Noise message.
+    let mut b = raw(&relay.addr).await;
+    b.write_all(&[0, 50]).await.unwrap();
+    b.write_all(&random_cell(50)).await.unwrap();
+    closed_within(&mut b, Duration::from_secs(2)).await;
+    by.await.unwrap();
+    let stderr = relay.stop();
+    assert_eq!(common::stat(&stderr, "handshake_failed"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handshake_that_stops_half_way_times_out() {
+    let relay = RelayProc::start(&["--handshake-timeout-ms", "500"]);
+    let by = bystander(&relay, 15, 512);
+    let (_hs, msg1) = anonchat_protocol::wire::ClientHandshake::start(relay.addr.key()).unwrap();
+    let mut s = raw(&relay.addr).await;
+    s.write_all(&msg1[..20]).await.unwrap();
+    let t = std::time::Instant::now();
+    closed_within(&mut s, Duration::from_secs(3)).await;
+    assert!(
+        t.elapsed() >= Duration::from_millis(400),
+        "closed before the timeout"
+    );
+    // Joined but never says hello: same deadline.
+    let mut s = raw(&relay.addr).await;
+    s.write_all(&msg1).await.unwrap();
+    closed_within(&mut s, Duration::from_secs(3)).await;
+    by.await.unwrap();
+    relay.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_of_the_wrong_size_break_only_their_own_connection() {
+    let relay = RelayProc::start(&[]);
+    let by = bystander(&relay, 15, 512);
+    for cut in [10usize, 1] {
+        let c = client::connect(&relay.addr, SHARD, None).await.unwrap();
+        let client::Connected {
+            welcome,
+            mut sender,
+            mut receiver,
+            ..
+        } = c;
+        let frame = sender
+            .seal(&anonchat_protocol::wire::ClientFrame::Cell {
+                round: welcome.open_round,
+                cell: random_cell(512),
+            })
+            .unwrap();
+        // A short frame followed by another: the stream is now misaligned.
+        sender.send_raw(&frame[..frame.len() - cut]).await.unwrap();
+        sender.send_raw(&random_cell(cut + 40)).await.unwrap();
+        let end = tokio::time::timeout(Duration::from_secs(3), async {
+            loop {
+                match receiver.next().await {
+                    Ok(client::Incoming::Batch(_)) => {}
+                    other => return other.is_err(),
+                }
+            }
+        })
+        .await
+        .expect("connection dropped in time");
+        assert!(end, "dropped without a close frame: the stream was garbage");
+    }
+    by.await.unwrap();
+    relay.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_is_dropped_not_buffered() {
+    // Big cells, fast rounds and small socket buffers, so the buffers
+    // between the relay and the slow client fill within a second or two.
+    let relay = RelayProc::start(&[
+        "--cell-size",
+        "8192",
+        "--round-ms",
+        "50",
+        "--send-queue",
+        "4",
+        "--socket-send-buffer",
+        "65536",
+    ]);
+    let mut bystanders = Vec::new();
+    for _ in 0..3 {
+        bystanders.push(bystander(&relay, 60, 8192));
+    }
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket
+        .connect(relay.addr.socket_addr_string().parse().unwrap())
+        .await
+        .unwrap();
+    let slow = client::join(stream, relay.addr.key(), SHARD, None)
+        .await
+        .unwrap();
+    let client::Connected {
+        welcome,
+        mut sender,
+        receiver,
+        ..
+    } = slow;
+    sender
+        .send_cell(welcome.open_round, random_cell(8192))
+        .await
+        .unwrap();
+    for b in bystanders {
+        b.await.unwrap();
+    }
+    drop(receiver);
+    let stderr = relay.stop();
+    assert_eq!(common::stat(&stderr, "slow_dropped"), 1, "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_idle_connections_cost_a_bounded_amount() {
+    let _ = rlimit::increase_nofile_limit(8192);
+    let relay = RelayProc::start(&["--max-per-ip", "2000", "--handshake-timeout-ms", "1500"]);
+    let by = bystander(&relay, 30, 512);
+    let mut idle = Vec::with_capacity(1000);
+    for _ in 0..1000 {
+        idle.push(raw(&relay.addr).await);
+    }
+    // All are dropped once the handshake deadline passes.
+    for s in &mut idle {
+        closed_within(s, Duration::from_secs(5)).await;
+    }
+    by.await.unwrap();
+    let stderr = relay.stop();
+    assert_eq!(common::stat(&stderr, "handshake_failed"), 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limits_are_refused_at_once() {
+    let relay = RelayProc::start(&["--max-clients", "5", "--max-per-ip", "3"]);
+    let by = bystander(&relay, 15, 512);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The bystander holds one of the three per-address slots.
+    let _kept: Vec<_> = open_raw(2, &relay).await;
+    let mut over = raw(&relay.addr).await;
+    closed_within(&mut over, Duration::from_millis(500)).await;
+    by.await.unwrap();
+    let stderr = relay.stop();
+    assert!(common::stat(&stderr, "refused_full") >= 1);
+}
+
+async fn open_raw(n: usize, relay: &RelayProc) -> Vec<tokio::net::TcpStream> {
+    let mut v = Vec::new();
+    for _ in 0..n {
+        v.push(raw(&relay.addr).await);
+    }
+    v
+}
