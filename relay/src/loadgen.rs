@@ -46,6 +46,9 @@ pub struct Report {
     pub fanout_latency_max_ms: f64,
     pub lost_cells: u64,
     pub relay_cpu_percent: Option<f64>,
+    /// The generator's own CPU: near 100% per core means the instrument,
+    /// not the relay, is the limit (late answers then count as lost).
+    pub loadgen_cpu_percent: Option<f64>,
 }
 
 impl std::fmt::Display for Report {
@@ -72,6 +75,9 @@ impl std::fmt::Display for Report {
         if let Some(cpu) = self.relay_cpu_percent {
             write!(f, "\nrelay CPU: {cpu:.1}% of one core")?;
         }
+        if let Some(cpu) = self.loadgen_cpu_percent {
+            write!(f, "\nload generator CPU: {cpu:.1}% of one core")?;
+        }
         Ok(())
     }
 }
@@ -83,6 +89,8 @@ struct ClientLog {
 }
 
 type Sent = Arc<Mutex<HashMap<(u32, u64), u64>>>;
+/// CPU ticks of a process at the start and the end of the measurement.
+type CpuSpan = Option<(u64, u64)>;
 
 pub async fn run(cfg: LoadConfig) -> Result<Report, ClientError> {
     let shards = cfg.shards.max(1);
@@ -103,10 +111,12 @@ pub async fn run(cfg: LoadConfig) -> Result<Report, ClientError> {
     }
     ready.wait().await;
     let cpu0 = cfg.relay_pid.and_then(cpu_ticks);
+    let own0 = cpu_ticks(std::process::id());
     let t0 = Instant::now();
     tokio::time::sleep(cfg.duration).await;
     let elapsed = t0.elapsed();
     let cpu1 = cfg.relay_pid.and_then(cpu_ticks);
+    let own1 = cpu_ticks(std::process::id());
     stop.store(crate::shard::unix_micros(), Ordering::SeqCst);
 
     let mut logs = Vec::new();
@@ -128,7 +138,7 @@ pub async fn run(cfg: LoadConfig) -> Result<Report, ClientError> {
         &sent,
         &logs,
         elapsed,
-        cpu0.zip(cpu1),
+        (cpu0.zip(cpu1), own0.zip(own1)),
         cell_size,
         round_ms,
     ))
@@ -197,7 +207,7 @@ fn summarize(
     sent: &Sent,
     logs: &[(u32, ClientLog)],
     elapsed: Duration,
-    cpu: Option<(u64, u64)>,
+    cpu: (CpuSpan, CpuSpan),
     cell_size: usize,
     round_ms: u32,
 ) -> Report {
@@ -243,7 +253,12 @@ fn summarize(
         fanout_latency_p99_ms: pct(990),
         fanout_latency_max_ms: pct(1000),
         lost_cells: lost,
-        relay_cpu_percent: cpu.map(|(a, b)| (b.saturating_sub(a)) as f64 / clk / secs * 100.0),
+        relay_cpu_percent: cpu
+            .0
+            .map(|(a, b)| b.saturating_sub(a) as f64 / clk / secs * 100.0),
+        loadgen_cpu_percent: cpu
+            .1
+            .map(|(a, b)| b.saturating_sub(a) as f64 / clk / secs * 100.0),
     }
 }
 

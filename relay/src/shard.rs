@@ -126,7 +126,9 @@ impl Shards {
             config,
             stats,
             backlog_bytes: AtomicUsize::new(0),
-            tick: Mutex::new(1),
+            // Rounds count on from the wall clock, so they keep increasing
+            // across relay restarts and a resuming client sees the gap.
+            tick: Mutex::new(unix_micros() / 1000 / u64::from(config.round_ms().max(1))),
         }
     }
 

@@ -8,6 +8,7 @@
 
 use std::io::{BufRead as _, BufReader, Read as _};
 use std::process::{Child, Command, Stdio};
+
 use std::time::Duration;
 
 use anonchat_protocol::wire::RelayAddress;
@@ -57,10 +58,8 @@ impl RelayProc {
 
     /// SIGTERM, wait, and return what the relay wrote on stderr.
     pub fn stop(mut self) -> String {
-        Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).unwrap());
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "relay exited with {status}");
         let mut err = String::new();
