@@ -15,7 +15,7 @@ mod batch;
 mod error;
 mod frame;
 mod handshake;
-mod reader;
+pub(crate) mod reader;
 
 pub use address::{AddressError, MAX_ADDRESS_LEN, RELAY_KEY_LEN, RelayAddress, SCHEME};
 pub use batch::{BatchKey, OpenedBatch, SealedBatch, open_batch, seal_batch, sealed_body_len};

@@ -43,6 +43,11 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(self.array()?))
     }
 
+    /// Bytes not read yet.
+    pub(crate) fn remaining(&self) -> usize {
+        self.buf.len()
+    }
+
     /// The rest must be zero padding.
     pub(crate) fn expect_zero_padding(self) -> Result<(), WireError> {
         if self.buf.iter().all(|&b| b == 0) {

@@ -1,0 +1,392 @@
+//! Messages over cells: fragmentation and the sender's state machine
+//! (queued → sent → delivered, with retransmission), reassembly with bounds
+//! and in-order, exactly-once delivery on the receiving side.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use zeroize::Zeroizing;
+
+use super::payload::Fragment;
+
+/// Largest message body, in bytes.
+pub const MAX_MESSAGE_LEN: usize = 16 * 1024;
+/// Most fragments a message may have (receiver bound).
+pub const MAX_FRAGMENTS: u16 = 256;
+/// Messages waiting to be delivered to one contact.
+pub const MAX_OUTBOX: usize = 64;
+/// Messages being reassembled from one contact at once.
+pub const MAX_PARTIAL: usize = 8;
+/// Complete messages held back for in-order delivery, per contact.
+pub const MAX_READY: usize = 64;
+/// How far ahead of the last delivered id a message id may be.
+pub const MAX_ID_AHEAD: u64 = 1024;
+
+/// Where an outgoing message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    Queued,
+    Sent,
+    Delivered,
+}
+
+struct OutMsg {
+    id: u64,
+    fragments: Vec<Zeroizing<Vec<u8>>>,
+    next: usize,
+    /// When the last fragment went out (ms); `None` while not fully sent.
+    sent_at: Option<u64>,
+    ever_sent: bool,
+}
+
+/// What happened on the sending side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OutEvent {
+    Sent(u64),
+    Retransmitting(u64),
+}
+
+#[derive(Default)]
+pub(crate) struct Outbox {
+    queue: VecDeque<OutMsg>,
+}
+
+impl Outbox {
+    pub(crate) fn len(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub(crate) fn push(&mut self, id: u64, body: &[u8], fragment_len: usize) {
+        let fragments = body
+            .chunks(fragment_len.max(1))
+            .map(|c| Zeroizing::new(c.to_vec()))
+            .collect();
+        self.queue.push_back(OutMsg {
+            id,
+            fragments,
+            next: 0,
+            sent_at: None,
+            ever_sent: false,
+        });
+    }
+
+    /// The lowest id not yet acknowledged, or `next_id` if none is waiting.
+    pub(crate) fn floor(&self, next_id: u64) -> u64 {
+        self.queue.iter().map(|m| m.id).min().unwrap_or(next_id)
+    }
+
+    /// Restarts messages that were sent and not acknowledged within
+    /// `after_ms`.
+    pub(crate) fn retransmit_due(&mut self, now_ms: u64, after_ms: u64) -> Vec<OutEvent> {
+        let mut events = Vec::new();
+        for m in &mut self.queue {
+            if let Some(at) = m.sent_at {
+                if now_ms.saturating_sub(at) >= after_ms {
+                    m.next = 0;
+                    m.sent_at = None;
+                    events.push(OutEvent::Retransmitting(m.id));
+                }
+            }
+        }
+        events
+    }
+
+    /// Starts every unacknowledged message again (the session changed).
+    pub(crate) fn restart_all(&mut self) {
+        for m in &mut self.queue {
+            m.next = 0;
+            m.sent_at = None;
+        }
+    }
+
+    pub(crate) fn has_pending_fragment(&self) -> bool {
+        self.queue.iter().any(|m| m.next < m.fragments.len())
+    }
+
+    /// The next fragment to send, oldest message first.
+    pub(crate) fn next_fragment(
+        &mut self,
+        now_ms: u64,
+        next_id: u64,
+    ) -> Option<(Fragment, Option<OutEvent>)> {
+        let floor = self.floor(next_id);
+        let m = self.queue.iter_mut().find(|m| m.next < m.fragments.len())?;
+        let index = m.next;
+        m.next += 1;
+        let mut event = None;
+        if m.next == m.fragments.len() {
+            m.sent_at = Some(now_ms);
+            if !m.ever_sent {
+                m.ever_sent = true;
+                event = Some(OutEvent::Sent(m.id));
+            }
+        }
+        Some((
+            Fragment {
+                msg_id: m.id,
+                floor,
+                index: index as u16,
+                count: m.fragments.len() as u16,
+                data: m.fragments[index].clone(),
+            },
+            event,
+        ))
+    }
+
+    /// An acknowledgement: true if it completed a waiting message.
+    pub(crate) fn ack(&mut self, id: u64) -> bool {
+        let before = self.queue.len();
+        self.queue.retain(|m| m.id != id);
+        self.queue.len() != before
+    }
+
+    pub(crate) fn state(&self, id: u64) -> Option<Delivery> {
+        self.queue.iter().find(|m| m.id == id).map(|m| {
+            if m.ever_sent {
+                Delivery::Sent
+            } else {
+                Delivery::Queued
+            }
+        })
+    }
+}
+
+struct Partial {
+    count: u16,
+    parts: Vec<Option<Zeroizing<Vec<u8>>>>,
+    bytes: usize,
+}
+
+/// What reassembly made of a fragment.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Received {
+    /// Stored; the message is not complete yet.
+    Pending,
+    /// The message is complete (acknowledge it); `ready` lists the messages
+    /// now deliverable in order.
+    Complete,
+    /// Already delivered or complete: acknowledge again, deliver nothing.
+    Duplicate,
+    /// Out of bounds or inconsistent: dropped (the sender retransmits).
+    Dropped,
+}
+
+pub(crate) struct Inbox {
+    delivered_upto: u64,
+    floor: u64,
+    partial: HashMap<u64, Partial>,
+    ready: BTreeMap<u64, Zeroizing<Vec<u8>>>,
+}
+
+impl Inbox {
+    pub(crate) fn new(delivered_upto: u64) -> Self {
+        Self {
+            delivered_upto,
+            floor: 0,
+            partial: HashMap::new(),
+            ready: BTreeMap::new(),
+        }
+    }
+
+    pub(crate) fn delivered_upto(&self) -> u64 {
+        self.delivered_upto
+    }
+
+    pub(crate) fn add(&mut self, f: &Fragment) -> Received {
+        self.floor = self.floor.max(f.floor);
+        let id = f.msg_id;
+        if id <= self.delivered_upto || self.ready.contains_key(&id) {
+            return Received::Duplicate;
+        }
+        if id > self.delivered_upto + MAX_ID_AHEAD
+            || f.count > MAX_FRAGMENTS
+            || f.data.len() > MAX_MESSAGE_LEN
+        {
+            return Received::Dropped;
+        }
+        if !self.partial.contains_key(&id) {
+            if self.partial.len() >= MAX_PARTIAL || self.ready.len() >= MAX_READY {
+                return Received::Dropped;
+            }
+            self.partial.insert(
+                id,
+                Partial {
+                    count: f.count,
+                    parts: vec![None; usize::from(f.count)],
+                    bytes: 0,
+                },
+            );
+        }
+        let Some(p) = self.partial.get_mut(&id) else {
+            return Received::Dropped;
+        };
+        let slot = usize::from(f.index);
+        if p.count != f.count || p.bytes + f.data.len() > MAX_MESSAGE_LEN {
+            return Received::Dropped;
+        }
+        if p.parts[slot].is_none() {
+            p.bytes += f.data.len();
+            p.parts[slot] = Some(f.data.clone());
+        }
+        if p.parts.iter().any(Option::is_none) {
+            return Received::Pending;
+        }
+        let Some(p) = self.partial.remove(&id) else {
+            return Received::Dropped;
+        };
+        let mut body = Zeroizing::new(Vec::with_capacity(p.bytes));
+        for part in p.parts.into_iter().flatten() {
+            body.extend_from_slice(&part);
+        }
+        self.ready.insert(id, body);
+        Received::Complete
+    }
+
+    /// Messages deliverable now, in id order. Ids below the sender's floor
+    /// that never arrived are skipped (the sender abandoned them).
+    pub(crate) fn deliverable(&mut self) -> Vec<(u64, Zeroizing<Vec<u8>>)> {
+        let mut out = Vec::new();
+        loop {
+            let next = self.delivered_upto + 1;
+            if let Some(body) = self.ready.remove(&next) {
+                self.delivered_upto = next;
+                out.push((next, body));
+                continue;
+            }
+            if next < self.floor && !self.partial.contains_key(&next) {
+                // The sender holds nothing below its floor: `next` is gone.
+                self.delivered_upto = next;
+                continue;
+            }
+            return out;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn reassemble(body: &[u8], frag: usize, order: &[usize]) -> Option<Vec<u8>> {
+        let mut out = Outbox::default();
+        out.push(1, body, frag);
+        let mut frags = Vec::new();
+        while let Some((f, _)) = out.next_fragment(0, 2) {
+            frags.push(f);
+        }
+        let mut inbox = Inbox::new(0);
+        for &i in order {
+            if let Some(f) = frags.get(i % frags.len()) {
+                inbox.add(f);
+            }
+        }
+        inbox.deliverable().pop().map(|(_, b)| b.to_vec())
+    }
+
+    #[test]
+    fn states_go_queued_sent_delivered() {
+        let mut out = Outbox::default();
+        out.push(1, &[7; 50], 20);
+        assert_eq!(out.state(1), Some(Delivery::Queued));
+        let mut events = Vec::new();
+        while let Some((_, e)) = out.next_fragment(10, 2) {
+            events.extend(e);
+        }
+        assert_eq!(events, vec![OutEvent::Sent(1)]);
+        assert_eq!(out.state(1), Some(Delivery::Sent));
+        assert!(out.retransmit_due(15, 10).is_empty());
+        assert_eq!(
+            out.retransmit_due(20, 10),
+            vec![OutEvent::Retransmitting(1)]
+        );
+        assert!(out.has_pending_fragment());
+        assert!(out.ack(1));
+        assert!(!out.ack(1));
+        assert_eq!(out.state(1), None);
+    }
+
+    #[test]
+    fn messages_are_delivered_in_order_exactly_once() {
+        let mut out = Outbox::default();
+        out.push(1, b"first", 100);
+        out.push(2, b"second", 100);
+        let (f1, _) = out.next_fragment(0, 3).unwrap();
+        let (f2, _) = out.next_fragment(0, 3).unwrap();
+        let mut inbox = Inbox::new(0);
+        assert_eq!(inbox.add(&f2), Received::Complete);
+        assert!(inbox.deliverable().is_empty(), "waits for message 1");
+        assert_eq!(inbox.add(&f1), Received::Complete);
+        let got: Vec<u64> = inbox.deliverable().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(got, vec![1, 2]);
+        assert_eq!(inbox.add(&f1), Received::Duplicate);
+        assert!(inbox.deliverable().is_empty());
+    }
+
+    #[test]
+    fn ids_below_the_senders_floor_are_not_waited_for() {
+        let mut inbox = Inbox::new(0);
+        // The sender restarted: messages 1..=4 are gone, 5 carries floor 5.
+        let f = Fragment {
+            msg_id: 5,
+            floor: 5,
+            index: 0,
+            count: 1,
+            data: Zeroizing::new(b"after restart".to_vec()),
+        };
+        assert_eq!(inbox.add(&f), Received::Complete);
+        let got: Vec<u64> = inbox.deliverable().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(got, vec![5]);
+    }
+
+    #[test]
+    fn reassembly_is_bounded() {
+        let mut inbox = Inbox::new(0);
+        let frag = |id, count| Fragment {
+            msg_id: id,
+            floor: 1,
+            index: 0,
+            count,
+            data: Zeroizing::new(vec![1]),
+        };
+        for id in 1..=MAX_PARTIAL as u64 {
+            assert_eq!(inbox.add(&frag(id, 2)), Received::Pending);
+        }
+        assert_eq!(inbox.add(&frag(100, 2)), Received::Dropped);
+        assert_eq!(inbox.add(&frag(MAX_ID_AHEAD + 1, 1)), Received::Dropped);
+        assert_eq!(inbox.add(&frag(2, MAX_FRAGMENTS + 1)), Received::Dropped);
+        assert_eq!(inbox.add(&frag(1, 3)), Received::Dropped, "count changed");
+    }
+
+    proptest! {
+        #[test]
+        fn fragmentation_round_trips_in_any_order(
+            body in proptest::collection::vec(any::<u8>(), 1..3000),
+            // At least 12 bytes a fragment keeps 3000 bytes within MAX_FRAGMENTS.
+            frag in 12usize..500,
+            shuffle in proptest::collection::vec(any::<usize>(), 0..40),
+        ) {
+            let n = body.len().div_ceil(frag);
+            // Every fragment once, in a scrambled order, plus duplicates.
+            let mut order: Vec<usize> = (0..n).collect();
+            for (i, s) in shuffle.iter().enumerate() {
+                let a = i % n;
+                let b = s % n;
+                order.swap(a, b);
+            }
+            order.extend(shuffle.iter().map(|s| s % n));
+            prop_assert_eq!(reassemble(&body, frag, &order), Some(body.clone()));
+        }
+
+        #[test]
+        fn a_missing_fragment_delivers_nothing(
+            body in proptest::collection::vec(any::<u8>(), 2..3000),
+            frag in 12usize..500,
+        ) {
+            let n = body.len().div_ceil(frag);
+            prop_assume!(n > 1);
+            let order: Vec<usize> = (1..n).collect();
+            prop_assert_eq!(reassemble(&body, frag, &order), None);
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! The daemon's view of the end-to-end layer: all contacts, one tag index
+//! for all of them (a batch of N cells costs N look-ups), one cell out per
+//! round (real or cover), and the persistent state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+use rand::CryptoRng;
+use subtle::ConstantTimeEq as _;
+use zeroize::Zeroizing;
+
+use super::contact::{Contact, Ev, Slot};
+use super::identity::{PrivateIdentity, PublicIdentity};
+use super::messages::Delivery;
+use super::session::SESSION_OVERHEAD;
+use super::writer::Writer;
+use super::{SendError, StateError};
+use crate::wire::reader::Reader;
+
+/// Smallest cell the end-to-end layer can work with.
+pub const MIN_E2E_CELL: usize = 256;
+/// Largest cell the end-to-end layer accepts.
+pub const MAX_E2E_CELL: usize = crate::wire::MAX_CELL_SIZE;
+/// Most contacts one router holds.
+pub const MAX_CONTACTS: usize = 1024;
+
+const STATE_MAGIC: &[u8; 4] = b"ACRS";
+const STATE_VERSION: u8 = 1;
+
+/// A contact, as the daemon numbers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ContactId(pub u64);
+
+/// Settings fixed for a router's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// The relay's cell size.
+    pub cell_size: usize,
+    /// A message sent but not acknowledged within this time is sent again.
+    pub retransmit_after_ms: u64,
+}
+
+/// What the end-to-end layer tells its caller. `Debug` never prints a body.
+pub enum Event {
+    /// A complete message, in order, exactly once.
+    Received {
+        contact: ContactId,
+        msg_id: u64,
+        body: Zeroizing<Vec<u8>>,
+    },
+    /// Every fragment of the message went out once.
+    Sent { contact: ContactId, msg_id: u64 },
+    /// The peer acknowledged the message.
+    Delivered { contact: ContactId, msg_id: u64 },
+    /// Not acknowledged in time: going out again.
+    Retransmitting { contact: ContactId, msg_id: u64 },
+    /// A session with the contact is established (or replaced).
+    SessionStarted { contact: ContactId },
+}
+
+impl fmt::Debug for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Received {
+                contact,
+                msg_id,
+                body,
+            } => write!(
+                f,
+                "Received {{ contact: {}, msg_id: {msg_id}, len: {} }}",
+                contact.0,
+                body.len()
+            ),
+            Self::Sent { contact, msg_id } => {
+                write!(f, "Sent {{ contact: {}, msg_id: {msg_id} }}", contact.0)
+            }
+            Self::Delivered { contact, msg_id } => {
+                write!(
+                    f,
+                    "Delivered {{ contact: {}, msg_id: {msg_id} }}",
+                    contact.0
+                )
+            }
+            Self::Retransmitting { contact, msg_id } => {
+                write!(
+                    f,
+                    "Retransmitting {{ contact: {}, msg_id: {msg_id} }}",
+                    contact.0
+                )
+            }
+            Self::SessionStarted { contact } => {
+                write!(f, "SessionStarted {{ contact: {} }}", contact.0)
+            }
+        }
+    }
+}
+
+fn attach(contact: ContactId, evs: Vec<Ev>) -> impl Iterator<Item = Event> {
+    evs.into_iter().map(move |e| match e {
+        Ev::Received(msg_id, body) => Event::Received {
+            contact,
+            msg_id,
+            body,
+        },
+        Ev::Sent(msg_id) => Event::Sent { contact, msg_id },
+        Ev::Delivered(msg_id) => Event::Delivered { contact, msg_id },
+        Ev::Retransmitting(msg_id) => Event::Retransmitting { contact, msg_id },
+        Ev::SessionStarted => Event::SessionStarted { contact },
+    })
+}
+
+/// Why a contact could not be added.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ContactError {
+    #[error("that identity is your own")]
+    Myself,
+    #[error("a contact with this id already exists")]
+    DuplicateId,
+    #[error("this identity is already a contact")]
+    DuplicateIdentity,
+    #[error("too many contacts (at most {MAX_CONTACTS})")]
+    TooMany,
+    #[error("the contact's X25519 key is unusable")]
+    BadKey,
+}
+
+/// Why a router could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the relay's cell size {0} is outside {MIN_E2E_CELL}..={MAX_E2E_CELL}; use another relay")]
+pub struct CellSizeError(pub usize);
+
+pub struct Router {
+    me: PrivateIdentity,
+    config: Config,
+    contacts: BTreeMap<ContactId, Contact>,
+    index: HashMap<[u8; 16], (ContactId, Slot)>,
+    owned: HashMap<ContactId, Vec<[u8; 16]>>,
+    cursor: u64,
+}
+
+impl fmt::Debug for Router {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Router {{ contacts: {} }}", self.contacts.len())
+    }
+}
+
+impl Router {
+    pub fn new(me: PrivateIdentity, config: Config) -> Result<Self, CellSizeError> {
+        if !(MIN_E2E_CELL..=MAX_E2E_CELL).contains(&config.cell_size) {
+            return Err(CellSizeError(config.cell_size));
+        }
+        Ok(Self {
+            me,
+            config,
+            contacts: BTreeMap::new(),
+            index: HashMap::new(),
+            owned: HashMap::new(),
+            cursor: 0,
+        })
+    }
+
+    pub fn identity(&self) -> &PublicIdentity {
+        self.me.public()
+    }
+
+    pub fn config(&self) -> Config {
+        self.config
+    }
+
+    pub fn add_contact(&mut self, id: ContactId, peer: PublicIdentity) -> Result<(), ContactError> {
+        if peer.fingerprint() == self.me.public().fingerprint() {
+            return Err(ContactError::Myself);
+        }
+        if self.contacts.contains_key(&id) {
+            return Err(ContactError::DuplicateId);
+        }
+        if self
+            .contacts
+            .values()
+            .any(|c| c.peer.fingerprint() == peer.fingerprint())
+        {
+            return Err(ContactError::DuplicateIdentity);
+        }
+        if self.contacts.len() >= MAX_CONTACTS {
+            return Err(ContactError::TooMany);
+        }
+        let contact =
+            Contact::new(&self.me, peer, self.config.cell_size).ok_or(ContactError::BadKey)?;
+        self.contacts.insert(id, contact);
+        self.reindex(id);
+        Ok(())
+    }
+
+    pub fn remove_contact(&mut self, id: ContactId) -> bool {
+        let removed = self.contacts.remove(&id).is_some();
+        self.reindex(id);
+        removed
+    }
+
+    pub fn contact_ids(&self) -> impl Iterator<Item = ContactId> + '_ {
+        self.contacts.keys().copied()
+    }
+
+    pub fn has_session(&self, id: ContactId) -> bool {
+        self.contacts.get(&id).is_some_and(Contact::has_session)
+    }
+
+    /// Queues a message; it goes out one cell per round.
+    pub fn send(&mut self, id: ContactId, body: &[u8]) -> Result<u64, SendError> {
+        self.contacts
+            .get_mut(&id)
+            .ok_or(SendError::UnknownContact)?
+            .enqueue(body)
+    }
+
+    pub fn delivery(&self, id: ContactId, msg_id: u64) -> Option<Delivery> {
+        self.contacts.get(&id)?.delivery(msg_id)
+    }
+
+    fn reindex(&mut self, id: ContactId) {
+        for tag in self.owned.remove(&id).unwrap_or_default() {
+            self.index.remove(&tag);
+        }
+        if let Some(c) = self.contacts.get(&id) {
+            let expected = c.expected();
+            let mut tags = Vec::with_capacity(expected.len());
+            for (tag, slot) in expected {
+                self.index.insert(tag, (id, slot));
+                tags.push(tag);
+            }
+            self.owned.insert(id, tags);
+        }
+    }
+
+    /// Feeds one cell of a batch. A cell that matches no expected tag (a
+    /// cover cell, a stranger's, a replay) costs one hash look-up and
+    /// changes nothing.
+    pub fn receive_cell<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, cell: &[u8]) -> Vec<Event> {
+        if cell.len() != self.config.cell_size {
+            return Vec::new();
+        }
+        let Ok(tag) = <[u8; 16]>::try_from(&cell[..16]) else {
+            return Vec::new();
+        };
+        let Some(&(id, slot)) = self.index.get(&tag) else {
+            return Vec::new();
+        };
+        let Some(contact) = self.contacts.get_mut(&id) else {
+            return Vec::new();
+        };
+        // Confirm in constant time against the contact's own record.
+        if !contact
+            .tag_at(slot)
+            .is_some_and(|t| bool::from(t.ct_eq(&tag)))
+        {
+            return Vec::new();
+        }
+        let evs = contact.receive(&self.me, rng, slot, cell);
+        self.reindex(id);
+        attach(id, evs).collect()
+    }
+
+    /// The cell for the next round: the next real cell of some contact
+    /// (round robin), or a cover cell of random bytes. Always exactly
+    /// `cell_size` bytes.
+    pub fn next_cell<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        now_ms: u64,
+    ) -> (Vec<u8>, Vec<Event>) {
+        let mut events = Vec::new();
+        let ids: Vec<ContactId> = self.contacts.keys().copied().collect();
+        for &id in &ids {
+            let Some(c) = self.contacts.get_mut(&id) else {
+                continue;
+            };
+            let (evs, changed) = c.poll(&self.me, rng, now_ms, self.config.retransmit_after_ms);
+            events.extend(attach(id, evs));
+            if changed {
+                self.reindex(id);
+            }
+        }
+        let start = ids.partition_point(|id| id.0 <= self.cursor);
+        let order = ids[start..].iter().chain(&ids[..start]);
+        for &id in order {
+            let Some(c) = self.contacts.get_mut(&id) else {
+                continue;
+            };
+            if !c.has_output() {
+                continue;
+            }
+            if let Some((cell, evs)) = c.produce(now_ms) {
+                self.cursor = id.0;
+                events.extend(attach(id, evs));
+                debug_assert_eq!(cell.len(), self.config.cell_size);
+                return (cell, events);
+            }
+        }
+        let mut cover = vec![0u8; self.config.cell_size];
+        rng.fill_bytes(&mut cover);
+        (cover, events)
+    }
+
+    /// Everything to persist (encrypted by the caller): sessions, counters,
+    /// contacts' public identities. No message text: queues stay in RAM.
+    pub fn export_state(&self) -> Zeroizing<Vec<u8>> {
+        let mut w = Writer::new();
+        w.bytes(STATE_MAGIC);
+        w.u8(STATE_VERSION);
+        w.bytes(&self.me.public().fingerprint().0);
+        w.u32(self.config.cell_size as u32);
+        w.u32(self.contacts.len() as u32);
+        for (id, c) in &self.contacts {
+            w.u64(id.0);
+            let mut inner = Writer::new();
+            c.encode(&mut inner);
+            w.u32_prefixed(&inner.into_secret());
+        }
+        w.into_secret()
+    }
+
+    /// Restores a router from [`export_state`](Self::export_state).
+    pub fn import_state(
+        me: PrivateIdentity,
+        config: Config,
+        bytes: &[u8],
+    ) -> Result<Self, StateError> {
+        let mut r = Reader::new(bytes);
+        if &r.array::<4>()? != STATE_MAGIC {
+            return Err(StateError::Damaged);
+        }
+        let version = r.u8()?;
+        if version != STATE_VERSION {
+            return Err(StateError::UnknownVersion(version));
+        }
+        if r.array::<32>()? != me.public().fingerprint().0 {
+            return Err(StateError::WrongIdentity);
+        }
+        let cell_size = r.u32()? as usize;
+        if cell_size != config.cell_size {
+            return Err(StateError::Damaged);
+        }
+        let count = r.u32()? as usize;
+        if count > MAX_CONTACTS {
+            return Err(StateError::Damaged);
+        }
+        let mut router = Self::new(me, config).map_err(|_| StateError::Damaged)?;
+        for _ in 0..count {
+            let id = ContactId(r.u64()?);
+            let len = r.u32()? as usize;
+            let mut inner = Reader::new(r.take(len)?);
+            let contact = Contact::decode(&router.me, &mut inner, config.cell_size)?;
+            inner.expect_end()?;
+            router.contacts.insert(id, contact);
+            router.reindex(id);
+        }
+        r.expect_end()?;
+        Ok(router)
+    }
+}
+
+/// Payload capacity of a session cell at `cell_size` (for documentation
+/// and tests).
+pub fn session_payload_len(cell_size: usize) -> usize {
+    cell_size - SESSION_OVERHEAD
+}
