@@ -18,7 +18,7 @@ use super::kdf::{
 };
 use super::messages::{Delivery, Inbox, OutEvent, Outbox, Received};
 use super::payload::{ACK_LEN, ACKS_PER_CELL, DATA_OVERHEAD, Records};
-use super::session::{RecvWindow, Role, SESSION_OVERHEAD, Session, TAG_LEN, x25519};
+use super::session::{ROUND_WINDOW, Role, SESSION_OVERHEAD, Session, TAG_LEN, x25519};
 use super::writer::Writer;
 use super::{MAX_MESSAGE_LEN, SendError};
 use crate::wire::WireError;
@@ -30,11 +30,11 @@ const MAX_INIT_FRAGMENTS: u8 = 16;
 /// Pending acknowledgements kept per contact.
 const MAX_PENDING_ACKS: usize = 64;
 
-/// Which receive window a tag belongs to.
+/// Which kind of cell a tag announces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Slot {
-    Init(u64),
-    Session(u64),
+    Init,
+    Session,
 }
 
 /// What happened, for the router to attach a contact id to.
@@ -63,9 +63,12 @@ pub(crate) struct Contact {
     cell_size: usize,
     init_send_tags: Secret,
     init_send_cells: Secret,
-    init_send_next: u64,
-    init_recv: RecvWindow,
+    init_recv_tags: Secret,
     init_recv_cells: Secret,
+    /// Rounds in which a cell from this contact was accepted (replays).
+    seen: BTreeSet<u64>,
+    /// The newest such round.
+    newest: u64,
     peer_init: Option<PeerInit>,
     last_peer_init: Option<[u8; 8]>,
     my_init: Option<MyInit>,
@@ -131,9 +134,10 @@ impl Contact {
             cell_size,
             init_send_tags: keys.send_tags,
             init_send_cells: keys.send_cells,
-            init_send_next: 0,
-            init_recv: RecvWindow::new(keys.recv_tags, 0, BTreeSet::default()),
+            init_recv_tags: keys.recv_tags,
             init_recv_cells: keys.recv_cells,
+            seen: BTreeSet::new(),
+            newest: 0,
             peer_init: None,
             last_peer_init: None,
             my_init: None,
@@ -225,9 +229,9 @@ impl Contact {
             && (!self.acks.is_empty() || self.outbox.has_pending_fragment())
     }
 
-    /// The next real cell for this contact, if any.
-    pub(crate) fn produce(&mut self, now_ms: u64) -> Option<(Vec<u8>, Vec<Ev>)> {
-        if let Some(cell) = self.next_init_cell() {
+    /// The next real cell for this contact, sent in `round`, if any.
+    pub(crate) fn produce(&mut self, round: u64, now_ms: u64) -> Option<(Vec<u8>, Vec<Ev>)> {
+        if let Some(cell) = self.next_init_cell(round) {
             return Some((cell, Vec::new()));
         }
         let session = self.session.as_mut()?;
@@ -252,19 +256,18 @@ impl Contact {
             return None;
         }
         let payload = records.encode(payload_len(self.cell_size));
-        let cell = session.seal(&payload).ok()?;
+        let cell = session.seal(round, &payload).ok()?;
         Some((cell, events))
     }
 
-    fn next_init_cell(&mut self) -> Option<Vec<u8>> {
+    fn next_init_cell(&mut self, round: u64) -> Option<Vec<u8>> {
         let per_cell = init_data_per_cell(self.cell_size);
         let init = self.my_init.as_mut()?;
         let index = init.queue.pop_front()?;
         let count = init.data.len().div_ceil(per_cell) as u8;
         let start = usize::from(index) * per_cell;
         let chunk = &init.data[start..(start + per_cell).min(init.data.len())];
-        let j = self.init_send_next;
-        self.init_send_next += 1;
+        let j = round;
         let tag = tag16(&self.init_send_tags, j);
         let mut pt = Vec::with_capacity(self.cell_size - TAG_LEN - AEAD_TAG);
         pt.extend_from_slice(&init.id);
@@ -283,24 +286,41 @@ impl Contact {
         Some(cell)
     }
 
-    /// Every tag this contact expects next, with its slot.
-    pub(crate) fn expected(&self) -> Vec<([u8; 16], Slot)> {
-        let mut v: Vec<_> = self
-            .init_recv
-            .expected()
-            .map(|(t, i)| (t, Slot::Init(i)))
-            .collect();
+    /// Whether a cell from this contact in `round` could be new: not seen
+    /// yet, and not older than the replay record reaches.
+    fn accepts(&self, round: u64) -> bool {
+        round.saturating_add(ROUND_WINDOW) >= self.newest && !self.seen.contains(&round)
+    }
+
+    fn mark_seen(&mut self, round: u64) {
+        self.seen.insert(round);
+        self.newest = self.newest.max(round);
+        let oldest = self.newest.saturating_sub(ROUND_WINDOW);
+        while self.seen.first().is_some_and(|&r| r < oldest) {
+            self.seen.pop_first();
+        }
+    }
+
+    /// The tags a cell from this contact in `round` may carry.
+    pub(crate) fn expected(&self, round: u64) -> Vec<([u8; 16], Slot)> {
+        if !self.accepts(round) {
+            return Vec::new();
+        }
+        let mut v = vec![(tag16(&self.init_recv_tags, round), Slot::Init)];
         if let Some(s) = &self.session {
-            v.extend(s.recv.expected().map(|(t, i)| (t, Slot::Session(i))));
+            v.push((s.recv_tag(round), Slot::Session));
         }
         v
     }
 
-    /// The tag expected at `slot`, for the constant-time confirmation.
-    pub(crate) fn tag_at(&self, slot: Slot) -> Option<[u8; 16]> {
+    /// The tag expected for `slot` in `round`, for the constant-time check.
+    pub(crate) fn tag_at(&self, slot: Slot, round: u64) -> Option<[u8; 16]> {
+        if !self.accepts(round) {
+            return None;
+        }
         match slot {
-            Slot::Init(i) => self.init_recv.tag(i),
-            Slot::Session(i) => self.session.as_ref()?.recv.tag(i),
+            Slot::Init => Some(tag16(&self.init_recv_tags, round)),
+            Slot::Session => Some(self.session.as_ref()?.recv_tag(round)),
         }
     }
 
@@ -309,11 +329,12 @@ impl Contact {
         me: &PrivateIdentity,
         rng: &mut R,
         slot: Slot,
+        round: u64,
         cell: &[u8],
     ) -> Vec<Ev> {
         match slot {
-            Slot::Init(j) => self.receive_init(me, j, cell),
-            Slot::Session(i) => self.receive_session(rng, i, cell),
+            Slot::Init => self.receive_init(me, round, cell),
+            Slot::Session => self.receive_session(rng, round, cell),
         }
     }
 
@@ -322,7 +343,7 @@ impl Contact {
         let Some(pt) = open(&key, &cell[..TAG_LEN], &cell[TAG_LEN..]) else {
             return Vec::new();
         };
-        self.init_recv.consume(j);
+        self.mark_seen(j);
         let mut r = Reader::new(&pt);
         let parsed = (|| {
             let id: [u8; 8] = r.array().ok()?;
@@ -400,6 +421,10 @@ impl Contact {
         let Ok(payload) = session.open(rng, i, cell) else {
             return Vec::new();
         };
+        self.mark_seen(i);
+        let Some(session) = self.session.as_mut() else {
+            return Vec::new();
+        };
         let mut events = Vec::new();
         if session.role == Role::Initiator && !session.confirmed {
             session.confirmed = true;
@@ -436,8 +461,11 @@ impl Contact {
     /// Persistent state: keys, counters, session. Messages stay in RAM.
     pub(crate) fn encode(&self, w: &mut Writer) {
         w.u16_prefixed(self.peer.signed_bytes());
-        w.u64(self.init_send_next);
-        self.init_recv.encode(w);
+        w.u64(self.newest);
+        w.u32(self.seen.len() as u32);
+        for r in &self.seen {
+            w.u64(*r);
+        }
         w.bool(self.last_peer_init.is_some());
         w.bytes(&self.last_peer_init.unwrap_or_default());
         w.bool(self.session.is_some());
@@ -464,8 +492,14 @@ impl Contact {
         let signed_len = usize::from(r.u16()?);
         let peer = PublicIdentity::from_signed_bytes(r.take(signed_len)?)?;
         let mut c = Self::new(me, peer, cell_size).ok_or(super::StateError::Damaged)?;
-        c.init_send_next = r.u64()?;
-        c.init_recv = RecvWindow::decode(r)?;
+        c.newest = r.u64()?;
+        let seen = r.u32()? as usize;
+        if seen > ROUND_WINDOW as usize + 1 {
+            return Err(WireError::BadField("replay record").into());
+        }
+        for _ in 0..seen {
+            c.seen.insert(r.u64()?);
+        }
         let has_last = r.u8()? == 1;
         let last: [u8; 8] = r.array()?;
         c.last_peer_init = has_last.then_some(last);

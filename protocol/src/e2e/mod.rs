@@ -32,7 +32,7 @@ pub use router::{
     CellSizeError, Config, ContactError, ContactId, Event, MAX_CONTACTS, MAX_E2E_CELL,
     MIN_E2E_CELL, Router, session_payload_len,
 };
-pub use session::{SESSION_OVERHEAD, TAG_LEN, WINDOW_AHEAD, WINDOW_BACK};
+pub use session::{ROUND_WINDOW, SESSION_OVERHEAD, TAG_LEN};
 
 #[cfg(test)]
 mod tests;

@@ -25,6 +25,9 @@ pub const MAX_E2E_CELL: usize = crate::wire::MAX_CELL_SIZE;
 pub const MAX_CONTACTS: usize = 1024;
 
 const STATE_MAGIC: &[u8; 4] = b"ACRS";
+
+/// The tags expected in one round: tag -> contact and kind of cell.
+type TagIndex = HashMap<[u8; 16], (ContactId, Slot)>;
 const STATE_VERSION: u8 = 1;
 
 /// A contact, as the daemon numbers it.
@@ -133,9 +136,12 @@ pub struct Router {
     me: PrivateIdentity,
     config: Config,
     contacts: BTreeMap<ContactId, Contact>,
-    index: HashMap<[u8; 16], (ContactId, Slot)>,
-    owned: HashMap<ContactId, Vec<[u8; 16]>>,
+    /// Expected tags of one round: tag -> who and what. Built once per round
+    /// (two HMACs per contact); then a batch of N cells costs N look-ups.
+    index: Option<(u64, TagIndex)>,
     cursor: u64,
+    /// The last round a cell was produced for: never two cells for a round.
+    last_send_round: Option<u64>,
 }
 
 impl fmt::Debug for Router {
@@ -153,9 +159,9 @@ impl Router {
             me,
             config,
             contacts: BTreeMap::new(),
-            index: HashMap::new(),
-            owned: HashMap::new(),
+            index: None,
             cursor: 0,
+            last_send_round: None,
         })
     }
 
@@ -187,13 +193,13 @@ impl Router {
         let contact =
             Contact::new(&self.me, peer, self.config.cell_size).ok_or(ContactError::BadKey)?;
         self.contacts.insert(id, contact);
-        self.reindex(id);
+        self.index = None;
         Ok(())
     }
 
     pub fn remove_contact(&mut self, id: ContactId) -> bool {
         let removed = self.contacts.remove(&id).is_some();
-        self.reindex(id);
+        self.index = None;
         removed
     }
 
@@ -217,32 +223,38 @@ impl Router {
         self.contacts.get(&id)?.delivery(msg_id)
     }
 
-    fn reindex(&mut self, id: ContactId) {
-        for tag in self.owned.remove(&id).unwrap_or_default() {
-            self.index.remove(&tag);
-        }
-        if let Some(c) = self.contacts.get(&id) {
-            let expected = c.expected();
-            let mut tags = Vec::with_capacity(expected.len());
-            for (tag, slot) in expected {
-                self.index.insert(tag, (id, slot));
-                tags.push(tag);
+    fn index_for(&mut self, round: u64) -> &TagIndex {
+        if self.index.as_ref().is_none_or(|(r, _)| *r != round) {
+            let mut map = HashMap::with_capacity(self.contacts.len() * 2);
+            for (&id, c) in &self.contacts {
+                for (tag, slot) in c.expected(round) {
+                    map.insert(tag, (id, slot));
+                }
             }
-            self.owned.insert(id, tags);
+            self.index = Some((round, map));
+        }
+        match &self.index {
+            Some((_, map)) => map,
+            None => unreachable!("index built above"),
         }
     }
 
-    /// Feeds one cell of a batch. A cell that matches no expected tag (a
-    /// cover cell, a stranger's, a replay) costs one hash look-up and
-    /// changes nothing.
-    pub fn receive_cell<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, cell: &[u8]) -> Vec<Event> {
+    /// Feeds one cell of the batch of `round`. A cell that matches no
+    /// expected tag (a cover cell, a stranger's, a replay) costs one hash
+    /// look-up and changes nothing.
+    pub fn receive_cell<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        round: u64,
+        cell: &[u8],
+    ) -> Vec<Event> {
         if cell.len() != self.config.cell_size {
             return Vec::new();
         }
         let Ok(tag) = <[u8; 16]>::try_from(&cell[..16]) else {
             return Vec::new();
         };
-        let Some(&(id, slot)) = self.index.get(&tag) else {
+        let Some(&(id, slot)) = self.index_for(round).get(&tag) else {
             return Vec::new();
         };
         let Some(contact) = self.contacts.get_mut(&id) else {
@@ -250,25 +262,36 @@ impl Router {
         };
         // Confirm in constant time against the contact's own record.
         if !contact
-            .tag_at(slot)
+            .tag_at(slot, round)
             .is_some_and(|t| bool::from(t.ct_eq(&tag)))
         {
             return Vec::new();
         }
-        let evs = contact.receive(&self.me, rng, slot, cell);
-        self.reindex(id);
+        let evs = contact.receive(&self.me, rng, slot, round, cell);
+        // What the contact expects in this round may have changed (a cell
+        // accepted, a session started): rebuild on next use.
+        self.index = None;
         attach(id, evs).collect()
     }
 
-    /// The cell for the next round: the next real cell of some contact
+    /// The cell to send in `round`: the next real cell of some contact
     /// (round robin), or a cover cell of random bytes. Always exactly
-    /// `cell_size` bytes.
+    /// `cell_size` bytes. Call it once per round with increasing rounds; a
+    /// second call for a round already used gets a cover cell, so no tag is
+    /// ever used twice.
     pub fn next_cell<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
+        round: u64,
         now_ms: u64,
     ) -> (Vec<u8>, Vec<Event>) {
         let mut events = Vec::new();
+        let mut cover = vec![0u8; self.config.cell_size];
+        rng.fill_bytes(&mut cover);
+        if self.last_send_round.is_some_and(|last| round <= last) {
+            return (cover, events);
+        }
+        self.last_send_round = Some(round);
         let ids: Vec<ContactId> = self.contacts.keys().copied().collect();
         for &id in &ids {
             let Some(c) = self.contacts.get_mut(&id) else {
@@ -277,7 +300,7 @@ impl Router {
             let (evs, changed) = c.poll(&self.me, rng, now_ms, self.config.retransmit_after_ms);
             events.extend(attach(id, evs));
             if changed {
-                self.reindex(id);
+                self.index = None;
             }
         }
         let start = ids.partition_point(|id| id.0 <= self.cursor);
@@ -289,15 +312,13 @@ impl Router {
             if !c.has_output() {
                 continue;
             }
-            if let Some((cell, evs)) = c.produce(now_ms) {
+            if let Some((cell, evs)) = c.produce(round, now_ms) {
                 self.cursor = id.0;
                 events.extend(attach(id, evs));
                 debug_assert_eq!(cell.len(), self.config.cell_size);
                 return (cell, events);
             }
         }
-        let mut cover = vec![0u8; self.config.cell_size];
-        rng.fill_bytes(&mut cover);
         (cover, events)
     }
 
@@ -309,6 +330,7 @@ impl Router {
         w.u8(STATE_VERSION);
         w.bytes(&self.me.public().fingerprint().0);
         w.u32(self.config.cell_size as u32);
+        w.u64(self.last_send_round.unwrap_or(0));
         w.u32(self.contacts.len() as u32);
         for (id, c) in &self.contacts {
             w.u64(id.0);
@@ -340,11 +362,13 @@ impl Router {
         if cell_size != config.cell_size {
             return Err(StateError::Damaged);
         }
+        let last_send_round = r.u64()?;
         let count = r.u32()? as usize;
         if count > MAX_CONTACTS {
             return Err(StateError::Damaged);
         }
         let mut router = Self::new(me, config).map_err(|_| StateError::Damaged)?;
+        router.last_send_round = (last_send_round != 0).then_some(last_send_round);
         for _ in 0..count {
             let id = ContactId(r.u64()?);
             let len = r.u32()? as usize;
@@ -352,7 +376,6 @@ impl Router {
             let contact = Contact::decode(&router.me, &mut inner, config.cell_size)?;
             inner.expect_end()?;
             router.contacts.insert(id, contact);
-            router.reindex(id);
         }
         r.expect_end()?;
         Ok(router)

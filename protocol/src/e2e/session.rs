@@ -1,12 +1,14 @@
 //! A session between two contacts: the PQXDH-style key agreement, the
-//! per-direction tag and header keys, the receive window of expected tags,
-//! and sealing/opening of session cells.
+//! per-direction tag and header keys, and sealing/opening of session cells.
+//!
+//! Tags and header keys are indexed by the relay round the cell is sent in:
+//! a peer sends at most one cell per round, so an index never repeats, and
+//! the receiver knows which tag to expect from each contact in each round
+//! however many cells were lost before.
 //!
 //! Session cell: `tag(16) || header_ct(40 + 16) || body_ct(P + 16)` with
 //! `P = cell_size - 88`. Every part is a PRF output or an AEAD ciphertext,
 //! so the cell is indistinguishable from random bytes without the keys.
-
-use std::collections::{BTreeMap, BTreeSet};
 
 use rand::CryptoRng;
 use x25519_dalek::PublicKey;
@@ -25,12 +27,10 @@ use crate::wire::reader::Reader;
 pub const TAG_LEN: usize = 16;
 /// Bytes a session cell spends on its tag, header and AEAD tags.
 pub const SESSION_OVERHEAD: usize = TAG_LEN + HEADER_LEN + AEAD_TAG + AEAD_TAG;
-/// Cells older than this many indices behind the newest received one are
-/// given up (out-of-order tolerance).
-pub const WINDOW_BACK: u64 = 64;
-/// Cells this many indices ahead of the newest received one are expected
-/// (loss tolerance).
-pub const WINDOW_AHEAD: u64 = 64;
+/// A cell from a round more than this many rounds older than the newest
+/// cell accepted from the same contact is refused (it bounds the replay
+/// record; the relay's backlog is far shorter).
+pub const ROUND_WINDOW: u64 = 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
@@ -47,84 +47,6 @@ pub(crate) enum OpenError {
     Body,
     #[error(transparent)]
     Ratchet(#[from] RatchetError),
-}
-
-/// The expected tags of one receiving direction.
-#[derive(Clone)]
-pub(crate) struct RecvWindow {
-    key: Secret,
-    /// One past the highest index received.
-    next: u64,
-    /// Indices below `next` (within `WINDOW_BACK`) already received.
-    consumed: BTreeSet<u64>,
-    /// Cache: index -> tag, for every expected index.
-    tags: BTreeMap<u64, [u8; 16]>,
-}
-
-impl RecvWindow {
-    pub(crate) fn new(key: Secret, next: u64, consumed: BTreeSet<u64>) -> Self {
-        let mut w = Self {
-            key,
-            next,
-            consumed,
-            tags: BTreeMap::new(),
-        };
-        w.refill();
-        w
-    }
-
-    fn low(&self) -> u64 {
-        self.next.saturating_sub(WINDOW_BACK)
-    }
-
-    fn refill(&mut self) {
-        let low = self.low();
-        self.consumed.retain(|&i| i >= low);
-        self.tags.retain(|&i, _| i >= low);
-        for i in low..self.next + WINDOW_AHEAD {
-            if !self.consumed.contains(&i) && !self.tags.contains_key(&i) {
-                self.tags.insert(i, tag16(&self.key, i));
-            }
-        }
-    }
-
-    pub(crate) fn consume(&mut self, i: u64) {
-        self.tags.remove(&i);
-        self.consumed.insert(i);
-        self.next = self.next.max(i + 1);
-        self.refill();
-    }
-
-    pub(crate) fn expected(&self) -> impl Iterator<Item = ([u8; 16], u64)> + '_ {
-        self.tags.iter().map(|(&i, &t)| (t, i))
-    }
-
-    pub(crate) fn tag(&self, i: u64) -> Option<[u8; 16]> {
-        self.tags.get(&i).copied()
-    }
-
-    pub(crate) fn encode(&self, w: &mut Writer) {
-        w.bytes(self.key.as_ref());
-        w.u64(self.next);
-        w.u32(self.consumed.len() as u32);
-        for i in &self.consumed {
-            w.u64(*i);
-        }
-    }
-
-    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
-        let key = Zeroizing::new(r.array::<32>()?);
-        let next = r.u64()?;
-        let n = r.u32()? as usize;
-        if n > WINDOW_BACK as usize {
-            return Err(WireError::BadField("window"));
-        }
-        let mut consumed = BTreeSet::new();
-        for _ in 0..n {
-            consumed.insert(r.u64()?);
-        }
-        Ok(Self::new(key, next, consumed))
-    }
 }
 
 /// The output of the key agreement, before the ratchet starts.
@@ -192,9 +114,8 @@ pub(crate) struct Session {
     ratchet: Ratchet,
     send_tags: Secret,
     send_headers: Secret,
+    recv_tags: Secret,
     recv_headers: Secret,
-    send_next: u64,
-    pub(crate) recv: RecvWindow,
 }
 
 impl Session {
@@ -239,9 +160,8 @@ impl Session {
                 ratchet,
                 send_tags: keys.i2r_tags,
                 send_headers: keys.i2r_headers,
+                recv_tags: keys.r2i_tags,
                 recv_headers: keys.r2i_headers,
-                send_next: 0,
-                recv: RecvWindow::new(keys.r2i_tags, 0, BTreeSet::new()),
             },
             data,
         ))
@@ -281,9 +201,8 @@ impl Session {
             ratchet: Ratchet::bob(&keys.root, me.x25519()),
             send_tags: keys.r2i_tags,
             send_headers: keys.r2i_headers,
+            recv_tags: keys.i2r_tags,
             recv_headers: keys.i2r_headers,
-            send_next: 0,
-            recv: RecvWindow::new(keys.i2r_tags, 0, BTreeSet::new()),
         })
     }
 
@@ -291,12 +210,16 @@ impl Session {
         self.ratchet.can_send()
     }
 
-    /// Seals `payload` (exactly `cell_size - SESSION_OVERHEAD` bytes) into a
-    /// cell under a fresh tag and message key.
-    pub(crate) fn seal(&mut self, payload: &[u8]) -> Result<Vec<u8>, RatchetError> {
+    /// The tag the peer's cell carries if sent in `round`.
+    pub(crate) fn recv_tag(&self, round: u64) -> [u8; 16] {
+        tag16(&self.recv_tags, round)
+    }
+
+    /// Seals `payload` (exactly `cell_size - SESSION_OVERHEAD` bytes) into the
+    /// cell for `round`, under that round's tag and a fresh message key.
+    pub(crate) fn seal(&mut self, round: u64, payload: &[u8]) -> Result<Vec<u8>, RatchetError> {
         let (header, mk) = self.ratchet.send_key()?;
-        let i = self.send_next;
-        self.send_next += 1;
+        let i = round;
         let tag = tag16(&self.send_tags, i);
         let hk = prf(&self.send_headers, LABEL_HEADER, i);
         let mut header_ct = header.encode().to_vec();
@@ -311,8 +234,8 @@ impl Session {
         Ok(cell)
     }
 
-    /// Opens a cell whose tag matched index `i` of the receive window. On
-    /// any failure the session is left exactly as it was.
+    /// Opens a cell whose tag matched round `i`. On any failure the session
+    /// is left exactly as it was.
     pub(crate) fn open<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
@@ -332,7 +255,6 @@ impl Session {
         let mk = ratchet.receive_key(rng, &header)?;
         let payload = open(&mk, &cell[..header_end], &cell[header_end..]).ok_or(OpenError::Body)?;
         self.ratchet = ratchet;
-        self.recv.consume(i);
         Ok(payload)
     }
 
@@ -346,9 +268,8 @@ impl Session {
         self.ratchet.encode(w);
         w.bytes(self.send_tags.as_ref());
         w.bytes(self.send_headers.as_ref());
+        w.bytes(self.recv_tags.as_ref());
         w.bytes(self.recv_headers.as_ref());
-        w.u64(self.send_next);
-        self.recv.encode(w);
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
@@ -364,9 +285,8 @@ impl Session {
             ratchet: Ratchet::decode(r)?,
             send_tags: Zeroizing::new(r.array()?),
             send_headers: Zeroizing::new(r.array()?),
+            recv_tags: Zeroizing::new(r.array()?),
             recv_headers: Zeroizing::new(r.array()?),
-            send_next: r.u64()?,
-            recv: RecvWindow::decode(r)?,
         })
     }
 }
@@ -375,22 +295,59 @@ impl Session {
 mod tests {
     use super::*;
 
+    fn pair() -> (Session, Session) {
+        let a = PrivateIdentity::generate(&mut rand::rng(), "a", &relay(), 1, 0).unwrap();
+        let b = PrivateIdentity::generate(&mut rand::rng(), "b", &relay(), 1, 0).unwrap();
+        let (alice, data) = Session::initiate(&mut rand::rng(), &a, b.public()).unwrap();
+        let bob = Session::respond(&b, a.public(), alice.init_id, &data).unwrap();
+        (alice, bob)
+    }
+
+    fn relay() -> crate::wire::RelayAddress {
+        crate::wire::RelayAddress::new("127.0.0.1", 1, [9; 32]).unwrap()
+    }
+
+    const P: usize = 512 - SESSION_OVERHEAD;
+
+    /// Forward secrecy at the session level, with no tag bookkeeping in the
+    /// way: once a message is read and the ratchet has stepped, the current
+    /// state no longer holds a key that opens it.
     #[test]
-    fn window_expects_ahead_and_keeps_late_ones() {
-        let mut w = RecvWindow::new(Zeroizing::new([1; 32]), 0, BTreeSet::new());
-        assert_eq!(w.expected().count(), WINDOW_AHEAD as usize);
-        w.consume(5);
-        assert!(w.tag(5).is_none(), "a consumed index is not expected again");
-        assert!(w.tag(3).is_some(), "an earlier one may still arrive");
-        assert!(w.tag(5 + WINDOW_AHEAD).is_some());
-        w.consume(3);
-        assert!(w.tag(3).is_none());
-        w.consume(200);
-        assert!(w.tag(201 - WINDOW_BACK - 1).is_none(), "too old: given up");
-        assert!(w.tag(201 - WINDOW_BACK).is_some());
+    fn earlier_ciphertexts_do_not_open_from_the_current_state() {
+        let mut rng = rand::rng();
+        let (mut alice, mut bob) = pair();
+        let old = alice.seal(10, &[1; P]).unwrap();
+        assert!(bob.open(&mut rng, 10, &old).is_ok());
+        let reply = bob.seal(11, &[2; P]).unwrap();
+        assert!(alice.open(&mut rng, 11, &reply).is_ok());
+        let newer = alice.seal(12, &[3; P]).unwrap();
+        assert!(bob.open(&mut rng, 12, &newer).is_ok());
+        assert_eq!(bob.ratchet.skipped_len(), 0, "no old message key kept");
+        assert!(bob.open(&mut rng, 10, &old).is_err());
+    }
+
+    #[test]
+    fn a_failed_open_changes_nothing() {
+        let mut rng = rand::rng();
+        let (mut alice, mut bob) = pair();
+        let cell = alice.seal(5, &[7; P]).unwrap();
+        let mut bad = cell.clone();
+        bad[300] ^= 1;
+        assert_eq!(bob.open(&mut rng, 5, &bad), Err(OpenError::Body));
         assert_eq!(
-            w.expected().count(),
-            (WINDOW_BACK + WINDOW_AHEAD) as usize - 1
+            bob.open(&mut rng, 6, &cell),
+            Err(OpenError::Header),
+            "bound to its round"
         );
+        assert_eq!(bob.open(&mut rng, 5, &cell).unwrap().as_slice(), &[7; P]);
+    }
+
+    #[test]
+    fn both_sides_agree_on_tags_per_round() {
+        let (alice, bob) = pair();
+        let mut a = alice;
+        let cell = a.seal(42, &[0; P]).unwrap();
+        assert_eq!(&cell[..16], &bob.recv_tag(42));
+        assert_ne!(bob.recv_tag(42), bob.recv_tag(43));
     }
 }

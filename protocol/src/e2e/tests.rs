@@ -67,6 +67,7 @@ fn parties(n: usize, pairs: &[(usize, usize)]) -> Vec<Router> {
 /// `keep` decides, per (sender, cell), whether the relay delivers it.
 struct Net {
     routers: Vec<Router>,
+    round: u64,
     now: u64,
     events: Vec<Vec<Event>>,
     sent_cells: Vec<Vec<Vec<u8>>>,
@@ -77,6 +78,7 @@ impl Net {
         let n = routers.len();
         Self {
             routers,
+            round: 100,
             now: 1_000,
             events: (0..n).map(|_| Vec::new()).collect(),
             sent_cells: (0..n).map(|_| Vec::new()).collect(),
@@ -86,9 +88,11 @@ impl Net {
     fn round_with(&mut self, mut keep: impl FnMut(usize, &[u8]) -> bool) {
         let mut rng = rand::rng();
         self.now += 500;
+        self.round += 1;
+        let round = self.round;
         let mut batch = Vec::new();
         for (i, r) in self.routers.iter_mut().enumerate() {
-            let (cell, evs) = r.next_cell(&mut rng, self.now);
+            let (cell, evs) = r.next_cell(&mut rng, round, self.now);
             assert_eq!(cell.len(), CELL);
             self.events[i].extend(evs);
             self.sent_cells[i].push(cell.clone());
@@ -99,7 +103,7 @@ impl Net {
         batch.shuffle(&mut rng);
         for (i, r) in self.routers.iter_mut().enumerate() {
             for cell in &batch {
-                let evs = r.receive_cell(&mut rng, cell);
+                let evs = r.receive_cell(&mut rng, round, cell);
                 self.events[i].extend(evs);
             }
         }
@@ -459,11 +463,12 @@ fn established() -> Net {
     net
 }
 
-/// Alice's next real cell for Bob, without delivering it.
-fn alice_cell(net: &mut Net) -> Vec<u8> {
+/// Alice's next real cell for Bob and its round, without delivering it.
+fn alice_cell(net: &mut Net) -> (u64, Vec<u8>) {
     net.now += 500;
-    let (cell, _) = net.routers[0].next_cell(&mut rand::rng(), net.now);
-    cell
+    net.round += 1;
+    let (cell, _) = net.routers[0].next_cell(&mut rand::rng(), net.round, net.now);
+    (net.round, cell)
 }
 
 #[test]
@@ -472,11 +477,12 @@ fn out_of_order_cells_within_the_window_are_accepted() {
     for text in ["one", "two", "three", "four"] {
         net.routers[0].send(ContactId(1), text.as_bytes()).unwrap();
     }
-    let cells: Vec<Vec<u8>> = (0..4).map(|_| alice_cell(&mut net)).collect();
+    let cells: Vec<(u64, Vec<u8>)> = (0..4).map(|_| alice_cell(&mut net)).collect();
     let mut rng = rand::rng();
     let mut got = Vec::new();
     for i in [3, 1, 0, 2] {
-        got.extend(net.routers[1].receive_cell(&mut rng, &cells[i]));
+        let (round, cell) = &cells[i];
+        got.extend(net.routers[1].receive_cell(&mut rng, *round, cell));
     }
     let texts: Vec<String> = got
         .iter()
@@ -496,31 +502,43 @@ fn out_of_order_cells_within_the_window_are_accepted() {
 fn replayed_cell_is_rejected() {
     let mut net = established();
     net.routers[0].send(ContactId(1), b"once").unwrap();
-    let cell = alice_cell(&mut net);
+    let (round, cell) = alice_cell(&mut net);
     let mut rng = rand::rng();
-    assert_eq!(net.routers[1].receive_cell(&mut rng, &cell).len(), 1);
-    assert!(net.routers[1].receive_cell(&mut rng, &cell).is_empty());
+    assert_eq!(net.routers[1].receive_cell(&mut rng, round, &cell).len(), 1);
+    // Replayed in the same round, or in any later one.
+    assert!(
+        net.routers[1]
+            .receive_cell(&mut rng, round, &cell)
+            .is_empty()
+    );
+    assert!(
+        net.routers[1]
+            .receive_cell(&mut rng, round + 1, &cell)
+            .is_empty()
+    );
     // Also after a restart from exported state.
     let state = net.routers[1].export_state();
     let mut restored = Router::import_state(identity(1), config(), &state).unwrap();
-    assert!(restored.receive_cell(&mut rng, &cell).is_empty());
+    assert!(restored.receive_cell(&mut rng, round, &cell).is_empty());
 }
 
 #[test]
 fn any_single_flipped_bit_is_rejected_and_the_original_still_opens() {
     let mut net = established();
     net.routers[0].send(ContactId(1), b"integrity").unwrap();
-    let cell = alice_cell(&mut net);
+    let (round, cell) = alice_cell(&mut net);
     let mut rng = rand::rng();
     for bit in 0..CELL * 8 {
         let mut bad = cell.clone();
         bad[bit / 8] ^= 1 << (bit % 8);
         assert!(
-            net.routers[1].receive_cell(&mut rng, &bad).is_empty(),
+            net.routers[1]
+                .receive_cell(&mut rng, round, &bad)
+                .is_empty(),
             "bit {bit}"
         );
     }
-    let evs = net.routers[1].receive_cell(&mut rng, &cell);
+    let evs = net.routers[1].receive_cell(&mut rng, round, &cell);
     assert!(matches!(&evs[..], [Event::Received { body, .. }] if body.as_slice() == b"integrity"));
 }
 
@@ -529,11 +547,11 @@ fn init_cells_resist_bit_flips_too() {
     let mut routers = parties(2, &[(0, 1)]);
     routers[0].send(ContactId(1), b"x").unwrap();
     let mut rng = rand::rng();
-    let (init, _) = routers[0].next_cell(&mut rng, 0);
+    let (init, _) = routers[0].next_cell(&mut rng, 5, 0);
     for bit in (0..CELL * 8).step_by(7) {
         let mut bad = init.clone();
         bad[bit / 8] ^= 1 << (bit % 8);
-        assert!(routers[1].receive_cell(&mut rng, &bad).is_empty());
+        assert!(routers[1].receive_cell(&mut rng, 5, &bad).is_empty());
     }
 }
 
@@ -543,20 +561,27 @@ fn forward_secrecy_old_ciphertexts_do_not_open_after_a_ratchet_step() {
     net.routers[0]
         .send(ContactId(1), b"secret of the past")
         .unwrap();
-    let old = alice_cell(&mut net);
+    let (old_round, old) = alice_cell(&mut net);
     let mut rng = rand::rng();
-    assert_eq!(net.routers[1].receive_cell(&mut rng, &old).len(), 1);
+    assert_eq!(
+        net.routers[1].receive_cell(&mut rng, old_round, &old).len(),
+        1
+    );
     // A DH ratchet round trip.
     net.routers[1].send(ContactId(0), b"reply").unwrap();
     net.routers[0].send(ContactId(1), b"newer").unwrap();
     net.rounds(8);
     assert_eq!(net.received(0, 1), vec!["reply"]);
-    // Bob's state, current or exported, cannot open the old cell again:
-    // its message key is gone.
-    assert!(net.routers[1].receive_cell(&mut rng, &old).is_empty());
+    // Bob's state, current or exported, cannot open the old cell again
+    // (the session-level test shows the message key itself is gone).
+    assert!(
+        net.routers[1]
+            .receive_cell(&mut rng, old_round, &old)
+            .is_empty()
+    );
     let state = net.routers[1].export_state();
     let mut copy = Router::import_state(identity(1), config(), &state).unwrap();
-    assert!(copy.receive_cell(&mut rng, &old).is_empty());
+    assert!(copy.receive_cell(&mut rng, old_round, &old).is_empty());
 }
 
 #[test]
@@ -573,10 +598,16 @@ fn post_compromise_security_after_a_dh_ratchet_round_trip() {
     // From now on the stolen state reads nothing.
     let mut attacker = Router::import_state(identity(1), config(), &stolen).unwrap();
     net.routers[0].send(ContactId(1), b"after healing").unwrap();
-    let cell = alice_cell(&mut net);
-    assert!(attacker.receive_cell(&mut rand::rng(), &cell).is_empty());
+    let (round, cell) = alice_cell(&mut net);
+    assert!(
+        attacker
+            .receive_cell(&mut rand::rng(), round, &cell)
+            .is_empty()
+    );
     assert_eq!(
-        net.routers[1].receive_cell(&mut rand::rng(), &cell).len(),
+        net.routers[1]
+            .receive_cell(&mut rand::rng(), round, &cell)
+            .len(),
         1
     );
 }
@@ -604,7 +635,11 @@ fn cells_from_a_non_contact_match_nothing() {
     for _ in 0..100 {
         let mut junk = vec![0u8; CELL];
         rng.fill_bytes(&mut junk);
-        assert!(net.routers[1].receive_cell(&mut rng, &junk).is_empty());
+        assert!(
+            net.routers[1]
+                .receive_cell(&mut rng, net.round, &junk)
+                .is_empty()
+        );
     }
 }
 
@@ -755,10 +790,34 @@ fn one_cell_per_round_whatever_the_user_does() {
     }
     let mut rng = rand::rng();
     // Each call is one round's cell, real or cover, always the same size.
-    for now in 0..20 {
-        let (cell, _) = routers[0].next_cell(&mut rng, now);
+    let mut real = 0;
+    for round in 0..20 {
+        let (cell, evs) = routers[0].next_cell(&mut rng, round, round * 500);
         assert_eq!(cell.len(), CELL);
-        let (idle, _) = routers[1].next_cell(&mut rng, now);
+        let (idle, _) = routers[1].next_cell(&mut rng, round, round * 500);
         assert_eq!(idle.len(), CELL);
+        real += evs.len();
     }
+    assert!(real > 0);
+    // A second cell for a round already used is cover, never a reused tag.
+    let (a, _) = routers[0].next_cell(&mut rng, 19, 0);
+    let (b, _) = routers[0].next_cell(&mut rng, 5, 0);
+    assert_ne!(a[..16], b[..16]);
+}
+
+#[test]
+fn a_long_outage_does_not_desynchronise_the_peers() {
+    let mut net = established();
+    net.routers[0]
+        .send(ContactId(1), b"while you were away")
+        .unwrap();
+    // Bob hears nothing from Alice for 150 rounds while she retransmits
+    // again and again, each time under fresh tags.
+    for _ in 0..150 {
+        net.round_with(|from, _| from != 0);
+    }
+    assert_eq!(net.received(1, 0), vec!["setup"]);
+    net.rounds(20);
+    assert_eq!(net.received(1, 0), vec!["setup", "while you were away"]);
+    assert_eq!(net.delivered(0, 1), vec![1, 2]);
 }
