@@ -172,6 +172,10 @@ impl Contact {
         Some(self.outbox.state(id).unwrap_or(Delivery::Delivered))
     }
 
+    pub(crate) fn undelivered(&self) -> usize {
+        self.outbox.len()
+    }
+
     pub(crate) fn has_session(&self) -> bool {
         self.session.is_some()
     }
@@ -187,12 +191,13 @@ impl Contact {
     ) -> (Vec<Ev>, bool) {
         let mut events = Vec::new();
         let mut reindex = false;
-        if self.session.is_none() && self.outbox.len() > 0 {
-            if let Some((session, data)) = Session::initiate(rng, me, &self.peer) {
-                self.start_my_init(session.init_id, data);
-                self.session = Some(session);
-                reindex = true;
-            }
+        if self.session.is_none()
+            && self.outbox.len() > 0
+            && let Some((session, data)) = Session::initiate(rng, me, &self.peer)
+        {
+            self.start_my_init(session.init_id, data);
+            self.session = Some(session);
+            reindex = true;
         }
         for e in self.outbox.retransmit_due(now_ms, retransmit_after_ms) {
             if let OutEvent::Retransmitting(id) = e {
@@ -202,11 +207,11 @@ impl Contact {
         if !events.is_empty() {
             // Unconfirmed: the init may have been lost too; send it again
             // (same data, fresh tags).
-            if let Some(init) = &mut self.my_init {
-                if init.queue.is_empty() {
-                    let count = init.data.len().div_ceil(init_data_per_cell(self.cell_size));
-                    init.queue = (0..count as u8).collect();
-                }
+            if let Some(init) = &mut self.my_init
+                && init.queue.is_empty()
+            {
+                let count = init.data.len().div_ceil(init_data_per_cell(self.cell_size));
+                init.queue = (0..count as u8).collect();
             }
         }
         (events, reindex)
@@ -392,13 +397,12 @@ impl Contact {
     /// session of the side with the smaller fingerprint wins, a rule both
     /// compute the same way.
     fn peer_started(&mut self, me: &PrivateIdentity, id: [u8; 8], data: &[u8]) -> Vec<Ev> {
-        if let Some(s) = &self.session {
-            if s.role == Role::Initiator
-                && !s.confirmed
-                && me.public().fingerprint() < self.peer.fingerprint()
-            {
-                return Vec::new();
-            }
+        if let Some(s) = &self.session
+            && s.role == Role::Initiator
+            && !s.confirmed
+            && me.public().fingerprint() < self.peer.fingerprint()
+        {
+            return Vec::new();
         }
         let Some(session) = Session::respond(me, &self.peer, id, data) else {
             return Vec::new();

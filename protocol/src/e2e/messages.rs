@@ -79,12 +79,12 @@ impl Outbox {
     pub(crate) fn retransmit_due(&mut self, now_ms: u64, after_ms: u64) -> Vec<OutEvent> {
         let mut events = Vec::new();
         for m in &mut self.queue {
-            if let Some(at) = m.sent_at {
-                if now_ms.saturating_sub(at) >= after_ms {
-                    m.next = 0;
-                    m.sent_at = None;
-                    events.push(OutEvent::Retransmitting(m.id));
-                }
+            if let Some(at) = m.sent_at
+                && now_ms.saturating_sub(at) >= after_ms
+            {
+                m.next = 0;
+                m.sent_at = None;
+                events.push(OutEvent::Retransmitting(m.id));
             }
         }
         events

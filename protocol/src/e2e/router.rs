@@ -142,6 +142,8 @@ pub struct Router {
     cursor: u64,
     /// The last round a cell was produced for: never two cells for a round.
     last_send_round: Option<u64>,
+    /// Counts changes to the persistent state (see [`Router::changes`]).
+    changes: u64,
 }
 
 impl fmt::Debug for Router {
@@ -162,6 +164,7 @@ impl Router {
             index: None,
             cursor: 0,
             last_send_round: None,
+            changes: 0,
         })
     }
 
@@ -194,12 +197,14 @@ impl Router {
             Contact::new(&self.me, peer, self.config.cell_size).ok_or(ContactError::BadKey)?;
         self.contacts.insert(id, contact);
         self.index = None;
+        self.changes += 1;
         Ok(())
     }
 
     pub fn remove_contact(&mut self, id: ContactId) -> bool {
         let removed = self.contacts.remove(&id).is_some();
         self.index = None;
+        self.changes += 1;
         removed
     }
 
@@ -213,10 +218,27 @@ impl Router {
 
     /// Queues a message; it goes out one cell per round.
     pub fn send(&mut self, id: ContactId, body: &[u8]) -> Result<u64, SendError> {
-        self.contacts
+        let msg_id = self
+            .contacts
             .get_mut(&id)
             .ok_or(SendError::UnknownContact)?
-            .enqueue(body)
+            .enqueue(body)?;
+        self.changes += 1;
+        Ok(msg_id)
+    }
+
+    /// A counter that grows whenever the persistent state changed (a cell
+    /// accepted, a real cell produced, a message id used, a contact added
+    /// or removed). The daemon saves the state when it moved, and always
+    /// before it sends a real cell, so no message key is ever reused after
+    /// a crash.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    /// Outgoing messages not yet acknowledged, over all contacts.
+    pub fn undelivered(&self) -> usize {
+        self.contacts.values().map(Contact::undelivered).sum()
     }
 
     pub fn delivery(&self, id: ContactId, msg_id: u64) -> Option<Delivery> {
@@ -268,6 +290,7 @@ impl Router {
             return Vec::new();
         }
         let evs = contact.receive(&self.me, rng, slot, round, cell);
+        self.changes += 1;
         // What the contact expects in this round may have changed (a cell
         // accepted, a session started): rebuild on next use.
         self.index = None;
@@ -314,6 +337,7 @@ impl Router {
             }
             if let Some((cell, evs)) = c.produce(round, now_ms) {
                 self.cursor = id.0;
+                self.changes += 1;
                 events.extend(attach(id, evs));
                 debug_assert_eq!(cell.len(), self.config.cell_size);
                 return (cell, events);

@@ -90,7 +90,7 @@ pub fn seal_batch<R: CryptoRng + ?Sized>(
     cell_size: usize,
     mut plaintext: Vec<u8>,
 ) -> Result<SealedBatch, WireError> {
-    if cell_size == 0 || plaintext.len() % cell_size != 0 {
+    if cell_size == 0 || !plaintext.len().is_multiple_of(cell_size) {
         return Err(WireError::WrongCellLength {
             expected: cell_size,
             got: plaintext.len() % cell_size.max(1),

@@ -168,10 +168,10 @@ where
             Incoming::Closed { code, reason } => panic!("closed: {code} {reason}"),
         };
         let cells: Vec<Vec<u8>> = b.batch.cells().map(<[u8]>::to_vec).collect();
-        if let Some(own) = mine.get(&b.round) {
-            if cells.iter().filter(|c| *c == own).count() == 1 {
-                seen.own_once.push(b.round);
-            }
+        if let Some(own) = mine.get(&b.round)
+            && cells.iter().filter(|c| *c == own).count() == 1
+        {
+            seen.own_once.push(b.round);
         }
         seen.rounds.push(b.round);
         seen.batches.push(cells);

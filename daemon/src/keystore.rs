@@ -1,0 +1,327 @@
+//! Secrets at rest: Argon2id turns the passphrase into a key that seals a
+//! random data key and the identity's secrets (XChaCha20-Poly1305); the
+//! data key seals the session state. Files are written atomically (temp
+//! file, fsync, rename, fsync of the directory) with mode 0600.
+//!
+//! `identity.key`: `"ACKS" || 1 || protected u8 || m_cost u32 || t_cost u32
+//! || p_cost u32 || salt[16] || nonce[24] || AEAD(key, aad = all before, data_key[32] || identity)`.
+//! `sessions.bin`: `"ACSS" || 1 || nonce[24] || AEAD(data_key, aad = all before, state)`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::Path;
+
+use argon2::{Algorithm, Argon2, Params, Version};
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
+use rand::Rng as _;
+use zeroize::Zeroizing;
+
+const KEY_MAGIC: &[u8; 4] = b"ACKS";
+const STATE_MAGIC: &[u8; 4] = b"ACSS";
+const VERSION: u8 = 1;
+const TAG: usize = 16;
+/// Bytes of the `identity.key` header before the nonce.
+const KEY_HEADER: usize = 4 + 1 + 1 + 12 + 16;
+/// Largest keystore file read, in bytes (the identity is a few KiB, the
+/// session state at most a few MiB).
+const MAX_FILE: u64 = 64 << 20;
+
+/// Argon2id cost: 64 MiB, 3 passes, 1 lane.
+pub const KDF_M_COST_KIB: u32 = 64 * 1024;
+pub const KDF_T_COST: u32 = 3;
+pub const KDF_P_COST: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeystoreError {
+    #[error("wrong passphrase")]
+    WrongPassphrase,
+    #[error("{0} is damaged ({1}); restore it from a backup, or move the home away to start over")]
+    Corrupt(String, &'static str),
+    #[error("{0} was written by another anonchat version (format {1}); use that version")]
+    UnknownVersion(String, u8),
+    #[error("cannot access {0}: {1}")]
+    Io(String, std::io::Error),
+}
+
+/// The unlocked key material: the data key that seals session state.
+pub struct DataKey(Zeroizing<[u8; 32]>);
+
+impl DataKey {
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new(&Key::from(*self.0))
+    }
+}
+
+fn kdf(
+    passphrase: &str,
+    salt: &[u8; 16],
+    m: u32,
+    t: u32,
+    p: u32,
+) -> Result<Zeroizing<[u8; 32]>, &'static str> {
+    let params = Params::new(m, t, p, Some(32)).map_err(|_| "bad KDF parameters")?;
+    let mut out = Zeroizing::new([0u8; 32]);
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into(passphrase.as_bytes(), salt, out.as_mut())
+        .map_err(|_| "KDF failed")?;
+    Ok(out)
+}
+
+fn seal(cipher: &XChaCha20Poly1305, header: &[u8], plain: &[u8]) -> Vec<u8> {
+    let mut nonce = [0u8; 24];
+    rand::rng().fill_bytes(&mut nonce);
+    let mut out = header.to_vec();
+    out.extend_from_slice(&nonce);
+    let aad = out.clone();
+    let mut body = plain.to_vec();
+    match cipher.encrypt_inout_detached(&XNonce::from(nonce), &aad, body.as_mut_slice().into()) {
+        Ok(tag) => {
+            out.extend_from_slice(&body);
+            out.extend_from_slice(&tag);
+        }
+        Err(_) => unreachable!("keystore plaintexts are far below AEAD limits"),
+    }
+    zeroize::Zeroize::zeroize(&mut body);
+    out
+}
+
+fn open(cipher: &XChaCha20Poly1305, header_len: usize, file: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    let aad_len = header_len + 24;
+    if file.len() < aad_len + TAG {
+        return None;
+    }
+    let nonce = XNonce::try_from(&file[header_len..aad_len]).ok()?;
+    let (ct, tag) = file[aad_len..].split_at(file.len() - aad_len - TAG);
+    let mut body = Zeroizing::new(ct.to_vec());
+    cipher
+        .decrypt_inout_detached(
+            &nonce,
+            &file[..aad_len],
+            body.as_mut_slice().into(),
+            &Tag::try_from(tag).ok()?,
+        )
+        .ok()?;
+    Some(body)
+}
+
+/// Writes `bytes` to `path` atomically, mode 0600, durably.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KeystoreError> {
+    let io = |e| KeystoreError::Io(path.display().to_string(), e);
+    let tmp = path.with_extension("tmp");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(io)?;
+    if let Some(dir) = path.parent() {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
+    Ok(())
+}
+
+fn read_bounded(path: &Path) -> Result<Vec<u8>, KeystoreError> {
+    let io = |e| KeystoreError::Io(path.display().to_string(), e);
+    let len = fs::metadata(path).map_err(io)?.len();
+    if len > MAX_FILE {
+        return Err(KeystoreError::Corrupt(
+            path.display().to_string(),
+            "too large",
+        ));
+    }
+    fs::read(path).map_err(io)
+}
+
+/// Creates `identity.key`: a fresh data key and the identity secrets under
+/// the passphrase (empty: unprotected, and marked so).
+pub fn create(path: &Path, passphrase: &str, identity: &[u8]) -> Result<DataKey, KeystoreError> {
+    let mut salt = [0u8; 16];
+    rand::rng().fill_bytes(&mut salt);
+    let mut data_key = Zeroizing::new([0u8; 32]);
+    rand::rng().fill_bytes(data_key.as_mut());
+    let mut header = Vec::with_capacity(38);
+    header.extend_from_slice(KEY_MAGIC);
+    header.push(VERSION);
+    header.push(u8::from(!passphrase.is_empty()));
+    for v in [KDF_M_COST_KIB, KDF_T_COST, KDF_P_COST] {
+        header.extend_from_slice(&v.to_be_bytes());
+    }
+    header.extend_from_slice(&salt);
+    let key = kdf(passphrase, &salt, KDF_M_COST_KIB, KDF_T_COST, KDF_P_COST)
+        .map_err(|e| KeystoreError::Corrupt(path.display().to_string(), e))?;
+    let mut plain = Zeroizing::new(Vec::with_capacity(32 + identity.len()));
+    plain.extend_from_slice(data_key.as_ref());
+    plain.extend_from_slice(identity);
+    let file = seal(&XChaCha20Poly1305::new(&Key::from(*key)), &header, &plain);
+    write_atomic(path, &file)?;
+    Ok(DataKey(data_key))
+}
+
+/// Whether `identity.key` is protected by a passphrase (readable without it).
+pub fn is_protected(path: &Path) -> Result<bool, KeystoreError> {
+    let file = read_bounded(path)?;
+    check_header(path, &file, *KEY_MAGIC)?;
+    Ok(file.get(5) == Some(&1))
+}
+
+fn check_header(path: &Path, file: &[u8], magic: [u8; 4]) -> Result<(), KeystoreError> {
+    let name = || path.display().to_string();
+    if file.len() < 5 || file[..4] != magic {
+        return Err(KeystoreError::Corrupt(
+            name(),
+            "not an anonchat key store file",
+        ));
+    }
+    if file[4] != VERSION {
+        return Err(KeystoreError::UnknownVersion(name(), file[4]));
+    }
+    Ok(())
+}
+
+/// Opens `identity.key`: the data key and the identity secrets.
+pub fn unlock(
+    path: &Path,
+    passphrase: &str,
+) -> Result<(DataKey, Zeroizing<Vec<u8>>), KeystoreError> {
+    let file = read_bounded(path)?;
+    check_header(path, &file, *KEY_MAGIC)?;
+    let name = || path.display().to_string();
+    if file.len() < KEY_HEADER + 24 + TAG + 32 {
+        return Err(KeystoreError::Corrupt(name(), "truncated"));
+    }
+    let u32_at = |i: usize| u32::from_be_bytes([file[i], file[i + 1], file[i + 2], file[i + 3]]);
+    let (m, t, p) = (u32_at(6), u32_at(10), u32_at(14));
+    if m > 4 * KDF_M_COST_KIB || t > 16 * KDF_T_COST || p > 16 {
+        return Err(KeystoreError::Corrupt(name(), "KDF cost out of range"));
+    }
+    let mut salt = [0u8; 16];
+    salt.copy_from_slice(&file[18..34]);
+    let key = kdf(passphrase, &salt, m, t, p).map_err(|e| KeystoreError::Corrupt(name(), e))?;
+    // A wrong passphrase and a damaged file look the same to an AEAD; the
+    // header was checked, so "wrong passphrase" is the likely cause.
+    let plain = open(&XChaCha20Poly1305::new(&Key::from(*key)), KEY_HEADER, &file)
+        .ok_or(KeystoreError::WrongPassphrase)?;
+    let mut data_key = Zeroizing::new([0u8; 32]);
+    data_key.copy_from_slice(&plain[..32]);
+    Ok((DataKey(data_key), Zeroizing::new(plain[32..].to_vec())))
+}
+
+/// Seals and writes the session state.
+pub fn save_state(path: &Path, key: &DataKey, state: &[u8]) -> Result<(), KeystoreError> {
+    let mut header = Vec::with_capacity(5);
+    header.extend_from_slice(STATE_MAGIC);
+    header.push(VERSION);
+    write_atomic(path, &seal(&key.cipher(), &header, state))
+}
+
+/// Reads the session state; `Ok(None)` if there is none yet.
+pub fn load_state(path: &Path, key: &DataKey) -> Result<Option<Zeroizing<Vec<u8>>>, KeystoreError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let file = read_bounded(path)?;
+    check_header(path, &file, *STATE_MAGIC)?;
+    open(&key.cipher(), 5, &file)
+        .map(Some)
+        .ok_or_else(|| KeystoreError::Corrupt(path.display().to_string(), "does not authenticate"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    const SECRET: &[u8] = b"-----identity secret bytes 0123456789-----";
+
+    #[test]
+    fn create_unlock_round_trip_0600_and_no_plaintext_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("identity.key");
+        let key = create(&path, "correct horse", SECRET).unwrap();
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let on_disk = fs::read(&path).unwrap();
+        assert!(!on_disk.windows(SECRET.len()).any(|w| w == SECRET));
+        assert!(!on_disk.windows(32).any(|w| w == key.0.as_ref()));
+        assert!(is_protected(&path).unwrap());
+        let (key2, secret) = unlock(&path, "correct horse").unwrap();
+        assert_eq!(secret.as_slice(), SECRET);
+        assert_eq!(*key.0, *key2.0);
+    }
+
+    #[test]
+    fn wrong_passphrase_is_refused_and_the_file_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("identity.key");
+        create(&path, "right", SECRET).unwrap();
+        let before = fs::read(&path).unwrap();
+        assert!(matches!(
+            unlock(&path, "wrong"),
+            Err(KeystoreError::WrongPassphrase)
+        ));
+        assert_eq!(fs::read(&path).unwrap(), before, "nothing lost");
+        assert!(unlock(&path, "right").is_ok());
+    }
+
+    #[test]
+    fn corrupted_files_get_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("identity.key");
+        create(&path, "", SECRET).unwrap();
+        assert!(!is_protected(&path).unwrap());
+        let good = fs::read(&path).unwrap();
+        fs::write(&path, b"garbage").unwrap();
+        assert!(matches!(
+            unlock(&path, ""),
+            Err(KeystoreError::Corrupt(_, _))
+        ));
+        let mut v = good.clone();
+        v[4] = 7;
+        fs::write(&path, &v).unwrap();
+        assert!(matches!(
+            unlock(&path, ""),
+            Err(KeystoreError::UnknownVersion(_, 7))
+        ));
+        let mut v = good.clone();
+        v[6] = 0xff; // absurd memory cost
+        fs::write(&path, &v).unwrap();
+        assert!(matches!(
+            unlock(&path, ""),
+            Err(KeystoreError::Corrupt(_, _))
+        ));
+        fs::write(&path, &good[..40]).unwrap();
+        assert!(unlock(&path, "").is_err());
+    }
+
+    #[test]
+    fn state_round_trips_and_tampering_is_detected() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = create(&dir.path().join("identity.key"), "", SECRET).unwrap();
+        let path = dir.path().join("sessions.bin");
+        assert!(load_state(&path, &key).unwrap().is_none());
+        save_state(&path, &key, b"ratchet state").unwrap();
+        assert_eq!(
+            load_state(&path, &key).unwrap().unwrap().as_slice(),
+            b"ratchet state"
+        );
+        let mut v = fs::read(&path).unwrap();
+        let last = v.len() - 1;
+        v[last] ^= 1;
+        fs::write(&path, &v).unwrap();
+        assert!(matches!(
+            load_state(&path, &key),
+            Err(KeystoreError::Corrupt(_, _))
+        ));
+        assert!(!dir.path().join("sessions.tmp").exists());
+    }
+}

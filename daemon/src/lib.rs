@@ -1,0 +1,59 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+pub mod contacts;
+pub mod core;
+pub mod ipc;
+pub mod keystore;
+pub mod link;
+pub mod paths;
+pub mod rpc;
+
+use std::sync::Arc;
+
+use anonchat_ipc::AnonchatServer as _;
+
+/// Runs a daemon until SIGINT/SIGTERM or `daemon.shutdown`: takes the
+/// home's lock, binds the socket, serves, and on the way out saves the
+/// session state and drops every key and the history.
+pub async fn run(settings: core::Settings, proxy: Option<link::Proxy>) -> anyhow::Result<()> {
+    let paths = settings.paths.clone();
+    paths::private_dir(&paths.home)?;
+    if let Some(dir) = paths.socket.parent() {
+        paths::private_dir(dir)?;
+    }
+    let _lock = paths::lock_home(&paths)?;
+    let core = core::Core::open(settings)?;
+    let listener = ipc::bind(&paths.socket)?;
+    tracing::info!(socket = %paths.socket.display(), "anonchatd listening");
+    let module = rpc::Api {
+        core: Arc::clone(&core),
+    }
+    .into_rpc();
+
+    let signals = {
+        let shutdown = core.shutdown.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut term) = signal(SignalKind::terminate()) else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+                () = shutdown.cancelled() => return,
+            }
+            tracing::info!("signal received; stopping");
+            shutdown.cancel();
+        })
+    };
+    let link = tokio::spawn(link::run(Arc::clone(&core), proxy));
+    ipc::serve(listener, module, core.shutdown.clone()).await;
+    core.shutdown.cancel();
+    let _ = link.await;
+    let _ = signals.await;
+    core.close();
+    let _ = std::fs::remove_file(&paths.socket);
+    tracing::info!("anonchatd stopped; keys and history dropped");
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! `anonchatd`: the per-user daemon. Thin: flags, logging, then
+//! `anonchatd::run`.
+
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anonchatd::core::Settings;
+use anonchatd::link::Proxy;
+use anonchatd::paths::Paths;
+use clap::Parser;
+
+/// The anonchat daemon: holds your keys and the relay connection, and serves
+/// JSON-RPC on a local socket for `anonctl` and the GUI. Runs in the
+/// foreground and logs to stderr (never message text or keys).
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Where identity, contacts and session state live (default: the XDG data dir).
+    #[arg(long, env = "ANONCHAT_HOME")]
+    home: Option<PathBuf>,
+    /// The JSON-RPC socket (default: $`XDG_RUNTIME_DIR/anonchatd.sock`).
+    #[arg(long, env = "ANONCHAT_SOCKET")]
+    socket: Option<PathBuf>,
+    /// Reach the relay through a SOCKS5 proxy, e.g. Tor: <socks5://127.0.0.1:9050>.
+    #[arg(long, env = "ANONCHAT_PROXY")]
+    proxy: Option<Proxy>,
+    /// Send a message again if not acknowledged within this many seconds.
+    #[arg(long, default_value_t = 30)]
+    retransmit_s: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let mut settings = Settings::new(Paths::resolve(args.home, args.socket)?);
+    settings.retransmit_after = Duration::from_secs(args.retransmit_s.max(1));
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(anonchatd::run(settings, args.proxy))
+}

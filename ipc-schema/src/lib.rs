@@ -1,0 +1,100 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod error;
+mod types;
+
+#[cfg(feature = "client")]
+pub mod client;
+
+pub use error::{ErrorCode, rpc_error};
+use jsonrpsee::core::SubscriptionResult;
+use jsonrpsee::proc_macros::rpc;
+use jsonrpsee::types::ErrorObjectOwned;
+pub use types::*;
+
+/// The API version. A front-end refuses a daemon of another version (and
+/// says so), rather than guessing.
+pub const API_VERSION: u32 = 1;
+
+/// Longest JSON-RPC line either side accepts, in bytes.
+pub const MAX_LINE: usize = 256 * 1024;
+
+/// The whole API. Method names are namespaced with a dot; parameters are
+/// passed by name (a JSON object).
+#[rpc(server, client)]
+pub trait Anonchat {
+    /// Daemon, identity and relay state; the API version.
+    #[method(name = "daemon.status")]
+    async fn status(&self) -> Result<Status, ErrorObjectOwned>;
+
+    /// Stops the daemon (after answering). Undelivered messages are lost.
+    #[method(name = "daemon.shutdown")]
+    async fn shutdown(&self) -> Result<(), ErrorObjectOwned>;
+
+    /// Creates the identity. Without a passphrase the keys are stored
+    /// unprotected (and `daemon.status` says so).
+    #[method(name = "identity.create", param_kind = map)]
+    async fn identity_create(
+        &self,
+        name: String,
+        relay: String,
+        passphrase: Option<String>,
+        shard: Option<u32>,
+    ) -> Result<IdentityInfo, ErrorObjectOwned>;
+
+    #[method(name = "identity.show")]
+    async fn identity_show(&self) -> Result<IdentityInfo, ErrorObjectOwned>;
+
+    /// The public identity file (armored text) to give to contacts.
+    #[method(name = "identity.export")]
+    async fn identity_export(&self) -> Result<String, ErrorObjectOwned>;
+
+    #[method(name = "identity.unlock", param_kind = map)]
+    async fn identity_unlock(&self, passphrase: String) -> Result<(), ErrorObjectOwned>;
+
+    /// Forgets every key and the history until the next unlock.
+    #[method(name = "identity.lock")]
+    async fn identity_lock(&self) -> Result<(), ErrorObjectOwned>;
+
+    #[method(name = "contacts.add", param_kind = map)]
+    async fn contacts_add(
+        &self,
+        identity_file_text: String,
+        name: String,
+    ) -> Result<ContactInfo, ErrorObjectOwned>;
+
+    #[method(name = "contacts.list")]
+    async fn contacts_list(&self) -> Result<Vec<ContactInfo>, ErrorObjectOwned>;
+
+    #[method(name = "contacts.remove", param_kind = map)]
+    async fn contacts_remove(&self, name: String) -> Result<(), ErrorObjectOwned>;
+
+    /// Marks a contact verified if `fingerprint` (digit groups or hex)
+    /// matches the one in its identity file.
+    #[method(name = "contacts.verify", param_kind = map)]
+    async fn contacts_verify(
+        &self,
+        name: String,
+        fingerprint: String,
+    ) -> Result<ContactInfo, ErrorObjectOwned>;
+
+    #[method(name = "messages.send", param_kind = map)]
+    async fn messages_send(
+        &self,
+        to: String,
+        text: String,
+    ) -> Result<SentMessage, ErrorObjectOwned>;
+
+    /// The conversation with a contact, oldest first (RAM only).
+    #[method(name = "messages.history", param_kind = map)]
+    async fn messages_history(
+        &self,
+        with: String,
+        limit: Option<u32>,
+    ) -> Result<Vec<HistoryEntry>, ErrorObjectOwned>;
+
+    /// Events: messages received, delivery states, contacts, relay state.
+    #[subscription(name = "messages.subscribe" => "messages.event", unsubscribe = "messages.unsubscribe", item = Event)]
+    async fn events(&self) -> SubscriptionResult;
+}
