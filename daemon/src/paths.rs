@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
-pub const SOCKET_NAME: &str = "anonchatd.sock";
+pub use anonchat_ipc::client::SOCKET_NAME;
 
 #[derive(Debug, Clone)]
 pub struct Paths {

@@ -101,6 +101,19 @@ pub async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     }
 }
 
+/// The socket file name inside the runtime (or data) directory.
+pub const SOCKET_NAME: &str = "anonchatd.sock";
+
+/// Where the daemon listens by default: `$XDG_RUNTIME_DIR/anonchatd.sock`,
+/// or, without a runtime directory, the socket in the daemon's default home.
+pub fn default_socket_path() -> Option<std::path::PathBuf> {
+    let dirs = directories::ProjectDirs::from("org", "anonchat", "anonchat")?;
+    Some(match dirs.runtime_dir() {
+        Some(run) => run.join(SOCKET_NAME),
+        None => dirs.data_dir().join(SOCKET_NAME),
+    })
+}
+
 /// Connects to the daemon's socket.
 pub async fn connect(path: &Path) -> Result<Client, ConnectError> {
     let unreachable = |source| ConnectError::Unreachable {

@@ -1,0 +1,126 @@
+//! `watch` (an event stream) and `chat` (interactive, line by line).
+
+use std::io::Write as _;
+
+use anonchat_ipc::{AnonchatClient as _, Delivery, Direction, Event, HistoryEntry};
+use jsonrpsee::async_client::Client;
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+use crate::fail::Fail;
+use crate::show;
+
+fn describe(e: &Event) -> String {
+    match e {
+        Event::MessageReceived {
+            contact,
+            text,
+            time_ms,
+            ..
+        } => {
+            format!("[{}] {contact}: {text}", show::clock(*time_ms))
+        }
+        Event::DeliveryChanged { contact, id, state } => {
+            format!("message {id} to {contact}: {}", show::state_word(*state))
+        }
+        Event::ContactAdded { contact } => format!("contact added: {contact}"),
+        Event::ContactRemoved { contact } => format!("contact removed: {contact}"),
+        Event::ContactVerified { contact } => format!("contact verified: {contact}"),
+        Event::RelayStateChanged { state, round } => format!(
+            "relay: {}{}",
+            serde_json::to_value(state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            round.map(|r| format!(" (round {r})")).unwrap_or_default()
+        ),
+        Event::Locked => "daemon locked".into(),
+        Event::Unlocked => "daemon unlocked".into(),
+        Event::Lagged { missed } => format!("({missed} events missed; see `anonctl history`)"),
+    }
+}
+
+pub(crate) async fn watch(c: &Client, json: bool) -> Result<(), Fail> {
+    let mut events = c.events().await?;
+    while let Some(e) = events.next().await {
+        let e = e.map_err(|e| Fail::Other(format!("event stream: {e}")))?;
+        if json {
+            show::json(&e);
+        } else {
+            println!("{}", describe(&e));
+        }
+    }
+    Err(Fail::Unreachable(
+        "the daemon closed the event stream".into(),
+    ))
+}
+
+pub(crate) async fn chat(c: &Client, name: &str, json: bool) -> Result<(), Fail> {
+    let mut events = c.events().await?;
+    if !json {
+        for e in c.messages_history(name.to_owned(), Some(20)).await? {
+            println!("{}", show::line(name, &e));
+        }
+        println!("-- chatting with {name}; type a line and Enter to send, Ctrl-D to leave --");
+    }
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        tokio::select! {
+            line = lines.next_line() => match line {
+                Ok(Some(text)) if text.trim().is_empty() => {}
+                Ok(Some(text)) => match c.messages_send(name.to_owned(), text).await {
+                    Ok(sent) if json => show::json(&serde_json::json!({"sent": sent.id})),
+                    Ok(_) => {}
+                    Err(e) => eprintln!("not sent: {}", Fail::from(e).message_text()),
+                },
+                Ok(None) | Err(_) => return Ok(()),
+            },
+            e = events.next() => match e {
+                Some(Ok(e)) => print_chat_event(name, &e, json),
+                _ => return Err(Fail::Unreachable("the daemon closed the event stream".into())),
+            },
+        }
+        let _ = std::io::stdout().flush();
+    }
+}
+
+fn print_chat_event(name: &str, e: &Event, json: bool) {
+    let ours = match e {
+        Event::MessageReceived { contact, .. } | Event::DeliveryChanged { contact, .. } => {
+            contact == name
+        }
+        Event::RelayStateChanged { .. }
+        | Event::Locked
+        | Event::Unlocked
+        | Event::Lagged { .. } => true,
+        _ => false,
+    };
+    if !ours {
+        return;
+    }
+    if json {
+        return show::json(e);
+    }
+    match e {
+        Event::MessageReceived {
+            id, text, time_ms, ..
+        } => println!(
+            "{}",
+            show::line(
+                name,
+                &HistoryEntry {
+                    id: *id,
+                    direction: Direction::In,
+                    text: text.clone(),
+                    time_ms: *time_ms,
+                    state: Delivery::Received,
+                }
+            )
+        ),
+        Event::DeliveryChanged { id, state, .. } => println!(
+            "   (message {id} {} {})",
+            show::state_word(*state),
+            show::mark(*state)
+        ),
+        other => println!("   ({})", describe(other)),
+    }
+}

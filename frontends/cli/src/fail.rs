@@ -1,0 +1,85 @@
+//! Failures and their exit codes (documented in `anonctl --help`).
+
+use std::process::ExitCode;
+
+use anonchat_ipc::client::ConnectError;
+use jsonrpsee::core::ClientError;
+
+#[derive(Debug)]
+pub(crate) enum Fail {
+    /// The daemon answered with an error (code, message).
+    Daemon(i32, String),
+    Usage(String),
+    Unreachable(String),
+    Version(String),
+    Timeout(String),
+    Other(String),
+}
+
+impl From<ConnectError> for Fail {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::Version { .. } => Fail::Version(e.to_string()),
+            ConnectError::Rpc(inner) => inner.into(),
+            ConnectError::Unreachable { .. } => Fail::Unreachable(e.to_string()),
+        }
+    }
+}
+
+impl From<ClientError> for Fail {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Call(obj) => Fail::Daemon(obj.code(), obj.message().to_owned()),
+            ClientError::RequestTimeout => {
+                Fail::Timeout("the daemon did not answer in time".into())
+            }
+            other => Fail::Unreachable(format!("lost the connection to the daemon: {other}")),
+        }
+    }
+}
+
+impl Fail {
+    fn code(&self) -> u8 {
+        match self {
+            Fail::Daemon(..) | Fail::Other(_) => 1,
+            Fail::Usage(_) => 2,
+            Fail::Unreachable(_) => 3,
+            Fail::Version(_) => 4,
+            Fail::Timeout(_) => 5,
+        }
+    }
+
+    pub(crate) fn message_text(&self) -> &str {
+        self.message()
+    }
+
+    fn message(&self) -> &str {
+        match self {
+            Fail::Daemon(_, m)
+            | Fail::Usage(m)
+            | Fail::Unreachable(m)
+            | Fail::Version(m)
+            | Fail::Timeout(m)
+            | Fail::Other(m) => m,
+        }
+    }
+
+    /// Prints the failure (as JSON on stdout with --json, else on stderr)
+    /// and returns the exit code.
+    pub(crate) fn report(self, json: bool) -> ExitCode {
+        let code = self.code();
+        if json {
+            let rpc_code = match &self {
+                Fail::Daemon(c, _) => Some(*c),
+                _ => None,
+            };
+            println!(
+                "{}",
+                serde_json::json!({"error": {"exit_code": code, "rpc_code": rpc_code, "message": self.message()}})
+            );
+        } else {
+            eprintln!("anonctl: {}", self.message());
+        }
+        ExitCode::from(code)
+    }
+}

@@ -1,0 +1,181 @@
+//! Human and JSON output. JSON is the API's own types, one object per line.
+
+use std::path::Path;
+
+use anonchat_ipc::{ContactInfo, Delivery, Direction, HistoryEntry, IdentityInfo, Status};
+use serde::Serialize;
+
+use crate::fail::Fail;
+
+pub(crate) fn json<T: Serialize>(value: &T) {
+    println!("{}", serde_json::to_string(value).unwrap_or_default());
+}
+
+pub(crate) fn done(json_out: bool, what: &str) {
+    if json_out {
+        json(&serde_json::json!({"ok": true}));
+    } else {
+        println!("{what}");
+    }
+}
+
+pub(crate) fn identity(info: &IdentityInfo, json_out: bool, created: bool) {
+    if json_out {
+        return json(info);
+    }
+    if created {
+        println!("Identity created.");
+    }
+    println!("name:        {}", info.name);
+    println!("fingerprint: {}", info.fingerprint);
+    println!("relay:       {} (shard {})", info.relay, info.shard);
+    if !info.keys_protected {
+        println!("warning:     your keys are stored without a passphrase");
+    }
+    if created {
+        println!(
+            "\nNext: `anonctl id export your_id`, give that file to your friend, and import theirs with `anonctl contact add FILE --name NAME`."
+        );
+    }
+}
+
+pub(crate) fn contacts(list: &[ContactInfo], json_out: bool) {
+    if json_out {
+        return json(&list);
+    }
+    if list.is_empty() {
+        println!("No contacts yet: `anonctl contact add FILE --name NAME`.");
+    }
+    for c in list {
+        let mark = if c.verified {
+            "verified"
+        } else {
+            "NOT verified"
+        };
+        println!("{:<20} {:<13} {}", c.name, mark, c.fingerprint);
+    }
+}
+
+pub(crate) fn state_word(s: Delivery) -> &'static str {
+    match s {
+        Delivery::Queued => "queued",
+        Delivery::Sent => "sent",
+        Delivery::Delivered => "delivered",
+        Delivery::Received => "received",
+    }
+}
+
+/// ✓ sent, ✓✓ delivered, … queued.
+pub(crate) fn mark(s: Delivery) -> &'static str {
+    match s {
+        Delivery::Queued => "…",
+        Delivery::Sent => "✓",
+        Delivery::Delivered => "✓✓",
+        Delivery::Received => "",
+    }
+}
+
+/// `HH:MM:SS` (UTC) of a Unix time in milliseconds.
+pub(crate) fn clock(time_ms: u64) -> String {
+    let s = time_ms / 1000;
+    format!("{:02}:{:02}:{:02}", (s / 3600) % 24, (s / 60) % 60, s % 60)
+}
+
+pub(crate) fn line(contact: &str, e: &HistoryEntry) -> String {
+    let who = match e.direction {
+        Direction::Out => format!("you → {contact}"),
+        Direction::In => format!("{contact} → you"),
+    };
+    format!("[{}] {who}: {} {}", clock(e.time_ms), e.text, mark(e.state))
+        .trim_end()
+        .to_owned()
+}
+
+pub(crate) fn history(contact: &str, entries: &[HistoryEntry], json_out: bool) {
+    if json_out {
+        return json(&entries);
+    }
+    if entries.is_empty() {
+        println!("No messages with {contact} in this daemon's memory.");
+    }
+    for e in entries {
+        println!("{}", line(contact, e));
+    }
+}
+
+pub(crate) fn status(s: &Status, json_out: bool) {
+    if json_out {
+        return json(s);
+    }
+    println!(
+        "daemon:    running (version {}, API {})",
+        s.daemon_version, s.api_version
+    );
+    println!(
+        "identity:  {}",
+        serde_json::to_value(s.identity)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    );
+    if let Some(addr) = &s.relay.address {
+        println!(
+            "relay:     {} ({}{})",
+            addr,
+            serde_json::to_value(s.relay.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            s.relay
+                .round
+                .map(|r| format!(", round {r}"))
+                .unwrap_or_default()
+        );
+    }
+    println!("contacts:  {}", s.contacts);
+    println!("waiting:   {} undelivered message(s)", s.undelivered);
+    for w in &s.warnings {
+        println!("warning:   {w}");
+    }
+}
+
+pub(crate) fn man_pages(cmd: clap::Command, dir: &Path) -> Result<(), Fail> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Fail::Other(format!("cannot create {}: {e}", dir.display())))?;
+    let write = |name: &str, cmd: clap::Command| -> Result<(), Fail> {
+        let mut buf = Vec::new();
+        clap_mangen::Man::new(cmd)
+            .render(&mut buf)
+            .map_err(|e| Fail::Other(e.to_string()))?;
+        let path = dir.join(format!("{name}.1"));
+        std::fs::write(&path, buf)
+            .map_err(|e| Fail::Other(format!("cannot write {}: {e}", path.display())))
+    };
+    let cmd = cmd.name("anonctl");
+    for sub in cmd.get_subcommands() {
+        let name = format!("anonctl-{}", sub.get_name());
+        write(&name, sub.clone().name(name.clone()))?;
+    }
+    write("anonctl", cmd)?;
+    println!("man pages written to {}", dir.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_and_marks() {
+        assert_eq!(clock(3_723_000), "01:02:03");
+        assert_eq!(mark(Delivery::Delivered), "✓✓");
+        let e = HistoryEntry {
+            id: 1,
+            direction: Direction::Out,
+            text: "hi".into(),
+            time_ms: 0,
+            state: Delivery::Sent,
+        };
+        assert_eq!(line("bob", &e), "[00:00:00] you → bob: hi ✓");
+    }
+}
