@@ -24,6 +24,13 @@ pub async fn run(settings: core::Settings, proxy: Option<link::Proxy>) -> anyhow
     }
     let _lock = paths::lock_home(&paths)?;
     let core = core::Core::open(settings)?;
+    // Keys stored without a passphrase need no one to unlock them.
+    if core.status().keys_protected == Some(false) {
+        let core = Arc::clone(&core);
+        tokio::task::spawn_blocking(move || core.identity_unlock(""))
+            .await?
+            .map_err(|e| anyhow::anyhow!("cannot load the keys: {}", e.message()))?;
+    }
     let listener = ipc::bind(&paths.socket)?;
     tracing::info!(socket = %paths.socket.display(), "anonchatd listening");
     let module = rpc::Api {

@@ -1,0 +1,206 @@
+//! Helpers for the end-to-end tests: the workspace's real binaries (built
+//! by `cargo test --workspace` / `cargo build --workspace`), started on
+//! 127.0.0.1 with temporary homes and sockets, and stopped when dropped.
+
+#![forbid(unsafe_code)]
+// Test support: a failed step should stop the test loudly.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::missing_panics_doc
+)]
+
+use std::io::{BufRead as _, BufReader};
+use std::os::unix::fs::DirBuilderExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The directory holding the workspace's binaries (next to this test's).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    for b in ["anonchat-relay", "anonchatd", "anonctl"] {
+        assert!(
+            dir.join(b).exists(),
+            "{} is missing: build the workspace first (`cargo build --workspace`, or run `cargo test --workspace`)",
+            dir.join(b).display()
+        );
+    }
+    dir
+}
+
+/// A process killed when dropped.
+pub struct Proc(pub Child);
+
+impl Proc {
+    pub fn kill_hard(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill_hard();
+    }
+}
+
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub bins: PathBuf,
+}
+
+impl Default for World {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl World {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(dir.path().join("run"))
+            .unwrap();
+        Self {
+            dir,
+            bins: bin_dir(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A relay with 100 ms rounds on `port` (0: a free one). Returns it
+    /// and its address line.
+    pub fn relay(&self, port: u16) -> (Proc, String) {
+        let mut child = Command::new(self.bins.join("anonchat-relay"))
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--round-ms",
+                "100",
+                "--key-file",
+            ])
+            .arg(self.path().join("relay.key"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.starts_with("anonchat://"), "relay printed {line:?}");
+        (Proc(child), line.trim().to_owned())
+    }
+
+    pub fn socket(&self, user: &str) -> PathBuf {
+        self.path().join("run").join(format!("{user}.sock"))
+    }
+
+    /// `anonchatd` for `user`, retransmitting after 2 s.
+    pub fn daemon(&self, user: &str) -> Proc {
+        let child = Command::new(self.bins.join("anonchatd"))
+            .arg("--home")
+            .arg(self.path().join(user))
+            .arg("--socket")
+            .arg(self.socket(user))
+            .args(["--retransmit-s", "2"])
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !self.socket(user).exists() {
+            assert!(Instant::now() < deadline, "{user}'s daemon did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Proc(child)
+    }
+
+    /// Runs `anonctl --socket <user's> ARGS`.
+    pub fn ctl(&self, user: &str, args: &[&str]) -> Output {
+        Command::new(self.bins.join("anonctl"))
+            .arg("--socket")
+            .arg(self.socket(user))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
+    /// Runs `anonctl --json ...`, expects success, parses the output.
+    pub fn json(&self, user: &str, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.ctl(user, &all);
+        assert!(
+            out.status.success(),
+            "anonctl {args:?} for {user} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "anonctl {args:?}: not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// `anonctl init` for `user` on `relay` (no passphrase).
+    pub fn init(&self, user: &str, relay: &str) {
+        self.json(
+            user,
+            &["init", "--name", user, "--relay", relay, "--no-passphrase"],
+        );
+    }
+
+    /// Exports `from`'s identity file and imports it at `to` under `from`'s
+    /// name, verified (`--yes`).
+    pub fn introduce(&self, from: &str, to: &str) {
+        let file = self.path().join(format!("{from}.id"));
+        self.json(from, &["id", "export", file.to_str().unwrap()]);
+        self.json(
+            to,
+            &[
+                "contact",
+                "add",
+                file.to_str().unwrap(),
+                "--name",
+                from,
+                "--yes",
+            ],
+        );
+    }
+
+    /// The texts `user` received from `contact`, in order.
+    pub fn received(&self, user: &str, contact: &str) -> Vec<String> {
+        self.history(user, contact)
+            .iter()
+            .filter(|e| e["direction"] == "in")
+            .map(|e| e["text"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    pub fn history(&self, user: &str, contact: &str) -> Vec<serde_json::Value> {
+        self.json(user, &["history", contact])
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Polls `check` every 100 ms until it holds, or panics after `secs`.
+pub fn eventually(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
