@@ -356,3 +356,51 @@ fn usage_errors_and_an_absent_daemon_have_their_exit_codes() {
     );
     assert!(man.join("anonctl.1").exists() && man.join("anonctl-send.1").exists());
 }
+
+#[test]
+fn chat_reads_lines_until_ctrl_d_and_rpc_calls_any_method() {
+    use std::io::Write as _;
+    let w = World::new();
+    let (_relay, addr) = w.relay(0);
+    let _a = w.daemon("alice");
+    let _b = w.daemon("bob");
+    w.init("alice", &addr);
+    w.init("bob", &addr);
+    w.introduce("alice", "bob");
+    w.introduce("bob", "alice");
+
+    let mut chat = std::process::Command::new(w.bins.join("anonctl"))
+        .arg("--socket")
+        .arg(w.socket("alice"))
+        .args(["chat", "bob"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    chat.stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"first line\n\nsecond line\n")
+        .unwrap();
+    eventually(60, "bob got both chat lines", || {
+        w.received("bob", "alice").len() == 2
+    });
+    drop(chat.stdin.take()); // Ctrl-D
+    let out = chat.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("chatting with bob"));
+    assert_eq!(
+        w.received("bob", "alice"),
+        vec!["first line", "second line"]
+    );
+
+    let status = w.json("bob", &["rpc", "daemon.status"]);
+    assert_eq!(status["api_version"], 1);
+    let hist = w.json(
+        "bob",
+        &["rpc", "messages.history", r#"{"with":"alice","limit":1}"#],
+    );
+    assert_eq!(hist[0]["text"], "second line");
+    let out = w.ctl("bob", &["rpc", "messages.history", "not json"]);
+    assert_eq!(out.status.code(), Some(2));
+}
