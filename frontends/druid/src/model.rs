@@ -1,0 +1,470 @@
+//! The window's state and the pure functions that update it. No widget, no
+//! I/O: every function here is tested without a display.
+
+use anonchat_ipc::{
+    ContactInfo, Delivery, Direction, Event, HistoryEntry, IdentityInfo, IdentityState, LinkState,
+    Status,
+};
+use druid::im::Vector;
+use druid::{Data, Lens};
+
+/// Which screen the window shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Data)]
+pub enum Screen {
+    /// Trying to reach the daemon.
+    Connecting,
+    /// No daemon on the socket: offer to start it.
+    NoDaemon,
+    /// The daemon has no identity: the first-run form.
+    FirstRun,
+    /// Keys on disk, not in memory: the passphrase field.
+    Locked,
+    /// Contacts and conversations.
+    Main,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Data, Lens)]
+pub struct ContactRow {
+    pub name: String,
+    pub nickname: String,
+    pub fingerprint: String,
+    pub verified: bool,
+    pub unread: u32,
+    pub selected: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Data, Lens)]
+pub struct MessageRow {
+    pub id: u64,
+    pub incoming: bool,
+    pub text: String,
+    pub time: String,
+    /// "", "…" queued, "✓" sent, "✓✓" delivered.
+    pub mark: String,
+}
+
+/// The add-contact panel.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Data, Lens)]
+pub struct AddContact {
+    pub open: bool,
+    /// The friend's identity file, as text (from the open dialog).
+    pub file_text: String,
+    pub file_name: String,
+    pub name: String,
+    /// After adding: the fingerprint to compare aloud.
+    pub added_fingerprint: String,
+    pub added_name: String,
+}
+
+#[derive(Debug, Clone, Data, Lens)]
+pub struct AppState {
+    pub screen: Screen,
+    pub socket: String,
+    /// Why the daemon could not be reached, or the last error, for the user.
+    pub error: String,
+    /// Banners that stay: unprotected keys, relay unreachable.
+    pub banner: String,
+    pub my_name: String,
+    pub my_fingerprint: String,
+    pub relay_line: String,
+    pub status_line: String,
+    pub contacts: Vector<ContactRow>,
+    pub selected: Option<String>,
+    pub conversation: Vector<MessageRow>,
+    pub compose: String,
+    pub passphrase: String,
+    pub form_name: String,
+    pub form_relay: String,
+    pub form_passphrase: String,
+    pub add: AddContact,
+}
+
+impl AppState {
+    pub fn new(socket: String) -> Self {
+        Self {
+            screen: Screen::Connecting,
+            socket,
+            error: String::new(),
+            banner: String::new(),
+            my_name: String::new(),
+            my_fingerprint: String::new(),
+            relay_line: String::new(),
+            status_line: "connecting to the daemon…".into(),
+            contacts: Vector::new(),
+            selected: None,
+            conversation: Vector::new(),
+            compose: String::new(),
+            passphrase: String::new(),
+            form_name: String::new(),
+            form_relay: String::new(),
+            form_passphrase: String::new(),
+            add: AddContact::default(),
+        }
+    }
+}
+
+fn link_word(s: LinkState) -> &'static str {
+    match s {
+        LinkState::Offline => "offline",
+        LinkState::Connecting => "connecting",
+        LinkState::Connected => "connected",
+        LinkState::Retrying => "unreachable, retrying",
+    }
+}
+
+/// `HH:MM` (UTC) of a Unix time in milliseconds.
+pub fn clock(time_ms: u64) -> String {
+    let m = time_ms / 60_000;
+    format!("{:02}:{:02}", (m / 60) % 24, m % 60)
+}
+
+pub fn mark(s: Delivery) -> &'static str {
+    match s {
+        Delivery::Queued => "…",
+        Delivery::Sent => "✓",
+        Delivery::Delivered => "✓✓",
+        Delivery::Received => "",
+    }
+}
+
+/// The daemon could not be reached.
+pub fn daemon_unreachable(state: &mut AppState, why: String) {
+    state.screen = Screen::NoDaemon;
+    state.error = why;
+    state.status_line = "no daemon".into();
+}
+
+/// A fresh `daemon.status`: picks the screen, the banner, the status bar.
+pub fn apply_status(state: &mut AppState, s: &Status) {
+    state.screen = match s.identity {
+        IdentityState::None => Screen::FirstRun,
+        IdentityState::Locked => Screen::Locked,
+        IdentityState::Unlocked => Screen::Main,
+    };
+    let mut banners = Vec::new();
+    if s.keys_protected == Some(false) {
+        banners.push("Your keys are stored without a passphrase.".to_owned());
+    }
+    if s.relay.state == LinkState::Retrying {
+        banners.push(format!(
+            "The relay is unreachable ({}); retrying.",
+            s.relay.last_error.as_deref().unwrap_or("no answer")
+        ));
+    }
+    state.banner = banners.join("  ");
+    state.relay_line = s.relay.address.clone().unwrap_or_default();
+    state.status_line = format!(
+        "relay {}{}   ·   {} contact(s)   ·   {} undelivered",
+        link_word(s.relay.state),
+        s.relay
+            .round
+            .map(|r| format!(", round {r}"))
+            .unwrap_or_default(),
+        s.contacts,
+        s.undelivered
+    );
+}
+
+/// Our own identity, for the sidebar.
+pub fn apply_identity(state: &mut AppState, info: &IdentityInfo) {
+    state.my_name.clone_from(&info.name);
+    state.my_fingerprint.clone_from(&info.fingerprint);
+}
+
+/// Replaces the contact list, keeping unread counts and the selection.
+pub fn apply_contacts(state: &mut AppState, list: &[ContactInfo]) {
+    let old = state.contacts.clone();
+    state.contacts = list
+        .iter()
+        .map(|c| ContactRow {
+            name: c.name.clone(),
+            nickname: c.nickname.clone(),
+            fingerprint: c.fingerprint.clone(),
+            verified: c.verified,
+            unread: old
+                .iter()
+                .find(|o| o.name == c.name)
+                .map_or(0, |o| o.unread),
+            selected: state.selected.as_deref() == Some(c.name.as_str()),
+        })
+        .collect();
+    if let Some(sel) = &state.selected
+        && !list.iter().any(|c| &c.name == sel)
+    {
+        state.selected = None;
+        state.conversation.clear();
+    }
+}
+
+/// The conversation to open when none is: the first contact's. `None` if
+/// one is open or there are no contacts.
+pub fn default_selection(state: &AppState) -> Option<String> {
+    if state.selected.is_some() {
+        return None;
+    }
+    state.contacts.front().map(|c| c.name.clone())
+}
+
+/// Opens a conversation: clears its unread count. The caller then loads
+/// its history.
+pub fn select(state: &mut AppState, name: &str) {
+    state.selected = Some(name.to_owned());
+    state.conversation.clear();
+    for c in state.contacts.iter_mut() {
+        c.selected = c.name == name;
+        if c.selected {
+            c.unread = 0;
+        }
+    }
+}
+
+fn row(e: &HistoryEntry) -> MessageRow {
+    MessageRow {
+        id: e.id,
+        incoming: e.direction == Direction::In,
+        text: e.text.clone(),
+        time: clock(e.time_ms),
+        mark: mark(e.state).to_owned(),
+    }
+}
+
+/// The selected conversation's history, oldest first.
+pub fn apply_history(state: &mut AppState, with: &str, entries: &[HistoryEntry]) {
+    if state.selected.as_deref() == Some(with) {
+        state.conversation = entries.iter().map(row).collect();
+    }
+}
+
+/// One event from the daemon. Returns true if the status should be
+/// re-read (identity or relay changed, contacts changed).
+pub fn apply_event(state: &mut AppState, e: &Event) -> bool {
+    match e {
+        Event::MessageReceived {
+            contact,
+            id,
+            text,
+            time_ms,
+        } => {
+            if state.selected.as_deref() == Some(contact.as_str()) {
+                state.conversation.push_back(MessageRow {
+                    id: *id,
+                    incoming: true,
+                    text: text.clone(),
+                    time: clock(*time_ms),
+                    mark: String::new(),
+                });
+            } else if let Some(c) = state.contacts.iter_mut().find(|c| &c.name == contact) {
+                c.unread += 1;
+            }
+            false
+        }
+        Event::DeliveryChanged {
+            contact,
+            id,
+            state: s,
+        } => {
+            if state.selected.as_deref() == Some(contact.as_str())
+                && let Some(m) = state
+                    .conversation
+                    .iter_mut()
+                    .find(|m| !m.incoming && m.id == *id)
+            {
+                // Delivered is final.
+                if m.mark != mark(Delivery::Delivered) {
+                    mark(*s).clone_into(&mut m.mark);
+                }
+            }
+            true
+        }
+        Event::Lagged { .. }
+        | Event::ContactAdded { .. }
+        | Event::ContactRemoved { .. }
+        | Event::ContactVerified { .. }
+        | Event::RelayStateChanged { .. }
+        | Event::Locked
+        | Event::Unlocked => true,
+    }
+}
+
+/// The message to send, if the compose box holds one; clears it.
+pub fn take_compose(state: &mut AppState) -> Option<(String, String)> {
+    let to = state.selected.clone()?;
+    let text = state.compose.trim_end_matches(['\n', '\r']).to_owned();
+    if text.trim().is_empty() {
+        return None;
+    }
+    state.compose.clear();
+    Some((to, text))
+}
+
+/// A message just queued: shown at once as "queued".
+pub fn apply_sent(state: &mut AppState, to: &str, id: u64, text: String, time_ms: u64) {
+    if state.selected.as_deref() == Some(to)
+        && !state.conversation.iter().any(|m| !m.incoming && m.id == id)
+    {
+        state.conversation.push_back(MessageRow {
+            id,
+            incoming: false,
+            text,
+            time: clock(time_ms),
+            mark: mark(Delivery::Queued).to_owned(),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use anonchat_ipc::RelayStatus;
+
+    use super::*;
+
+    fn status(identity: IdentityState, protected: Option<bool>, link: LinkState) -> Status {
+        Status {
+            api_version: 1,
+            daemon_version: "0".into(),
+            identity,
+            keys_protected: protected,
+            relay: RelayStatus {
+                state: link,
+                address: Some("anonchat://r:1/#k".into()),
+                shard: Some(0),
+                round: Some(42),
+                last_error: Some("connection refused".into()),
+            },
+            contacts: 1,
+            undelivered: 0,
+            warnings: vec![],
+        }
+    }
+
+    fn contact(name: &str) -> ContactInfo {
+        ContactInfo {
+            name: name.into(),
+            nickname: name.into(),
+            fingerprint: "1 2 3".into(),
+            fingerprint_hex: "ab".into(),
+            verified: false,
+            relay: String::new(),
+            shard: 0,
+        }
+    }
+
+    #[test]
+    fn status_picks_the_screen_and_the_banners() {
+        let mut s = AppState::new("sock".into());
+        apply_status(
+            &mut s,
+            &status(IdentityState::None, None, LinkState::Offline),
+        );
+        assert_eq!(s.screen, Screen::FirstRun);
+        assert!(s.banner.is_empty());
+        apply_status(
+            &mut s,
+            &status(IdentityState::Locked, Some(true), LinkState::Offline),
+        );
+        assert_eq!(s.screen, Screen::Locked);
+        apply_status(
+            &mut s,
+            &status(IdentityState::Unlocked, Some(false), LinkState::Retrying),
+        );
+        assert_eq!(s.screen, Screen::Main);
+        assert!(s.banner.contains("without a passphrase"));
+        assert!(s.banner.contains("unreachable (connection refused)"));
+        assert!(s.status_line.contains("round 42"));
+        daemon_unreachable(&mut s, "no socket".into());
+        assert_eq!(s.screen, Screen::NoDaemon);
+    }
+
+    #[test]
+    fn incoming_messages_count_as_unread_until_selected() {
+        let mut s = AppState::new("sock".into());
+        apply_contacts(&mut s, &[contact("bob"), contact("carol")]);
+        let msg = |who: &str, id| Event::MessageReceived {
+            contact: who.into(),
+            id,
+            text: "hi".into(),
+            time_ms: 3_600_000,
+        };
+        assert!(!apply_event(&mut s, &msg("bob", 1)));
+        apply_event(&mut s, &msg("bob", 2));
+        assert_eq!(s.contacts[0].unread, 2);
+        // A refreshed contact list keeps the count.
+        apply_contacts(&mut s, &[contact("bob"), contact("carol")]);
+        assert_eq!(s.contacts[0].unread, 2);
+        select(&mut s, "bob");
+        assert_eq!(s.contacts[0].unread, 0);
+        assert!(s.contacts[0].selected && !s.contacts[1].selected);
+        apply_event(&mut s, &msg("bob", 3));
+        assert_eq!(s.conversation.len(), 1);
+        assert_eq!(s.conversation[0].time, "01:00");
+        assert_eq!(s.contacts[0].unread, 0);
+    }
+
+    #[test]
+    fn sending_shows_queued_then_delivery_marks() {
+        let mut s = AppState::new("sock".into());
+        apply_contacts(&mut s, &[contact("bob")]);
+        assert!(take_compose(&mut s).is_none(), "nobody selected");
+        select(&mut s, "bob");
+        s.compose = "   \n".into();
+        assert!(take_compose(&mut s).is_none(), "blank");
+        s.compose = "hello\nworld\n".into();
+        let (to, text) = take_compose(&mut s).unwrap();
+        assert_eq!((to.as_str(), text.as_str()), ("bob", "hello\nworld"));
+        assert!(s.compose.is_empty());
+        apply_sent(&mut s, "bob", 7, text, 0);
+        assert_eq!(s.conversation[0].mark, "…");
+        let change = |st| Event::DeliveryChanged {
+            contact: "bob".into(),
+            id: 7,
+            state: st,
+        };
+        apply_event(&mut s, &change(Delivery::Sent));
+        assert_eq!(s.conversation[0].mark, "✓");
+        apply_event(&mut s, &change(Delivery::Delivered));
+        apply_event(&mut s, &change(Delivery::Sent));
+        assert_eq!(s.conversation[0].mark, "✓✓", "delivered stays delivered");
+    }
+
+    #[test]
+    fn the_first_contact_opens_when_none_is_selected() {
+        let mut s = AppState::new("sock".into());
+        assert_eq!(default_selection(&s), None);
+        apply_contacts(&mut s, &[contact("bob"), contact("carol")]);
+        assert_eq!(default_selection(&s).as_deref(), Some("bob"));
+        select(&mut s, "carol");
+        assert_eq!(default_selection(&s), None);
+        let info = IdentityInfo {
+            name: "alice".into(),
+            fingerprint: "1 2".into(),
+            fingerprint_hex: "ab".into(),
+            relay: String::new(),
+            shard: 0,
+            created_unix: 0,
+            keys_protected: true,
+        };
+        apply_identity(&mut s, &info);
+        assert_eq!(s.my_name, "alice");
+    }
+
+    #[test]
+    fn history_replaces_only_the_selected_conversation() {
+        let mut s = AppState::new("sock".into());
+        apply_contacts(&mut s, &[contact("bob"), contact("carol")]);
+        select(&mut s, "bob");
+        let h = vec![HistoryEntry {
+            id: 1,
+            direction: Direction::Out,
+            text: "x".into(),
+            time_ms: 0,
+            state: Delivery::Delivered,
+        }];
+        apply_history(&mut s, "carol", &h);
+        assert!(s.conversation.is_empty());
+        apply_history(&mut s, "bob", &h);
+        assert_eq!(s.conversation[0].mark, "✓✓");
+        // A removed contact closes its conversation.
+        apply_contacts(&mut s, &[contact("carol")]);
+        assert!(s.selected.is_none() && s.conversation.is_empty());
+    }
+}

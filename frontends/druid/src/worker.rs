@@ -1,0 +1,220 @@
+//! The JSON-RPC side: a tokio runtime on its own thread holds the daemon
+//! connection and the event subscription. The window sends it
+//! [`Request`]s; results come back as Druid commands through the
+//! `ExtEventSink`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anonchat_ipc::{
+    AnonchatClient as _, ContactInfo, Event, HistoryEntry, IdentityInfo, IdentityState, Status,
+};
+use druid::{ExtEventSink, Selector, Target};
+use jsonrpsee::async_client::Client;
+use tokio::sync::mpsc;
+
+pub const STATUS: Selector<Status> = Selector::new("anonchat.status");
+pub const IDENTITY: Selector<IdentityInfo> = Selector::new("anonchat.identity");
+pub const CONTACTS: Selector<Vec<ContactInfo>> = Selector::new("anonchat.contacts");
+pub const HISTORY: Selector<(String, Vec<HistoryEntry>)> = Selector::new("anonchat.history");
+pub const EVENT: Selector<Event> = Selector::new("anonchat.event");
+pub const SENT: Selector<(String, u64, String)> = Selector::new("anonchat.sent");
+pub const ADDED: Selector<ContactInfo> = Selector::new("anonchat.added");
+pub const ERROR: Selector<String> = Selector::new("anonchat.error");
+pub const UNREACHABLE: Selector<String> = Selector::new("anonchat.unreachable");
+
+/// Requests queued for the worker at most (the UI shows "busy" beyond).
+pub const QUEUE: usize = 64;
+
+#[derive(Debug)]
+pub enum Request {
+    Refresh,
+    Select(String),
+    Send {
+        to: String,
+        text: String,
+    },
+    Unlock(String),
+    Create {
+        name: String,
+        relay: String,
+        passphrase: String,
+    },
+    AddContact {
+        text: String,
+        name: String,
+    },
+    Verify {
+        name: String,
+        fingerprint: String,
+    },
+    Export(PathBuf),
+    StartDaemon,
+}
+
+struct Worker {
+    socket: PathBuf,
+    sink: ExtEventSink,
+}
+
+impl Worker {
+    fn send<T: std::any::Any + Send>(&self, sel: Selector<T>, value: T) {
+        let _ = self.sink.submit_command(sel, value, Target::Auto);
+    }
+
+    fn error(&self, e: impl std::fmt::Display) {
+        self.send(ERROR, e.to_string());
+    }
+
+    async fn refresh(&self, c: &Client) -> Result<(), jsonrpsee::core::ClientError> {
+        let status = c.status().await?;
+        if status.identity != IdentityState::None {
+            self.send(IDENTITY, c.identity_show().await?);
+        }
+        self.send(STATUS, status);
+        self.send(CONTACTS, c.contacts_list().await?);
+        Ok(())
+    }
+
+    /// Handles one request; `Err` means the connection is gone.
+    async fn handle(&self, c: &Client, req: Request) -> Result<(), jsonrpsee::core::ClientError> {
+        use jsonrpsee::core::ClientError::Call;
+        let outcome = match req {
+            Request::Refresh => self.refresh(c).await,
+            Request::Select(name) => c
+                .messages_history(name.clone(), Some(500))
+                .await
+                .map(|h| self.send(HISTORY, (name, h))),
+            Request::Send { to, text } => c
+                .messages_send(to.clone(), text.clone())
+                .await
+                .map(|sent| self.send(SENT, (to, sent.id, text))),
+            Request::Unlock(pass) => {
+                let r = c.identity_unlock(pass).await;
+                if r.is_ok() {
+                    self.refresh(c).await?;
+                }
+                r
+            }
+            Request::Create {
+                name,
+                relay,
+                passphrase,
+            } => {
+                let pass = (!passphrase.is_empty()).then_some(passphrase);
+                let r = c.identity_create(name, relay, pass, None).await.map(|_| ());
+                if r.is_ok() {
+                    self.refresh(c).await?;
+                }
+                r
+            }
+            Request::AddContact { text, name } => c
+                .contacts_add(text, name)
+                .await
+                .map(|info| self.send(ADDED, info)),
+            Request::Verify { name, fingerprint } => {
+                c.contacts_verify(name, fingerprint).await.map(|_| ())
+            }
+            Request::Export(path) => match c.identity_export().await {
+                Ok(text) => {
+                    if let Err(e) = std::fs::write(&path, text) {
+                        self.error(format!("cannot write {}: {e}", path.display()));
+                    }
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            },
+            Request::StartDaemon => Ok(()),
+        };
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(Call(obj)) => {
+                self.error(obj.message());
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn start_daemon(socket: &std::path::Path) -> Result<(), String> {
+    let bin = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("anonchatd")))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("anonchatd"));
+    let mut cmd = std::process::Command::new(bin);
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+    cmd.arg("--socket")
+        .arg(socket)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map(|_| ())
+        .map_err(|e| format!("cannot start anonchatd: {e}"))
+}
+
+/// The request queue between the window and the worker.
+pub fn channel() -> (mpsc::Sender<Request>, mpsc::Receiver<Request>) {
+    mpsc::channel(QUEUE)
+}
+
+/// Runs the worker on its own thread until the window closes.
+pub fn spawn(socket: PathBuf, sink: ExtEventSink, rx: mpsc::Receiver<Request>) {
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            let _ = sink.submit_command(
+                ERROR,
+                "cannot start the connection thread".to_owned(),
+                Target::Auto,
+            );
+            return;
+        };
+        rt.block_on(run(Worker { socket, sink }, rx));
+    });
+}
+
+async fn run(w: Worker, mut rx: mpsc::Receiver<Request>) {
+    loop {
+        let c = match anonchat_ipc::client::connect_checked(&w.socket).await {
+            Ok(c) => c,
+            Err(e) => {
+                w.send(UNREACHABLE, e.to_string());
+                // Wait for a request (start the daemon, retry) or retry in 2 s.
+                match tokio::time::timeout(Duration::from_secs(2), rx.recv()).await {
+                    Ok(None) => return,
+                    Ok(Some(Request::StartDaemon)) => {
+                        if let Err(e) = start_daemon(&w.socket) {
+                            w.error(e);
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    Ok(Some(_)) | Err(_) => {}
+                }
+                continue;
+            }
+        };
+        if w.refresh(&c).await.is_err() {
+            continue;
+        }
+        let Ok(mut events) = c.events().await else {
+            continue;
+        };
+        loop {
+            tokio::select! {
+                req = rx.recv() => match req {
+                    None => return,
+                    Some(req) => if w.handle(&c, req).await.is_err() { break },
+                },
+                ev = events.next() => match ev {
+                    Some(Ok(e)) => w.send(EVENT, e),
+                    _ => break,
+                },
+            }
+        }
+    }
+}
