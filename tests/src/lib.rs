@@ -179,6 +179,27 @@ impl World {
         );
     }
 
+    /// A relay and daemons for `users`, each with an identity (no
+    /// passphrase). Keep the returned processes alive for the test.
+    pub fn users(&self, users: &[&str]) -> (Proc, String, Vec<Proc>) {
+        let (relay, addr) = self.relay(0);
+        let daemons = users.iter().map(|u| self.daemon(u)).collect();
+        for u in users {
+            self.init(u, &addr);
+        }
+        (relay, addr, daemons)
+    }
+
+    /// `users` plus every pair in `pairs` introduced both ways.
+    pub fn friends(&self, users: &[&str], pairs: &[(&str, &str)]) -> (Proc, String, Vec<Proc>) {
+        let world = self.users(users);
+        for (x, y) in pairs {
+            self.introduce(x, y);
+            self.introduce(y, x);
+        }
+        world
+    }
+
     /// The texts `user` received from `contact`, in order.
     pub fn received(&self, user: &str, contact: &str) -> Vec<String> {
         self.history(user, contact)

@@ -88,11 +88,7 @@ fn the_seed_scenario_generate_exchange_connect_converse() {
 #[test]
 fn a_contact_imported_on_one_side_only_cannot_talk() {
     let w = World::new();
-    let (_relay, addr) = w.relay(0);
-    let _a = w.daemon("alice");
-    let _b = w.daemon("bob");
-    w.init("alice", &addr);
-    w.init("bob", &addr);
+    let _world = w.users(&["alice", "bob"]);
     w.introduce("bob", "alice"); // alice knows bob; bob does not know alice
 
     let out = w.ctl(
@@ -118,11 +114,7 @@ fn a_contact_imported_on_one_side_only_cannot_talk() {
 #[test]
 fn a_corrupted_identity_file_is_refused_with_a_clear_message() {
     let w = World::new();
-    let (_relay, addr) = w.relay(0);
-    let _a = w.daemon("alice");
-    let _b = w.daemon("bob");
-    w.init("alice", &addr);
-    w.init("bob", &addr);
+    let _world = w.users(&["alice", "bob"]);
     let file = w.path().join("bob.id");
     w.json("bob", &["id", "export", file.to_str().unwrap()]);
     let mut text = std::fs::read_to_string(&file).unwrap();
@@ -170,19 +162,11 @@ fn a_corrupted_identity_file_is_refused_with_a_clear_message() {
 #[test]
 fn three_users_in_one_shard_each_pair_talks_and_nobody_reads_another_pair() {
     let w = World::new();
-    let (_relay, addr) = w.relay(0);
-    let _d: Vec<_> = ["alice", "bob", "carol"]
-        .iter()
-        .map(|u| w.daemon(u))
-        .collect();
-    for u in ["alice", "bob", "carol"] {
-        w.init(u, &addr);
-    }
     // alice–bob and bob–carol are pairs; alice and carol are strangers.
-    for (x, y) in [("alice", "bob"), ("bob", "carol")] {
-        w.introduce(x, y);
-        w.introduce(y, x);
-    }
+    let _world = w.friends(
+        &["alice", "bob", "carol"],
+        &[("alice", "bob"), ("bob", "carol")],
+    );
     w.json(
         "alice",
         &["send", "bob", "a→b secret", "--wait", "--timeout", "60"],
@@ -223,7 +207,7 @@ fn three_users_in_one_shard_each_pair_talks_and_nobody_reads_another_pair() {
 #[test]
 fn relay_killed_and_restarted_mid_conversation_delivers_every_message_exactly_once() {
     let w = World::new();
-    let (mut relay, addr) = w.relay(0);
+    let (mut relay, addr, _daemons) = w.friends(&["alice", "bob"], &[("alice", "bob")]);
     let port: u16 = addr
         .split(':')
         .nth(2)
@@ -233,12 +217,6 @@ fn relay_killed_and_restarted_mid_conversation_delivers_every_message_exactly_on
         .unwrap()
         .parse()
         .unwrap();
-    let _a = w.daemon("alice");
-    let _b = w.daemon("bob");
-    w.init("alice", &addr);
-    w.init("bob", &addr);
-    w.introduce("alice", "bob");
-    w.introduce("bob", "alice");
     w.json(
         "alice",
         &["send", "bob", "one", "--wait", "--timeout", "60"],
@@ -278,13 +256,7 @@ fn relay_killed_and_restarted_mid_conversation_delivers_every_message_exactly_on
 #[test]
 fn a_daemon_restart_keeps_contacts_and_identity_not_history() {
     let w = World::new();
-    let (_relay, addr) = w.relay(0);
-    let mut a = w.daemon("alice");
-    let _b = w.daemon("bob");
-    w.init("alice", &addr);
-    w.init("bob", &addr);
-    w.introduce("alice", "bob");
-    w.introduce("bob", "alice");
+    let (_relay, _addr, mut daemons) = w.friends(&["alice", "bob"], &[("alice", "bob")]);
     w.json(
         "alice",
         &[
@@ -299,7 +271,7 @@ fn a_daemon_restart_keeps_contacts_and_identity_not_history() {
     let before = w.json("alice", &["id"]);
 
     w.json("alice", &["daemon", "stop"]);
-    let _ = a.0.wait();
+    let _ = daemons[0].0.wait();
     // `anonctl daemon start` brings it back, detached.
     let home = w.path().join("alice");
     let out = w.ctl(
@@ -361,13 +333,7 @@ fn usage_errors_and_an_absent_daemon_have_their_exit_codes() {
 fn chat_reads_lines_until_ctrl_d_and_rpc_calls_any_method() {
     use std::io::Write as _;
     let w = World::new();
-    let (_relay, addr) = w.relay(0);
-    let _a = w.daemon("alice");
-    let _b = w.daemon("bob");
-    w.init("alice", &addr);
-    w.init("bob", &addr);
-    w.introduce("alice", "bob");
-    w.introduce("bob", "alice");
+    let _world = w.friends(&["alice", "bob"], &[("alice", "bob")]);
 
     let mut chat = std::process::Command::new(w.bins.join("anonctl"))
         .arg("--socket")

@@ -33,10 +33,11 @@ fn send_compose(tx: &Sender<Request>, data: &mut AppState) {
     }
 }
 
-/// Enter sends; Shift+Enter is a new line.
-struct EnterSends(Sender<Request>);
+/// Runs an action when Enter is pressed (Shift+Enter goes to the text
+/// box: a new line in the compose box).
+struct OnEnter<F>(F);
 
-impl<W: Widget<AppState>> Controller<AppState, W> for EnterSends {
+impl<F: Fn(&mut AppState), W: Widget<AppState>> Controller<AppState, W> for OnEnter<F> {
     fn event(
         &mut self,
         child: &mut W,
@@ -49,12 +50,18 @@ impl<W: Widget<AppState>> Controller<AppState, W> for EnterSends {
             && k.key == KbKey::Enter
             && !k.mods.shift()
         {
-            send_compose(&self.0, data);
+            (self.0)(data);
             ctx.set_handled();
             return;
         }
         child.event(ctx, event, data, env);
     }
+}
+
+fn unlock(tx: &Sender<Request>, d: &mut AppState) {
+    let pass = std::mem::take(&mut d.passphrase);
+    d.error.clear();
+    request(tx, d, Request::Unlock(pass));
 }
 
 fn heading(text: &str) -> Label<AppState> {
@@ -166,41 +173,11 @@ fn locked(tx: Sender<Request>) -> impl Widget<AppState> {
             TextBox::new()
                 .lens(AppState::passphrase)
                 .expand_width()
-                .controller(PassEnter(tx2)),
+                .controller(OnEnter(move |d: &mut AppState| unlock(&tx2, d))),
         )
         .with_spacer(12.0)
-        .with_child(
-            Button::new("Unlock").on_click(move |_, d: &mut AppState, _| {
-                let pass = std::mem::take(&mut d.passphrase);
-                d.error.clear();
-                request(&tx, d, Request::Unlock(pass));
-            }),
-        )
+        .with_child(Button::new("Unlock").on_click(move |_, d: &mut AppState, _| unlock(&tx, d)))
         .padding(20.0)
-}
-
-/// Enter in the passphrase field unlocks.
-struct PassEnter(Sender<Request>);
-
-impl<W: Widget<AppState>> Controller<AppState, W> for PassEnter {
-    fn event(
-        &mut self,
-        child: &mut W,
-        ctx: &mut EventCtx<'_, '_>,
-        event: &Event,
-        data: &mut AppState,
-        env: &Env,
-    ) {
-        if let Event::KeyDown(k) = event
-            && k.key == KbKey::Enter
-        {
-            let pass = std::mem::take(&mut data.passphrase);
-            request(&self.0, data, Request::Unlock(pass));
-            ctx.set_handled();
-            return;
-        }
-        child.event(ctx, event, data, env);
-    }
 }
 
 fn contact_row() -> impl Widget<ContactRow> {
@@ -381,7 +358,7 @@ fn conversation(tx: Sender<Request>) -> impl Widget<AppState> {
                         .with_placeholder("Message (Enter sends, Shift+Enter: new line)")
                         .lens(AppState::compose)
                         .expand_width()
-                        .controller(EnterSends(tx)),
+                        .controller(OnEnter(move |d: &mut AppState| send_compose(&tx, d))),
                     1.0,
                 )
                 .with_spacer(6.0)

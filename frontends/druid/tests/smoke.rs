@@ -33,13 +33,7 @@ fn the_window_opens_and_shows_a_conversation() {
         return;
     }
     let w = World::new();
-    let (_relay, addr) = w.relay(0);
-    let _a = w.daemon("alice");
-    let _b = w.daemon("bob");
-    w.init("alice", &addr);
-    w.init("bob", &addr);
-    w.introduce("alice", "bob");
-    w.introduce("bob", "alice");
+    let _world = w.friends(&["alice", "bob"], &[("alice", "bob")]);
     w.json(
         "alice",
         &[
