@@ -40,8 +40,21 @@ fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
+    harden();
     let mut settings = Settings::new(Paths::resolve(args.home, args.socket)?);
     settings.retransmit_after = Duration::from_secs(args.retransmit_s.max(1));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(anonchatd::run(settings, args.proxy))
+}
+
+/// Keeps key material out of core dumps and away from other processes of
+/// the same user (no ptrace attach, no /proc/PID/mem), as rbw's agent does.
+fn harden() {
+    use nix::sys::resource::{Resource, setrlimit};
+    if let Err(e) = setrlimit(Resource::RLIMIT_CORE, 0, 0) {
+        tracing::warn!(error = %e, "cannot disable core dumps");
+    }
+    if let Err(e) = nix::sys::prctl::set_dumpable(false) {
+        tracing::warn!(error = %e, "cannot make the process non-dumpable");
+    }
 }
