@@ -234,8 +234,14 @@ async fn another_user_is_refused() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = daemon(dir.path(), "home");
-    // The child is this test binary running only the helper below.
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
+    // The child is this test binary running only the helper below, copied
+    // where the other user can execute it (the build tree may be private).
+    let exe_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(exe_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = exe_dir.path().join("helper");
+    std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new(&exe)
         .args([
             "--exact",
             "other_user_helper",
@@ -257,6 +263,7 @@ async fn another_user_is_refused() {
     assert!(d.client().await.status().await.is_ok());
 }
 
+use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
 
 /// Runs only as the child of `another_user_is_refused`.
