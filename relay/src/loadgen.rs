@@ -68,7 +68,7 @@ impl std::fmt::Display for Report {
         )?;
         writeln!(
             f,
-            "fan-out latency (round close -> client has the batch): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            "fan-out latency (relay round close, or Redis publish, -> client has it): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
             self.fanout_latency_p50_ms, self.fanout_latency_p99_ms, self.fanout_latency_max_ms
         )?;
         write!(f, "lost cells: {}", self.lost_cells)?;

@@ -16,8 +16,15 @@ use clap::Parser;
 #[command(version, about)]
 struct Args {
     /// The relay address, as printed by anonchat-relay.
-    #[arg(long)]
-    relay: RelayAddress,
+    #[arg(long, required_unless_present = "redis")]
+    relay: Option<RelayAddress>,
+    /// Instead of a relay, measure the same fan-out through Redis pub/sub
+    /// at HOST:PORT (for comparison: no encryption, no anonymity).
+    #[arg(long, conflicts_with = "relay")]
+    redis: Option<String>,
+    /// Round length for --redis, in milliseconds (a relay announces its own).
+    #[arg(long, default_value_t = 500)]
+    round_ms: u64,
     /// Number of clients.
     #[arg(long)]
     clients: usize,
@@ -41,13 +48,26 @@ fn main() -> anyhow::Result<()> {
         eprintln!("warning: cannot raise the open-file limit: {e}");
     }
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let report = runtime.block_on(loadgen::run(LoadConfig {
-        relay: args.relay,
-        clients: args.clients,
-        shards: args.shards,
-        duration: Duration::from_secs(args.duration_s),
-        relay_pid: args.relay_pid,
-    }))?;
+    let duration = Duration::from_secs(args.duration_s);
+    let report = match (args.relay, args.redis) {
+        (Some(relay), _) => runtime.block_on(loadgen::run(LoadConfig {
+            relay,
+            clients: args.clients,
+            shards: args.shards,
+            duration,
+            relay_pid: args.relay_pid,
+        }))?,
+        (None, Some(redis)) => runtime
+            .block_on(anonchat_relay::broker::run(
+                &redis,
+                args.clients,
+                args.shards,
+                duration,
+                Duration::from_millis(args.round_ms.max(1)),
+            ))
+            .with_context(|| format!("cannot load Redis at {redis}"))?,
+        (None, None) => anyhow::bail!("pass --relay ADDRESS or --redis HOST:PORT"),
+    };
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
