@@ -594,13 +594,13 @@ impl Core {
         self.emit(Event::RelayStateChanged { state, round });
     }
 
-    /// Feeds one batch (round `round`) and, if `reply_round` is given,
-    /// returns the cell to send in it (real or cover). The state is saved
-    /// before a cell that changed it is handed out. `None` when locked.
+    /// Feeds one received batch (`received`: its round and cells) and, if
+    /// `reply_round` is given, returns the cell to send in that round (real
+    /// or cover). The state is saved before a cell that changed it is
+    /// handed out. `None` when locked.
     pub fn on_batch(
         &self,
-        round: u64,
-        cells: &[&[u8]],
+        received: Option<(u64, &[&[u8]])>,
         reply_round: Option<u64>,
     ) -> Option<Vec<u8>> {
         let mut rng = rand::rng();
@@ -608,8 +608,10 @@ impl Core {
         let mut inner = self.lock();
         let unlocked = inner.unlocked.as_mut()?;
         let mut events = Vec::new();
-        for cell in cells {
-            events.extend(unlocked.router.receive_cell(&mut rng, round, cell));
+        if let Some((round, cells)) = received {
+            for cell in cells {
+                events.extend(unlocked.router.receive_cell(&mut rng, round, cell));
+            }
         }
         let cell = reply_round.map(|r| {
             let (cell, evs) = unlocked.router.next_cell(&mut rng, r, now);
@@ -628,7 +630,10 @@ impl Core {
                 cover
             });
         }
-        inner.relay.round = Some(round);
+        // The last round processed: where a reconnect resumes.
+        if let Some((round, _)) = received {
+            inner.relay.round = Some(round);
+        }
         let out = Self::apply(&mut inner, events);
         drop(inner);
         for e in out {

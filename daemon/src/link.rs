@@ -175,10 +175,7 @@ async fn lockstep(core: &Arc<Core>, conn: Connected<TcpStream>) -> String {
     let first = {
         let core = Arc::clone(core);
         let round = welcome.open_round;
-        tokio::task::spawn_blocking(move || {
-            core.on_batch(round.saturating_sub(1), &[], Some(round))
-        })
-        .await
+        tokio::task::spawn_blocking(move || core.on_batch(None, Some(round))).await
     };
     let Ok(Some(cell)) = first else {
         return "locked".to_owned();
@@ -196,13 +193,15 @@ async fn lockstep(core: &Arc<Core>, conn: Connected<TcpStream>) -> String {
         };
         let received = tokio::time::Instant::now();
         // Backlog batches (rounds already over) are read, not answered.
-        let reply = (batch.round + 1 >= welcome.open_round).then_some(batch.round + 1);
+        // The open round already has our cell (sent above); later rounds
+        // get one each.
+        let reply = (batch.round >= welcome.open_round).then_some(batch.round + 1);
         let core2 = Arc::clone(core);
         let cells: Vec<Vec<u8>> = batch.batch.cells().map(<[u8]>::to_vec).collect();
         let round = batch.round;
         let out = tokio::task::spawn_blocking(move || {
             let refs: Vec<&[u8]> = cells.iter().map(Vec::as_slice).collect();
-            core2.on_batch(round, &refs, reply)
+            core2.on_batch(Some((round, &refs)), reply)
         })
         .await;
         let Ok(cell) = out else {

@@ -167,3 +167,35 @@ async fn a_daemon_restart_keeps_keys_and_contacts_not_history_and_writes_no_text
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_resumes_from_the_relay_backlog_without_breaking_the_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = relay(0, None).await;
+    let (_a, ca, _b, cb) = pair(dir.path(), &r.addr).await;
+    ca.messages_send("bob".into(), "hello".into())
+        .await
+        .unwrap();
+    eventually(30, "first message delivered", || async {
+        all_delivered(&history(&ca, "bob").await)
+    })
+    .await;
+    // Alice's daemon leaves the relay (lock) and comes back (unlock): it
+    // resumes after the last round it processed, from the relay's backlog.
+    ca.identity_lock().await.unwrap();
+    cb.messages_send("alice".into(), "while you were locked".into())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    ca.identity_unlock("pw-a".into()).await.unwrap();
+    eventually(60, "the message sent while locked arrives", || async {
+        texts(&history(&ca, "bob").await, Direction::In) == vec!["while you were locked"]
+    })
+    .await;
+    let (_, stats) = r.stop_with_stats().await;
+    assert_eq!(
+        anonchat_relay::Stats::get(&stats.violations),
+        0,
+        "no client ever sent two cells for a round"
+    );
+}

@@ -46,7 +46,7 @@ pub struct RelayTask {
     pub port: u16,
     key: [u8; 32],
     shutdown: tokio_util::sync::CancellationToken,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<std::sync::Arc<anonchat_relay::Stats>>,
 }
 
 pub async fn relay(port: u16, key: Option<[u8; 32]>) -> RelayTask {
@@ -68,9 +68,7 @@ pub async fn relay(port: u16, key: Option<[u8; 32]>) -> RelayTask {
     let shutdown = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn({
         let shutdown = shutdown.clone();
-        async move {
-            anonchat_relay::run(listener, relay, shutdown).await;
-        }
+        async move { anonchat_relay::run(listener, relay, shutdown).await }
     });
     RelayTask {
         addr,
@@ -84,9 +82,14 @@ pub async fn relay(port: u16, key: Option<[u8; 32]>) -> RelayTask {
 impl RelayTask {
     /// Stops the relay (its backlog is gone) and returns what restarts it.
     pub async fn stop(self) -> (u16, [u8; 32]) {
+        self.stop_with_stats().await.0
+    }
+
+    /// Stops the relay; also returns its final counters.
+    pub async fn stop_with_stats(self) -> ((u16, [u8; 32]), std::sync::Arc<anonchat_relay::Stats>) {
         self.shutdown.cancel();
-        let _ = self.task.await;
-        (self.port, self.key)
+        let stats = self.task.await.unwrap();
+        ((self.port, self.key), stats)
     }
 }
 
