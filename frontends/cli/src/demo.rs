@@ -43,20 +43,16 @@ impl Drop for Guard {
     }
 }
 
-/// Finds the relay and daemon next to anonctl; under `cargo run`, builds
-/// them first if they are missing.
+/// Finds the relay and daemon next to anonctl. Under `cargo run` it builds
+/// them first (a no-op when they are up to date), so the demo never runs
+/// stale siblings.
 fn binaries() -> Result<(PathBuf, PathBuf), Fail> {
-    let relay = sibling("anonchat-relay");
-    let daemon = sibling("anonchatd");
-    if relay.is_absolute() && daemon.is_absolute() {
-        return Ok((relay, daemon));
-    }
     if let (Ok(cargo), Ok(exe)) = (std::env::var("CARGO"), std::env::current_exe()) {
         let release = exe
             .parent()
             .and_then(Path::file_name)
             .is_some_and(|d| d == "release");
-        eprintln!("building anonchat-relay and anonchatd (first run only)...");
+        eprintln!("building anonchat-relay and anonchatd if needed...");
         let mut cmd = Command::new(cargo);
         cmd.args([
             "build",
@@ -69,11 +65,15 @@ fn binaries() -> Result<(PathBuf, PathBuf), Fail> {
         if release {
             cmd.arg("--release");
         }
-        let ok = cmd.status().is_ok_and(|s| s.success());
-        let (relay, daemon) = (sibling("anonchat-relay"), sibling("anonchatd"));
-        if ok && relay.is_absolute() && daemon.is_absolute() {
-            return Ok((relay, daemon));
+        if !cmd.status().is_ok_and(|s| s.success()) {
+            return Err(Fail::Other(
+                "building anonchat-relay and anonchatd failed (see above)".into(),
+            ));
         }
+    }
+    let (relay, daemon) = (sibling("anonchat-relay"), sibling("anonchatd"));
+    if relay.is_absolute() && daemon.is_absolute() {
+        return Ok((relay, daemon));
     }
     Err(Fail::Other(
         "anonchat-relay and anonchatd must sit next to anonctl: run `cargo build --release --workspace` (or install all three)".into(),
