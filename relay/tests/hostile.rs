@@ -21,13 +21,11 @@ fn bystander(relay: &RelayProc, rounds: usize, cell: usize) -> tokio::task::Join
             "bystander missed a round: {:?}",
             seen.rounds
         );
-        let expected: Vec<u64> = seen
-            .rounds
-            .iter()
-            .copied()
-            .filter(|r| seen.sent.contains(r))
-            .collect();
-        assert_eq!(seen.own_once, expected, "bystander's cell missing");
+        assert_eq!(
+            seen.own_once,
+            seen.expected_own(),
+            "bystander's cell missing"
+        );
     })
 }
 

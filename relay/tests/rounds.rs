@@ -45,13 +45,7 @@ async fn every_client_gets_the_same_batch_and_each_cell_exactly_once() {
     for s in &seen {
         assert!(s.contiguous(), "gap in {:?}", s.rounds);
         // Each cell we sent for a round we received appears exactly once.
-        let expected: Vec<u64> = s
-            .rounds
-            .iter()
-            .copied()
-            .filter(|r| s.sent.contains(r))
-            .collect();
-        assert_eq!(s.own_once, expected);
+        assert_eq!(s.own_once, s.expected_own());
         assert!(s.batches.iter().flatten().all(|c| c.len() == CELL));
     }
     relay.stop();
@@ -72,13 +66,7 @@ async fn a_cover_cell_and_a_real_looking_cell_are_handled_identically() {
     }));
     let (a, b) = (a.await.unwrap(), b.await.unwrap());
     for s in [&a, &b] {
-        let expected: Vec<u64> = s
-            .rounds
-            .iter()
-            .copied()
-            .filter(|r| s.sent.contains(r))
-            .collect();
-        assert_eq!(s.own_once, expected);
+        assert_eq!(s.own_once, s.expected_own());
     }
     let last = a
         .rounds
@@ -230,13 +218,7 @@ async fn a_client_flooding_cells_is_cut_and_the_others_keep_every_round() {
     assert_eq!(closed, Some(anonchat_protocol::wire::CloseCode::Violation));
     let good = good.await.unwrap();
     assert!(good.contiguous());
-    let expected: Vec<u64> = good
-        .rounds
-        .iter()
-        .copied()
-        .filter(|r| good.sent.contains(r))
-        .collect();
-    assert_eq!(good.own_once, expected);
+    assert_eq!(good.own_once, good.expected_own());
     // The flooder's extra cells never reached a batch: at most one per round.
     let flood_rounds = good.batches.iter().filter(|b| b.len() > 2).count();
     assert_eq!(flood_rounds, 0);

@@ -115,6 +115,16 @@ impl Seen {
     pub fn contiguous(&self) -> bool {
         self.rounds.windows(2).all(|w| w[1] == w[0] + 1)
     }
+
+    /// The received rounds we had sent a cell for: each should hold our
+    /// cell exactly once, i.e. equal `own_once`.
+    pub fn expected_own(&self) -> Vec<u64> {
+        self.rounds
+            .iter()
+            .copied()
+            .filter(|r| self.sent.contains(r))
+            .collect()
+    }
 }
 
 pub fn random_cell(size: usize) -> Vec<u8> {
