@@ -28,6 +28,29 @@ pub enum LinkState {
     Retrying,
 }
 
+impl IdentityState {
+    /// The wire name (as serialized), for display.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Locked => "locked",
+            Self::Unlocked => "unlocked",
+        }
+    }
+}
+
+impl LinkState {
+    /// The wire name (as serialized), for display.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Offline => "offline",
+            Self::Connecting => "connecting",
+            Self::Connected => "connected",
+            Self::Retrying => "retrying",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RelayStatus {
     pub state: LinkState,
@@ -102,6 +125,28 @@ pub enum Delivery {
     Sent,
     Delivered,
     Received,
+}
+
+impl Delivery {
+    /// The wire name (as serialized), for display.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Received => "received",
+        }
+    }
+
+    /// The mark front-ends show: … queued, ✓ sent, ✓✓ delivered.
+    pub fn mark(self) -> &'static str {
+        match self {
+            Self::Queued => "…",
+            Self::Sent => "✓",
+            Self::Delivered => "✓✓",
+            Self::Received => "",
+        }
+    }
 }
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,6 +258,35 @@ mod tests {
             r#"{"type":"delivery_changed","contact":"bob","id":3,"state":"delivered"}"#
         );
         assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), e);
+    }
+
+    #[test]
+    fn display_names_are_the_wire_names() {
+        let wire = |v: serde_json::Value| v.as_str().unwrap().to_owned();
+        for s in [
+            IdentityState::None,
+            IdentityState::Locked,
+            IdentityState::Unlocked,
+        ] {
+            assert_eq!(s.as_str(), wire(serde_json::to_value(s).unwrap()));
+        }
+        for s in [
+            LinkState::Offline,
+            LinkState::Connecting,
+            LinkState::Connected,
+            LinkState::Retrying,
+        ] {
+            assert_eq!(s.as_str(), wire(serde_json::to_value(s).unwrap()));
+        }
+        for s in [
+            Delivery::Queued,
+            Delivery::Sent,
+            Delivery::Delivered,
+            Delivery::Received,
+        ] {
+            assert_eq!(s.as_str(), wire(serde_json::to_value(s).unwrap()));
+        }
+        assert_eq!(Delivery::Delivered.mark(), "✓✓");
     }
 
     #[test]

@@ -20,17 +20,14 @@ fn describe(e: &Event) -> String {
             format!("[{}] {contact}: {text}", show::clock(*time_ms))
         }
         Event::DeliveryChanged { contact, id, state } => {
-            format!("message {id} to {contact}: {}", show::state_word(*state))
+            format!("message {id} to {contact}: {}", state.as_str())
         }
         Event::ContactAdded { contact } => format!("contact added: {contact}"),
         Event::ContactRemoved { contact } => format!("contact removed: {contact}"),
         Event::ContactVerified { contact } => format!("contact verified: {contact}"),
         Event::RelayStateChanged { state, round } => format!(
             "relay: {}{}",
-            serde_json::to_value(state)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            state.as_str(),
             round.map(|r| format!(" (round {r})")).unwrap_or_default()
         ),
         Event::Locked => "daemon locked".into(),
@@ -116,11 +113,9 @@ fn print_chat_event(name: &str, e: &Event, json: bool) {
                 }
             )
         ),
-        Event::DeliveryChanged { id, state, .. } => println!(
-            "   (message {id} {} {})",
-            show::state_word(*state),
-            show::mark(*state)
-        ),
+        Event::DeliveryChanged { id, state, .. } => {
+            println!("   (message {id} {} {})", state.as_str(), state.mark());
+        }
         other => println!("   ({})", describe(other)),
     }
 }

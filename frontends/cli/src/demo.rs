@@ -279,10 +279,7 @@ async fn conversation(demo: &mut Demo, daemon_bin: &Path, address: &str) -> Resu
     let status = alice.status().await?;
     println!(
         "\nalice's daemon: relay {}, round {}, {} undelivered",
-        serde_json::to_value(status.relay.state)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
+        status.relay.state.as_str(),
         status.relay.round.unwrap_or(0),
         status.undelivered
     );
@@ -325,7 +322,7 @@ async fn exchange(
                 "[{}] {who}: {} {}",
                 show::clock(e.time_ms),
                 e.text,
-                show::mark(e.state)
+                e.state.mark()
             );
             return Ok(());
         }

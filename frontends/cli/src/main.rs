@@ -429,7 +429,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             if json {
                 show::json(&serde_json::json!({"to": name, "id": sent.id, "state": state}));
             } else {
-                println!("message {} to {name}: {}", sent.id, show::state_word(state));
+                println!("message {} to {name}: {}", sent.id, state.as_str());
             }
         }
         Cmd::History { name, limit } => {

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anonchat_ipc::{ContactInfo, Delivery, Direction, HistoryEntry, IdentityInfo, Status};
+use anonchat_ipc::{ContactInfo, Direction, HistoryEntry, IdentityInfo, Status};
 use serde::Serialize;
 
 use crate::fail::Fail;
@@ -56,25 +56,6 @@ pub(crate) fn contacts(list: &[ContactInfo], json_out: bool) {
     }
 }
 
-pub(crate) fn state_word(s: Delivery) -> &'static str {
-    match s {
-        Delivery::Queued => "queued",
-        Delivery::Sent => "sent",
-        Delivery::Delivered => "delivered",
-        Delivery::Received => "received",
-    }
-}
-
-/// ✓ sent, ✓✓ delivered, … queued.
-pub(crate) fn mark(s: Delivery) -> &'static str {
-    match s {
-        Delivery::Queued => "…",
-        Delivery::Sent => "✓",
-        Delivery::Delivered => "✓✓",
-        Delivery::Received => "",
-    }
-}
-
 /// `HH:MM:SS` (UTC) of a Unix time in milliseconds.
 pub(crate) fn clock(time_ms: u64) -> String {
     let s = time_ms / 1000;
@@ -86,9 +67,14 @@ pub(crate) fn line(contact: &str, e: &HistoryEntry) -> String {
         Direction::Out => format!("you → {contact}"),
         Direction::In => format!("{contact} → you"),
     };
-    format!("[{}] {who}: {} {}", clock(e.time_ms), e.text, mark(e.state))
-        .trim_end()
-        .to_owned()
+    format!(
+        "[{}] {who}: {} {}",
+        clock(e.time_ms),
+        e.text,
+        e.state.mark()
+    )
+    .trim_end()
+    .to_owned()
 }
 
 pub(crate) fn history(contact: &str, entries: &[HistoryEntry], json_out: bool) {
@@ -111,21 +97,12 @@ pub(crate) fn status(s: &Status, json_out: bool) {
         "daemon:    running (version {}, API {})",
         s.daemon_version, s.api_version
     );
-    println!(
-        "identity:  {}",
-        serde_json::to_value(s.identity)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default()
-    );
+    println!("identity:  {}", s.identity.as_str());
     if let Some(addr) = &s.relay.address {
         println!(
             "relay:     {} ({}{})",
             addr,
-            serde_json::to_value(s.relay.state)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            s.relay.state.as_str(),
             s.relay
                 .round
                 .map(|r| format!(", round {r}"))
@@ -163,12 +140,13 @@ pub(crate) fn man_pages(cmd: clap::Command, dir: &Path) -> Result<(), Fail> {
 
 #[cfg(test)]
 mod tests {
+    use anonchat_ipc::Delivery;
+
     use super::*;
 
     #[test]
     fn clock_and_marks() {
         assert_eq!(clock(3_723_000), "01:02:03");
-        assert_eq!(mark(Delivery::Delivered), "✓✓");
         let e = HistoryEntry {
             id: 1,
             direction: Direction::Out,

@@ -118,15 +118,6 @@ pub fn clock(time_ms: u64) -> String {
     format!("{:02}:{:02}", (m / 60) % 24, m % 60)
 }
 
-pub fn mark(s: Delivery) -> &'static str {
-    match s {
-        Delivery::Queued => "…",
-        Delivery::Sent => "✓",
-        Delivery::Delivered => "✓✓",
-        Delivery::Received => "",
-    }
-}
-
 /// The daemon could not be reached.
 pub fn daemon_unreachable(state: &mut AppState, why: String) {
     state.screen = Screen::NoDaemon;
@@ -224,7 +215,7 @@ fn row(e: &HistoryEntry) -> MessageRow {
         incoming: e.direction == Direction::In,
         text: e.text.clone(),
         time: clock(e.time_ms),
-        mark: mark(e.state).to_owned(),
+        mark: e.state.mark().to_owned(),
     }
 }
 
@@ -270,8 +261,8 @@ pub fn apply_event(state: &mut AppState, e: &Event) -> bool {
                     .find(|m| !m.incoming && m.id == *id)
             {
                 // Delivered is final.
-                if m.mark != mark(Delivery::Delivered) {
-                    mark(*s).clone_into(&mut m.mark);
+                if m.mark != Delivery::Delivered.mark() {
+                    s.mark().clone_into(&mut m.mark);
                 }
             }
             true
@@ -307,7 +298,7 @@ pub fn apply_sent(state: &mut AppState, to: &str, id: u64, text: String, time_ms
             incoming: false,
             text,
             time: clock(time_ms),
-            mark: mark(Delivery::Queued).to_owned(),
+            mark: Delivery::Queued.mark().to_owned(),
         });
     }
 }
