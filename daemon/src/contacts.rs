@@ -1,12 +1,18 @@
-//! The contact list: names, ids, verified flags and the contacts' public
-//! identity files. Public data, kept in `contacts.json` (mode 0600 all the
-//! same: who your contacts are is nobody else's business).
+//! The contact registry: the one owner of who your contacts are. Names, ids,
+//! verified flags and the contacts' public identity files live here, in one
+//! `id → contact` map with a name index; the end-to-end router follows this
+//! list (see [`Contacts::attach`]), never the other way round.
+//!
+//! Kept in `contacts.json` (mode 0600: who your contacts are is nobody
+//! else's business).
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use anonchat_protocol::e2e::PublicIdentity;
+use anonchat_protocol::e2e::{ContactId, MAX_CONTACTS, PublicIdentity, Router};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
 use crate::keystore::write_atomic;
 
 /// Longest contact name, in bytes.
@@ -14,12 +20,32 @@ pub const MAX_NAME: usize = 64;
 const FILE_VERSION: u32 = 1;
 const MAX_FILE: u64 = 16 << 20;
 
+/// One contact as the user knows it.
 #[derive(Debug, Clone)]
 pub struct Contact {
-    pub id: u64,
+    /// The daemon's number for it (also the router's).
+    pub id: ContactId,
+    /// The user's name for it: unique, what RPC calls take.
     pub name: String,
+    /// Whether the user compared the fingerprint.
     pub verified: bool,
+    /// Its public identity (from the identity file).
     pub identity: PublicIdentity,
+}
+
+impl Contact {
+    /// The API's view of this contact.
+    pub fn info(&self) -> anonchat_ipc::ContactInfo {
+        anonchat_ipc::ContactInfo {
+            name: self.name.clone(),
+            nickname: self.identity.nickname().to_owned(),
+            fingerprint: self.identity.fingerprint().readable(),
+            fingerprint_hex: self.identity.fingerprint().hex(),
+            verified: self.verified,
+            relay: self.identity.relay().to_string(),
+            shard: self.identity.shard(),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -51,52 +77,191 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-pub fn load(path: &Path) -> anyhow::Result<Vec<Contact>> {
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    if std::fs::metadata(path)?.len() > MAX_FILE {
-        anyhow::bail!("{} is too large to be a contact list", path.display());
-    }
-    let file: File = serde_json::from_slice(&std::fs::read(path)?)
-        .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", path.display()))?;
-    if file.version != FILE_VERSION {
-        anyhow::bail!(
-            "{} has format {}, expected {FILE_VERSION}",
-            path.display(),
-            file.version
-        );
-    }
-    file.contacts
-        .into_iter()
-        .map(|r| {
+/// Every contact, by id, with a name index.
+#[derive(Debug, Default)]
+pub struct Contacts {
+    by_id: BTreeMap<ContactId, Contact>,
+    by_name: HashMap<String, ContactId>,
+}
+
+impl Contacts {
+    /// Loads the registry from `path` (empty if the file does not exist).
+    /// A damaged file is an error, never an empty list.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let mut contacts = Self::default();
+        if !path.exists() {
+            return Ok(contacts);
+        }
+        if std::fs::metadata(path)?.len() > MAX_FILE {
+            anyhow::bail!("{} is too large to be a contact list", path.display());
+        }
+        let file: File = serde_json::from_slice(&std::fs::read(path)?)
+            .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", path.display()))?;
+        if file.version != FILE_VERSION {
+            anyhow::bail!(
+                "{} has format {}, expected {FILE_VERSION}",
+                path.display(),
+                file.version
+            );
+        }
+        for r in file.contacts {
             let identity = PublicIdentity::from_armored(&r.identity)
                 .map_err(|e| anyhow::anyhow!("contact {:?} in {}: {e}", r.name, path.display()))?;
-            Ok(Contact {
-                id: r.id,
+            let id = ContactId(r.id);
+            if contacts.by_id.contains_key(&id) || contacts.by_name.contains_key(&r.name) {
+                anyhow::bail!("{} is damaged: contact {:?} twice", path.display(), r.name);
+            }
+            contacts.insert(Contact {
+                id,
                 name: r.name,
                 verified: r.verified,
                 identity,
-            })
-        })
-        .collect()
-}
+            });
+        }
+        Ok(contacts)
+    }
 
-pub fn save(path: &Path, contacts: &[Contact]) -> anyhow::Result<()> {
-    let file = File {
-        version: FILE_VERSION,
-        contacts: contacts
+    /// Writes the registry to `path` atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let file = File {
+            version: FILE_VERSION,
+            contacts: self
+                .by_id
+                .values()
+                .map(|c| Record {
+                    id: c.id.0,
+                    name: c.name.clone(),
+                    verified: c.verified,
+                    identity: c.identity.to_armored(),
+                })
+                .collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&file).map_err(Error::storage)?;
+        write_atomic(path, &bytes).map_err(Error::storage)
+    }
+
+    fn insert(&mut self, c: Contact) {
+        self.by_name.insert(c.name.clone(), c.id);
+        self.by_id.insert(c.id, c);
+    }
+
+    /// How many contacts there are.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Every contact, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &Contact> {
+        self.by_id.values()
+    }
+
+    /// The contact with this id.
+    pub fn get(&self, id: ContactId) -> Option<&Contact> {
+        self.by_id.get(&id)
+    }
+
+    /// The contact the user calls `name`, or the error that says so.
+    pub fn by_name(&self, name: &str) -> Result<&Contact> {
+        self.by_name
+            .get(name)
+            .and_then(|id| self.by_id.get(id))
+            .ok_or_else(|| Error::UnknownContact(name.to_owned()))
+    }
+
+    /// Adds a contact under `name` (checked), and to the router if the
+    /// daemon is unlocked. `me` is the user's own identity, refused as a
+    /// contact.
+    pub fn add(
+        &mut self,
+        identity: PublicIdentity,
+        name: &str,
+        me: Option<&PublicIdentity>,
+        router: Option<&mut Router>,
+    ) -> Result<&Contact> {
+        check_name(name).map_err(Error::invalid)?;
+        if me.is_some_and(|p| p.fingerprint() == identity.fingerprint()) {
+            return Err(Error::invalid("that identity file is your own"));
+        }
+        if self.by_name.contains_key(name) {
+            return Err(Error::ContactExists(format!(
+                "a contact named {name:?} exists"
+            )));
+        }
+        if let Some(c) = self
             .iter()
-            .map(|c| Record {
-                id: c.id,
-                name: c.name.clone(),
-                verified: c.verified,
-                identity: c.identity.to_armored(),
-            })
-            .collect(),
-    };
-    write_atomic(path, &serde_json::to_vec_pretty(&file)?)?;
-    Ok(())
+            .find(|c| c.identity.fingerprint() == identity.fingerprint())
+        {
+            return Err(Error::ContactExists(format!(
+                "this identity is already your contact {:?}",
+                c.name
+            )));
+        }
+        if self.len() >= MAX_CONTACTS {
+            return Err(Error::invalid("too many contacts"));
+        }
+        let id = ContactId(self.by_id.keys().next_back().map_or(0, |id| id.0) + 1);
+        if let Some(router) = router {
+            router
+                .add_contact(id, identity.clone())
+                .map_err(Error::invalid)?;
+        }
+        self.insert(Contact {
+            id,
+            name: name.to_owned(),
+            verified: false,
+            identity,
+        });
+        self.get(id)
+            .ok_or_else(|| Error::Busy("contact lost".into()))
+    }
+
+    /// Removes a contact (and its sessions from the router, if unlocked).
+    pub fn remove(&mut self, id: ContactId, router: Option<&mut Router>) -> Option<Contact> {
+        let c = self.by_id.remove(&id)?;
+        self.by_name.remove(&c.name);
+        if let Some(router) = router {
+            router.remove_contact(id);
+        }
+        Some(c)
+    }
+
+    /// Marks a contact verified if `fingerprint` is its fingerprint.
+    pub fn verify(&mut self, name: &str, fingerprint: &str) -> Result<&Contact> {
+        let id = self.by_name(name)?.id;
+        let c = self
+            .by_id
+            .get_mut(&id)
+            .ok_or_else(|| Error::UnknownContact(name.to_owned()))?;
+        if !c.identity.fingerprint().matches(fingerprint) {
+            return Err(Error::FingerprintMismatch);
+        }
+        c.verified = true;
+        Ok(c)
+    }
+
+    /// Makes a freshly unlocked router follow this list: contacts it has
+    /// that the list does not are dropped, contacts it lacks are added.
+    /// The list is the truth.
+    pub fn attach(&self, router: &mut Router) {
+        let stale: Vec<ContactId> = router
+            .contact_ids()
+            .filter(|id| !self.by_id.contains_key(id))
+            .collect();
+        for id in stale {
+            router.remove_contact(id);
+        }
+        let known: std::collections::BTreeSet<ContactId> = router.contact_ids().collect();
+        for c in self.iter().filter(|c| !known.contains(&c.id)) {
+            if let Err(e) = router.add_contact(c.id, c.identity.clone()) {
+                tracing::warn!(contact = c.id.0, error = %e, "a contact cannot have sessions");
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -116,10 +281,10 @@ mod tests {
     fn a_damaged_file_is_an_error_not_an_empty_list() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("contacts.json");
-        assert!(load(&path).unwrap().is_empty());
+        assert!(Contacts::load(&path).unwrap().is_empty());
         std::fs::write(&path, b"{not json").unwrap();
-        assert!(load(&path).is_err());
-        save(&path, &[]).unwrap();
-        assert!(load(&path).unwrap().is_empty());
+        assert!(Contacts::load(&path).is_err());
+        Contacts::default().save(&path).unwrap();
+        assert!(Contacts::load(&path).unwrap().is_empty());
     }
 }

@@ -5,15 +5,16 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use anonchat_ipc::MAX_LINE;
-use anonchat_ipc::client::{TransportError, read_line};
-use interprocess::local_socket::tokio::{Listener, Stream};
+use anonchat_ipc::{INVALID_REQUEST, MAX_LINE, PARSE_ERROR};
+use interprocess::local_socket::tokio::Listener;
 use interprocess::local_socket::traits::tokio::Listener as _;
 use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName as _};
 use interprocess::os::unix::local_socket::ListenerOptionsExt as _;
 use jsonrpsee::RpcModule;
 use serde_json::Value;
-use tokio::io::{AsyncWriteExt as _, BufReader};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _, BufReader,
+};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +38,54 @@ pub fn bind(path: &Path) -> anyhow::Result<Listener> {
         .name(name)
         .mode(0o600)
         .create_tokio()?)
+}
+
+/// Why no request could be read from a connection; worded for the daemon's
+/// log, and (for [`RequestError::TooLong`]) for the error line sent back.
+#[derive(Debug, thiserror::Error)]
+enum RequestError {
+    #[error("request longer than {max} bytes")]
+    TooLong { max: usize },
+    #[error("the client closed the connection in the middle of a request")]
+    Truncated,
+    #[error("the request is not UTF-8")]
+    NotUtf8,
+    #[error("cannot read a request: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads one `\n`-terminated request of at most `max` bytes (the newline
+/// not counted). `Ok(None)` when the client closed the connection between
+/// requests. Never buffers more than `max` bytes plus one read.
+async fn read_request<R: AsyncBufRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> Result<Option<String>, RequestError> {
+    let mut buf = Vec::new();
+    loop {
+        let available = r.fill_buf().await?;
+        if available.is_empty() {
+            return if buf.is_empty() {
+                Ok(None)
+            } else {
+                Err(RequestError::Truncated)
+            };
+        }
+        let (take, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(pos) => (pos, true),
+            None => (available.len(), false),
+        };
+        if buf.len() + take > max {
+            return Err(RequestError::TooLong { max });
+        }
+        buf.extend_from_slice(&available[..take]);
+        r.consume(if done { take + 1 } else { take });
+        if done {
+            return String::from_utf8(buf)
+                .map(Some)
+                .map_err(|_| RequestError::NotUtf8);
+        }
+    }
 }
 
 fn error_line(code: i32, message: &str) -> String {
@@ -94,7 +143,13 @@ pub async fn serve<C: Send + Sync + 'static>(
     conns.shutdown().await;
 }
 
-async fn connection<C: Send + Sync + 'static>(stream: Stream, module: Arc<RpcModule<C>>) {
+/// Serves one client until it closes the connection, sends a request over
+/// [`MAX_LINE`], or stops reading its replies.
+async fn connection<S, C>(stream: S, module: Arc<RpcModule<C>>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+    C: Send + Sync + 'static,
+{
     let (read, mut write) = tokio::io::split(stream);
     let mut read = BufReader::new(read);
     let (out_tx, mut out_rx) = mpsc::channel::<String>(OUT_QUEUE);
@@ -108,16 +163,20 @@ async fn connection<C: Send + Sync + 'static>(stream: Stream, module: Arc<RpcMod
     });
     let mut subscriptions = JoinSet::new();
     loop {
-        let line = match read_line(&mut read, MAX_LINE).await {
+        let line = match read_request(&mut read, MAX_LINE).await {
             Ok(Some(line)) => line,
-            Ok(None) | Err(TransportError::Closed | TransportError::Io(_)) => break,
-            Err(TransportError::TooLong) => {
+            Ok(None) => break,
+            Err(e @ RequestError::TooLong { .. }) => {
                 let _ = out_tx
                     .send(error_line(
-                        -32600,
-                        &format!("request longer than {MAX_LINE} bytes; connection closed"),
+                        INVALID_REQUEST,
+                        &format!("{e}; connection closed"),
                     ))
                     .await;
+                break;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "RPC connection ended");
                 break;
             }
         };
@@ -125,9 +184,9 @@ async fn connection<C: Send + Sync + 'static>(stream: Stream, module: Arc<RpcMod
             continue;
         }
         let reply = match serde_json::from_str::<Value>(&line) {
-            Err(e) => Some(error_line(-32700, &format!("parse error: {e}"))),
+            Err(e) => Some(error_line(PARSE_ERROR, &format!("parse error: {e}"))),
             Ok(Value::Array(_)) => Some(error_line(
-                -32600,
+                INVALID_REQUEST,
                 "batch requests are not supported; send one request per line",
             )),
             Ok(Value::Object(o)) if !o.contains_key("id") => None, // a notification: no reply
@@ -143,9 +202,15 @@ async fn connection<C: Send + Sync + 'static>(stream: Stream, module: Arc<RpcMod
                     });
                     Some(response.get().to_owned())
                 }
-                Err(e) => Some(error_line(-32600, &format!("invalid request: {e}"))),
+                Err(e) => Some(error_line(
+                    INVALID_REQUEST,
+                    &format!("invalid request: {e}"),
+                )),
             },
-            Ok(_) => Some(error_line(-32600, "a request must be a JSON object")),
+            Ok(_) => Some(error_line(
+                INVALID_REQUEST,
+                "a request must be a JSON object",
+            )),
         };
         if let Some(reply) = reply
             && out_tx.try_send(reply).is_err()
@@ -158,4 +223,82 @@ async fn connection<C: Send + Sync + 'static>(stream: Stream, module: Arc<RpcMod
     subscriptions.shutdown().await;
     drop(out_tx);
     let _ = writer.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn requests_are_bounded() {
+        let data = b"short\n0123456789\nxxxxxxxxxxx\n".to_vec();
+        let mut r = BufReader::new(&data[..]);
+        assert_eq!(
+            read_request(&mut r, 10).await.unwrap().as_deref(),
+            Some("short")
+        );
+        // Exactly the bound is accepted; one byte more is not.
+        assert_eq!(
+            read_request(&mut r, 10).await.unwrap().as_deref(),
+            Some("0123456789")
+        );
+        let e = read_request(&mut r, 10).await.unwrap_err();
+        assert!(matches!(e, RequestError::TooLong { max: 10 }));
+        assert_eq!(e.to_string(), "request longer than 10 bytes");
+        // Over the bound without any newline: refused before the end.
+        let long = [b'x'; 100];
+        let mut r = BufReader::with_capacity(8, &long[..]);
+        assert!(matches!(
+            read_request(&mut r, 10).await,
+            Err(RequestError::TooLong { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn end_of_stream_ends_the_connection() {
+        let mut empty = BufReader::new(&b""[..]);
+        assert!(read_request(&mut empty, 10).await.unwrap().is_none());
+        let mut after = BufReader::new(&b"one\n"[..]);
+        assert!(read_request(&mut after, 10).await.unwrap().is_some());
+        assert!(read_request(&mut after, 10).await.unwrap().is_none());
+        let mut cut = BufReader::new(&b"no newline"[..]);
+        assert!(matches!(
+            read_request(&mut cut, 100).await,
+            Err(RequestError::Truncated)
+        ));
+        let mut bad = BufReader::new(&b"\xff\n"[..]);
+        assert!(matches!(
+            read_request(&mut bad, 100).await,
+            Err(RequestError::NotUtf8)
+        ));
+    }
+
+    /// An over-long request gets one `INVALID_REQUEST` line, then the
+    /// connection closes; a client that closes ends the connection.
+    #[tokio::test]
+    async fn an_over_long_request_is_answered_then_closed() {
+        use tokio::io::AsyncReadExt as _;
+        let module = Arc::new(RpcModule::new(()));
+        let (mut client, daemon_end) = tokio::io::duplex(64 * 1024);
+        let task = tokio::spawn(connection(daemon_end, Arc::clone(&module)));
+        let mut long = vec![b'x'; MAX_LINE + 1];
+        long.push(b'\n');
+        // The server stops reading after the bound: the write may fail.
+        let _ = client.write_all(&long).await;
+        let mut reply = String::new();
+        client.read_to_string(&mut reply).await.unwrap();
+        let reply: Value = serde_json::from_str(reply.trim_end()).unwrap();
+        assert_eq!(reply["error"]["code"], INVALID_REQUEST);
+        let message = reply["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with("request longer than"), "{message}");
+        task.await.unwrap();
+
+        let (client, daemon_end) = tokio::io::duplex(1024);
+        let task = tokio::spawn(connection(daemon_end, module));
+        drop(client);
+        tokio::time::timeout(std::time::Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
 }

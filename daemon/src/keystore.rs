@@ -30,17 +30,58 @@ const MAX_FILE: u64 = 64 << 20;
 
 /// Argon2id cost: 64 MiB, 3 passes, 1 lane.
 pub const KDF_M_COST_KIB: u32 = 64 * 1024;
+/// Argon2id passes.
 pub const KDF_T_COST: u32 = 3;
+/// Argon2id lanes.
 pub const KDF_P_COST: u32 = 1;
 
+/// The Argon2id cost a new key file is sealed with (recorded in its header,
+/// so unlocking reads it from there).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KdfCost {
+    /// Memory, in KiB.
+    pub m_kib: u32,
+    /// Passes.
+    pub t: u32,
+    /// Lanes.
+    pub p: u32,
+}
+
+impl KdfCost {
+    /// What the daemon uses: 64 MiB, 3 passes, 1 lane.
+    pub const DEFAULT: Self = Self {
+        m_kib: KDF_M_COST_KIB,
+        t: KDF_T_COST,
+        p: KDF_P_COST,
+    };
+    /// Argon2's minimum, for in-process tests and the fault simulator that
+    /// create and unlock thousands of homes. Never for real keys.
+    pub const INSECURE_FOR_TESTS: Self = Self {
+        m_kib: 8,
+        t: 1,
+        p: 1,
+    };
+}
+
+impl Default for KdfCost {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// Why a key store file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeystoreError {
+    /// The passphrase does not open the key file.
     #[error("wrong passphrase")]
     WrongPassphrase,
+    /// The file (path) is not what it should be (why).
     #[error("{0} is damaged ({1}); restore it from a backup, or move the home away to start over")]
     Corrupt(String, &'static str),
+    /// The file (path) has another format version.
     #[error("{0} was written by another anonchat version (format {1}); use that version")]
     UnknownVersion(String, u8),
+    /// The file (path) cannot be read or written.
     #[error("cannot access {0}: {1}")]
     Io(String, std::io::Error),
 }
@@ -76,13 +117,15 @@ fn seal(cipher: &XChaCha20Poly1305, header: &[u8], plain: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&nonce);
     let aad = out.clone();
     let mut body = plain.to_vec();
-    match cipher.encrypt_inout_detached(&XNonce::from(nonce), &aad, body.as_mut_slice().into()) {
-        Ok(tag) => {
-            out.extend_from_slice(&body);
-            out.extend_from_slice(&tag);
-        }
-        Err(_) => unreachable!("keystore plaintexts are far below AEAD limits"),
-    }
+    #[expect(
+        clippy::expect_used,
+        reason = "XChaCha20-Poly1305 refuses only plaintexts over 256 GiB; key store files are bounded by MAX_FILE"
+    )]
+    let tag = cipher
+        .encrypt_inout_detached(&XNonce::from(nonce), &aad, body.as_mut_slice().into())
+        .expect("key store plaintexts are far below the AEAD's limit");
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&tag);
     zeroize::Zeroize::zeroize(&mut body);
     out
 }
@@ -141,7 +184,12 @@ fn read_bounded(path: &Path) -> Result<Vec<u8>, KeystoreError> {
 
 /// Creates `identity.key`: a fresh data key and the identity secrets under
 /// the passphrase (empty: unprotected, and marked so).
-pub fn create(path: &Path, passphrase: &str, identity: &[u8]) -> Result<DataKey, KeystoreError> {
+pub fn create(
+    path: &Path,
+    passphrase: &str,
+    identity: &[u8],
+    cost: KdfCost,
+) -> Result<DataKey, KeystoreError> {
     let mut salt = [0u8; 16];
     rand::rng().fill_bytes(&mut salt);
     let mut data_key = Zeroizing::new([0u8; 32]);
@@ -150,11 +198,11 @@ pub fn create(path: &Path, passphrase: &str, identity: &[u8]) -> Result<DataKey,
     header.extend_from_slice(KEY_MAGIC);
     header.push(VERSION);
     header.push(u8::from(!passphrase.is_empty()));
-    for v in [KDF_M_COST_KIB, KDF_T_COST, KDF_P_COST] {
+    for v in [cost.m_kib, cost.t, cost.p] {
         header.extend_from_slice(&v.to_be_bytes());
     }
     header.extend_from_slice(&salt);
-    let key = kdf(passphrase, &salt, KDF_M_COST_KIB, KDF_T_COST, KDF_P_COST)
+    let key = kdf(passphrase, &salt, cost.m_kib, cost.t, cost.p)
         .map_err(|e| KeystoreError::Corrupt(path.display().to_string(), e))?;
     let mut plain = Zeroizing::new(Vec::with_capacity(32 + identity.len()));
     plain.extend_from_slice(data_key.as_ref());
@@ -245,7 +293,7 @@ mod tests {
     fn create_unlock_round_trip_0600_and_no_plaintext_on_disk() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("identity.key");
-        let key = create(&path, "correct horse", SECRET).unwrap();
+        let key = create(&path, "correct horse", SECRET, KdfCost::INSECURE_FOR_TESTS).unwrap();
         assert_eq!(
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
@@ -263,7 +311,7 @@ mod tests {
     fn wrong_passphrase_is_refused_and_the_file_kept() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("identity.key");
-        create(&path, "right", SECRET).unwrap();
+        create(&path, "right", SECRET, KdfCost::INSECURE_FOR_TESTS).unwrap();
         let before = fs::read(&path).unwrap();
         assert!(matches!(
             unlock(&path, "wrong"),
@@ -277,7 +325,7 @@ mod tests {
     fn corrupted_files_get_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("identity.key");
-        create(&path, "", SECRET).unwrap();
+        create(&path, "", SECRET, KdfCost::INSECURE_FOR_TESTS).unwrap();
         assert!(!is_protected(&path).unwrap());
         let good = fs::read(&path).unwrap();
         fs::write(&path, b"garbage").unwrap();
@@ -306,7 +354,13 @@ mod tests {
     #[test]
     fn state_round_trips_and_tampering_is_detected() {
         let dir = tempfile::tempdir().unwrap();
-        let key = create(&dir.path().join("identity.key"), "", SECRET).unwrap();
+        let key = create(
+            &dir.path().join("identity.key"),
+            "",
+            SECRET,
+            KdfCost::INSECURE_FOR_TESTS,
+        )
+        .unwrap();
         let path = dir.path().join("sessions.bin");
         assert!(load_state(&path, &key).unwrap().is_none());
         save_state(&path, &key, b"ratchet state").unwrap();

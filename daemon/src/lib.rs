@@ -1,8 +1,10 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod contacts;
 pub mod core;
+pub mod error;
 pub mod ipc;
 pub mod keystore;
 pub mod link;
@@ -29,7 +31,7 @@ pub async fn run(settings: core::Settings, proxy: Option<link::Proxy>) -> anyhow
         let core = Arc::clone(&core);
         tokio::task::spawn_blocking(move || core.identity_unlock(""))
             .await?
-            .map_err(|e| anyhow::anyhow!("cannot load the keys: {}", e.message()))?;
+            .map_err(|e| anyhow::anyhow!("cannot load the keys: {}", rpc::message(&e)))?;
     }
     let listener = ipc::bind(&paths.socket)?;
     tracing::info!(socket = %paths.socket.display(), "anonchatd listening");

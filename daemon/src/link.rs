@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anonchat_ipc::LinkState;
 use anonchat_protocol::wire::RelayAddress;
-use anonchat_relay::client::{self, ClientError, Connected, Incoming};
+use anonchat_relay_client::{self as client, ClientError, Connected, Incoming};
 use rand::RngExt as _;
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -22,6 +22,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// A SOCKS5 proxy (`socks5://HOST:PORT`), e.g. Tor's.
 #[derive(Debug, Clone)]
 pub struct Proxy {
+    /// `HOST:PORT` of the proxy.
     pub addr: String,
 }
 
@@ -172,13 +173,16 @@ async fn lockstep(core: &Arc<Core>, conn: Connected<TcpStream>) -> String {
     // Cells go out a fixed time after the batch, whether real or cover, so
     // preparing a real one (and saving state) does not show in the timing.
     let offset = Duration::from_millis(u64::from(params.round_ms / 5).min(150));
+    // The first cell answers the round open at join.
     let first = {
         let core = Arc::clone(core);
         let round = welcome.open_round;
-        tokio::task::spawn_blocking(move || core.on_batch(None, Some(round))).await
+        tokio::task::spawn_blocking(move || core.prepare_cell(round)).await
     };
-    let Ok(Some(cell)) = first else {
-        return "locked".to_owned();
+    let cell = match first {
+        Ok(Ok(cell)) => cell,
+        Ok(Err(_)) => return "locked".to_owned(),
+        Err(_) => return "internal error".to_owned(),
     };
     if let Err(e) = sender.send_cell(welcome.open_round, cell).await {
         return e.to_string();
@@ -201,15 +205,17 @@ async fn lockstep(core: &Arc<Core>, conn: Connected<TcpStream>) -> String {
         let round = batch.round;
         let out = tokio::task::spawn_blocking(move || {
             let refs: Vec<&[u8]> = cells.iter().map(Vec::as_slice).collect();
-            core2.on_batch(Some((round, &refs)), reply)
+            core2.receive_batch(round, &refs)?;
+            reply.map(|r| core2.prepare_cell(r)).transpose()
         })
         .await;
-        let Ok(cell) = out else {
-            return "internal error".to_owned();
+        let cell = match out {
+            Ok(Ok(cell)) => cell,
+            Ok(Err(_)) => return "locked".to_owned(),
+            Err(_) => return "internal error".to_owned(),
         };
-        let Some(reply) = reply else { continue };
-        let Some(cell) = cell else {
-            return "locked".to_owned();
+        let (Some(reply), Some(cell)) = (reply, cell) else {
+            continue;
         };
         tokio::time::sleep_until(received + offset).await;
         if let Err(e) = sender.send_cell(reply, cell).await {

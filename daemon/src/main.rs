@@ -27,7 +27,7 @@ struct Args {
     #[arg(long, env = "ANONCHAT_PROXY")]
     proxy: Option<Proxy>,
     /// Send a message again if not acknowledged within this many seconds.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = anonchatd::core::DEFAULT_RETRANSMIT_AFTER.as_secs())]
     retransmit_s: u64,
 }
 

@@ -12,13 +12,17 @@ use anyhow::{Context as _, bail};
 
 pub use anonchat_ipc::client::SOCKET_NAME;
 
+/// The daemon's home directory and socket.
 #[derive(Debug, Clone)]
 pub struct Paths {
+    /// Identity, contacts and session state live here.
     pub home: PathBuf,
+    /// The JSON-RPC socket.
     pub socket: PathBuf,
 }
 
 impl Paths {
+    /// The paths given, or the XDG defaults.
     pub fn resolve(home: Option<PathBuf>, socket: Option<PathBuf>) -> anyhow::Result<Self> {
         let dirs = directories::ProjectDirs::from("org", "anonchat", "anonchat");
         let home = match home {
@@ -41,22 +45,27 @@ impl Paths {
         Ok(Self { home, socket })
     }
 
+    /// The sealed identity secrets and data key.
     pub fn identity_key(&self) -> PathBuf {
         self.home.join("identity.key")
     }
 
+    /// The public identity file.
     pub fn identity_pub(&self) -> PathBuf {
         self.home.join("identity.pub")
     }
 
+    /// The sealed session state.
     pub fn sessions(&self) -> PathBuf {
         self.home.join("sessions.bin")
     }
 
+    /// The contact list.
     pub fn contacts(&self) -> PathBuf {
         self.home.join("contacts.json")
     }
 
+    /// The lock that keeps a second daemon off this home.
     pub fn lock(&self) -> PathBuf {
         self.home.join("daemon.lock")
     }

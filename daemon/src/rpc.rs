@@ -1,5 +1,8 @@
 //! The `anonchat-ipc` API over [`Core`]. Slow calls (RSA key generation,
 //! Argon2id) run on blocking threads so the socket keeps serving.
+//!
+//! This is the one place where the daemon's [`Error`] becomes a JSON-RPC
+//! error object ([`to_rpc`]).
 
 use std::sync::Arc;
 
@@ -13,22 +16,41 @@ use jsonrpsee::{PendingSubscriptionSink, SubscriptionMessage};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::core::Core;
+use crate::error::Error;
 
 type RpcResult<T> = Result<T, ErrorObjectOwned>;
 
+/// The JSON-RPC API, served over the local socket.
 pub struct Api {
+    /// The daemon's state.
     pub core: Arc<Core>,
 }
 
+/// The JSON-RPC error object for a daemon error: its code, the code's
+/// advice (what to do), then the detail.
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "called as map_err(to_rpc): the error is consumed here"
+)]
+pub fn to_rpc(e: Error) -> ErrorObjectOwned {
+    rpc_error(e.code(), &e)
+}
+
+/// The message a user would see for `e` (advice and detail).
+pub fn message(e: &Error) -> String {
+    rpc_error(e.code(), e).message().to_owned()
+}
+
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> RpcResult<T> + Send + 'static,
+    f: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
 ) -> RpcResult<T> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|_| {
-        Err(rpc_error(
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(to_rpc),
+        Err(_) => Err(rpc_error(
             ErrorCode::Busy,
             "the operation failed internally",
-        ))
-    })
+        )),
+    }
 }
 
 #[async_trait]
@@ -69,11 +91,11 @@ impl AnonchatServer for Api {
     }
 
     async fn identity_show(&self) -> RpcResult<IdentityInfo> {
-        self.core.identity_show()
+        self.core.identity_show().map_err(to_rpc)
     }
 
     async fn identity_export(&self) -> RpcResult<String> {
-        self.core.identity_export()
+        self.core.identity_export().map_err(to_rpc)
     }
 
     async fn identity_unlock(&self, passphrase: String) -> RpcResult<()> {
@@ -83,7 +105,7 @@ impl AnonchatServer for Api {
     }
 
     async fn identity_lock(&self) -> RpcResult<()> {
-        self.core.identity_lock()
+        self.core.identity_lock().map_err(to_rpc)
     }
 
     async fn contacts_add(
@@ -91,7 +113,9 @@ impl AnonchatServer for Api {
         identity_file_text: String,
         name: String,
     ) -> RpcResult<ContactInfo> {
-        self.core.contacts_add(&identity_file_text, &name)
+        self.core
+            .contacts_add(&identity_file_text, &name)
+            .map_err(to_rpc)
     }
 
     async fn contacts_list(&self) -> RpcResult<Vec<ContactInfo>> {
@@ -99,16 +123,18 @@ impl AnonchatServer for Api {
     }
 
     async fn contacts_remove(&self, name: String) -> RpcResult<()> {
-        self.core.contacts_remove(&name)
+        self.core.contacts_remove(&name).map_err(to_rpc)
     }
 
     async fn contacts_verify(&self, name: String, fingerprint: String) -> RpcResult<ContactInfo> {
-        self.core.contacts_verify(&name, &fingerprint)
+        self.core
+            .contacts_verify(&name, &fingerprint)
+            .map_err(to_rpc)
     }
 
     async fn messages_send(&self, to: String, text: String) -> RpcResult<SentMessage> {
         let text = zeroize::Zeroizing::new(text);
-        self.core.messages_send(&to, &text)
+        self.core.messages_send(&to, &text).map_err(to_rpc)
     }
 
     async fn messages_history(
@@ -116,7 +142,7 @@ impl AnonchatServer for Api {
         with: String,
         limit: Option<u32>,
     ) -> RpcResult<Vec<HistoryEntry>> {
-        self.core.messages_history(&with, limit)
+        self.core.messages_history(&with, limit).map_err(to_rpc)
     }
 
     async fn events(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {

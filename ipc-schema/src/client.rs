@@ -16,27 +16,41 @@ use crate::{API_VERSION, AnonchatClient as _, MAX_LINE};
 /// Why the daemon could not be reached or used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// Nothing accepts connections on the socket.
     #[error(
         "no daemon is listening on {path}: start it with `anonctl daemon start` (or `anonchatd`) ({source})"
     )]
     Unreachable {
+        /// The socket path.
         path: String,
+        /// The connect error.
         source: std::io::Error,
     },
+    /// The daemon speaks another API version.
     #[error(
         "the daemon speaks API version {daemon}, this program speaks version {ours}; restart the daemon from the same anonchat version"
     )]
-    Version { daemon: u32, ours: u32 },
+    Version {
+        /// The daemon's API version.
+        daemon: u32,
+        /// Ours ([`API_VERSION`]).
+        ours: u32,
+    },
+    /// The version call failed.
     #[error("the daemon did not answer: {0}")]
     Rpc(#[from] jsonrpsee::core::ClientError),
 }
 
+/// Why the client transport failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
+    /// The socket failed, or the daemon sent a line that is not UTF-8.
     #[error("daemon connection: {0}")]
     Io(#[from] std::io::Error),
+    /// The daemon closed the connection.
     #[error("the daemon closed the connection")]
     Closed,
+    /// The daemon sent a line over [`MAX_LINE`].
     #[error("the daemon sent a line longer than {MAX_LINE} bytes")]
     TooLong,
 }

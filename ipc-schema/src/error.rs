@@ -3,26 +3,47 @@
 
 use jsonrpsee::types::ErrorObjectOwned;
 
+/// JSON-RPC 2.0 "Parse error": the line is not valid JSON.
+pub const PARSE_ERROR: i32 = -32700;
+/// JSON-RPC 2.0 "Invalid Request": valid JSON but not a request this server
+/// takes (not an object, a batch, an unknown shape, or a line over
+/// [`MAX_LINE`](crate::MAX_LINE)).
+pub const INVALID_REQUEST: i32 = -32600;
+
 /// Application error codes, in the JSON-RPC server-error range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(i32)]
 pub enum ErrorCode {
+    /// No identity has been created yet.
     NoIdentity = -32001,
+    /// The identity exists but its keys are locked.
     Locked = -32002,
+    /// An identity already exists in this daemon home.
     IdentityExists = -32003,
+    /// The passphrase does not open the key store.
     WrongPassphrase = -32004,
+    /// No contact has that name.
     UnknownContact = -32005,
+    /// The contact is already added.
     ContactExists = -32006,
+    /// The identity file was refused; the detail says why.
     InvalidIdentityFile = -32007,
+    /// The fingerprint given does not match the contact's.
     FingerprintMismatch = -32008,
+    /// The message was not queued.
     MessageRejected = -32009,
+    /// A parameter is invalid.
     InvalidInput = -32010,
+    /// The daemon cannot read or write its files.
     Storage = -32011,
+    /// The relay address does not parse.
     InvalidRelay = -32012,
+    /// The daemon is busy; the call may be retried.
     Busy = -32013,
 }
 
 impl ErrorCode {
+    /// Every code, in numeric order (for tests and documentation).
     pub const ALL: [ErrorCode; 13] = [
         Self::NoIdentity,
         Self::Locked,
@@ -39,10 +60,12 @@ impl ErrorCode {
         Self::Busy,
     ];
 
+    /// The code's number on the wire.
     pub fn code(self) -> i32 {
         self as i32
     }
 
+    /// The code with this number, if it is one of ours.
     pub fn from_code(code: i32) -> Option<Self> {
         Self::ALL.into_iter().find(|c| c.code() == code)
     }
@@ -98,7 +121,8 @@ mod tests {
             assert_eq!(ErrorCode::from_code(c.code()), Some(c));
             assert!(!c.advice().is_empty());
         }
-        assert_eq!(ErrorCode::from_code(-32600), None);
+        assert_eq!(ErrorCode::from_code(INVALID_REQUEST), None);
+        assert_eq!(ErrorCode::from_code(PARSE_ERROR), None);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 mod error;
 mod types;
@@ -7,7 +8,7 @@ mod types;
 #[cfg(feature = "client")]
 pub mod client;
 
-pub use error::{ErrorCode, rpc_error};
+pub use error::{ErrorCode, INVALID_REQUEST, PARSE_ERROR, rpc_error};
 use jsonrpsee::core::SubscriptionResult;
 use jsonrpsee::proc_macros::rpc;
 use jsonrpsee::types::ErrorObjectOwned;
@@ -43,6 +44,7 @@ pub trait Anonchat {
         shard: Option<u32>,
     ) -> Result<IdentityInfo, ErrorObjectOwned>;
 
+    /// Our identity (public data; works while locked).
     #[method(name = "identity.show")]
     async fn identity_show(&self) -> Result<IdentityInfo, ErrorObjectOwned>;
 
@@ -50,6 +52,7 @@ pub trait Anonchat {
     #[method(name = "identity.export")]
     async fn identity_export(&self) -> Result<String, ErrorObjectOwned>;
 
+    /// Loads the keys with the passphrase and connects to the relay.
     #[method(name = "identity.unlock", param_kind = map)]
     async fn identity_unlock(&self, passphrase: String) -> Result<(), ErrorObjectOwned>;
 
@@ -57,6 +60,7 @@ pub trait Anonchat {
     #[method(name = "identity.lock")]
     async fn identity_lock(&self) -> Result<(), ErrorObjectOwned>;
 
+    /// Imports a contact's identity file (checked strictly) under `name`.
     #[method(name = "contacts.add", param_kind = map)]
     async fn contacts_add(
         &self,
@@ -64,9 +68,11 @@ pub trait Anonchat {
         name: String,
     ) -> Result<ContactInfo, ErrorObjectOwned>;
 
+    /// Every contact.
     #[method(name = "contacts.list")]
     async fn contacts_list(&self) -> Result<Vec<ContactInfo>, ErrorObjectOwned>;
 
+    /// Forgets a contact.
     #[method(name = "contacts.remove", param_kind = map)]
     async fn contacts_remove(&self, name: String) -> Result<(), ErrorObjectOwned>;
 
@@ -79,6 +85,7 @@ pub trait Anonchat {
         fingerprint: String,
     ) -> Result<ContactInfo, ErrorObjectOwned>;
 
+    /// Queues a message to a contact; progress arrives as events.
     #[method(name = "messages.send", param_kind = map)]
     async fn messages_send(
         &self,

@@ -22,7 +22,9 @@ pub enum IdentityState {
 pub enum LinkState {
     /// Not trying (no identity, or locked).
     Offline,
+    /// Dialing the relay or in the handshake.
     Connecting,
+    /// Joined the shard; cells flow every round.
     Connected,
     /// Failed; retrying with backoff.
     Retrying,
@@ -51,11 +53,14 @@ impl LinkState {
     }
 }
 
+/// The relay part of [`Status`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RelayStatus {
+    /// The connection's state.
     pub state: LinkState,
     /// The relay address (`anonchat://…`), if an identity exists.
     pub address: Option<String>,
+    /// Our shard on the relay, if an identity exists.
     pub shard: Option<u32>,
     /// The last round received from the relay.
     pub round: Option<u64>,
@@ -63,14 +68,20 @@ pub struct RelayStatus {
     pub last_error: Option<String>,
 }
 
+/// The result of `daemon.status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
+    /// The daemon's [`API_VERSION`](crate::API_VERSION).
     pub api_version: u32,
+    /// The daemon's package version.
     pub daemon_version: String,
+    /// Whether an identity exists and its keys are loaded.
     pub identity: IdentityState,
     /// `Some(false)` when the keys on disk are not protected by a passphrase.
     pub keys_protected: Option<bool>,
+    /// The relay connection.
     pub relay: RelayStatus,
+    /// Number of contacts.
     pub contacts: u32,
     /// Outgoing messages not yet delivered (lost if the daemon exits).
     pub undelivered: u32,
@@ -79,41 +90,60 @@ pub struct Status {
     pub warnings: Vec<String>,
 }
 
+/// Our own identity (public data only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IdentityInfo {
+    /// The nickname in our identity file.
     pub name: String,
     /// Twelve groups of five digits, to read aloud.
     pub fingerprint: String,
+    /// The fingerprint as 64 hex digits.
     pub fingerprint_hex: String,
+    /// Our relay's address (`anonchat://HOST:PORT/#KEY`).
     pub relay: String,
+    /// Our shard on that relay.
     pub shard: u32,
+    /// When the identity was created, in seconds since the Unix epoch.
     pub created_unix: u64,
+    /// Whether the keys on disk are protected by a passphrase.
     pub keys_protected: bool,
 }
 
+/// A contact, as `contacts.*` return it (public data only).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContactInfo {
     /// The name you gave the contact.
     pub name: String,
     /// The nickname in the contact's identity file.
     pub nickname: String,
+    /// Twelve groups of five digits, to compare aloud.
     pub fingerprint: String,
+    /// The fingerprint as 64 hex digits.
     pub fingerprint_hex: String,
+    /// Whether the fingerprint was checked with `contacts.verify`.
     pub verified: bool,
+    /// The contact's relay address, from its identity file.
     pub relay: String,
+    /// The contact's shard on that relay.
     pub shard: u32,
 }
 
+/// The result of `messages.send`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SentMessage {
+    /// The message id (per contact, increasing).
     pub id: u64,
+    /// Its delivery state (`queued` when just sent).
     pub state: Delivery,
 }
 
+/// Which way a message went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
+    /// From the contact to us.
     In,
+    /// From us to the contact.
     Out,
 }
 
@@ -121,9 +151,13 @@ pub enum Direction {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Delivery {
+    /// Waiting to go out.
     Queued,
+    /// Every fragment sent at least once, not yet acknowledged.
     Sent,
+    /// Acknowledged by the contact's daemon.
     Delivered,
+    /// An incoming message.
     Received,
 }
 
@@ -149,13 +183,18 @@ impl Delivery {
     }
 }
 
+/// One message of a conversation (`messages.history`).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryEntry {
+    /// The message id (per contact and direction).
     pub id: u64,
+    /// Sent or received.
     pub direction: Direction,
+    /// The message text.
     pub text: String,
     /// Milliseconds since the Unix epoch, by the daemon's clock.
     pub time_ms: u64,
+    /// Delivery state (`received` for incoming messages).
     pub state: Delivery,
 }
 
@@ -176,35 +215,56 @@ impl std::fmt::Debug for HistoryEntry {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
+    /// A contact's message arrived.
     MessageReceived {
+        /// The contact's name.
         contact: String,
+        /// The message id (per contact).
         id: u64,
+        /// The message text.
         text: String,
+        /// Arrival time, in milliseconds since the Unix epoch.
         time_ms: u64,
     },
+    /// An outgoing message changed delivery state.
     DeliveryChanged {
+        /// The contact's name.
         contact: String,
+        /// The message id, as `messages.send` returned it.
         id: u64,
+        /// The new state.
         state: Delivery,
     },
+    /// A contact was added.
     ContactAdded {
+        /// The contact's name.
         contact: String,
     },
+    /// A contact was removed.
     ContactRemoved {
+        /// The contact's name.
         contact: String,
     },
+    /// A contact was marked verified.
     ContactVerified {
+        /// The contact's name.
         contact: String,
     },
+    /// The relay connection changed state.
     RelayStateChanged {
+        /// The new state.
         state: LinkState,
+        /// The last round received, if any.
         round: Option<u64>,
     },
+    /// The keys and the history were dropped (`identity.lock`).
     Locked,
+    /// The keys were loaded (`identity.unlock`, or a new identity).
     Unlocked,
     /// The subscriber fell behind and `missed` events were dropped; re-read
     /// `messages.history` to catch up.
     Lagged {
+        /// Events dropped.
         missed: u64,
     },
 }

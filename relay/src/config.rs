@@ -2,9 +2,10 @@
 
 use std::time::Duration;
 
-use anonchat_protocol::wire::{DEFAULT_CELL_SIZE, MAX_CELL_SIZE, MIN_CELL_SIZE};
+use crate::defaults::{self, MAX_CELL_SIZE, MAX_ROUND_MS, MIN_CELL_SIZE, MIN_ROUND_MS};
 
-/// Everything the relay can be told. Every resource has a bound here.
+/// Everything the relay can be told. Every resource has a bound here; the
+/// defaults are in [`defaults`].
 #[derive(Debug, Clone, Copy)]
 pub struct RelayConfig {
     /// Length of a round.
@@ -40,41 +41,51 @@ pub struct RelayConfig {
 impl Default for RelayConfig {
     fn default() -> Self {
         Self {
-            round: Duration::from_millis(500),
-            cell_size: DEFAULT_CELL_SIZE,
-            backlog: Duration::from_secs(120),
-            max_backlog_bytes: 256 << 20,
-            max_clients: 4096,
-            max_per_ip: 64,
-            max_shards: 1024,
-            handshake_timeout: Duration::from_secs(10),
-            idle_timeout: Duration::from_secs(30),
-            send_queue: 32,
+            round: Duration::from_millis(defaults::ROUND_MS),
+            cell_size: defaults::CELL_SIZE,
+            backlog: Duration::from_secs(defaults::BACKLOG_S),
+            max_backlog_bytes: mib_to_bytes(defaults::MAX_BACKLOG_MIB),
+            max_clients: defaults::MAX_CLIENTS,
+            max_per_ip: defaults::MAX_PER_IP,
+            max_shards: defaults::MAX_SHARDS,
+            handshake_timeout: Duration::from_millis(defaults::HANDSHAKE_TIMEOUT_MS),
+            idle_timeout: Duration::from_secs(defaults::IDLE_TIMEOUT_S),
+            send_queue: defaults::SEND_QUEUE,
             socket_send_buffer: None,
-            max_violations: 3,
+            max_violations: defaults::MAX_VIOLATIONS,
             log_addresses: false,
         }
     }
 }
 
+/// A size in MiB as bytes, saturating (the `--max-backlog-mb` conversion).
+pub const fn mib_to_bytes(mib: usize) -> usize {
+    mib.saturating_mul(1 << 20)
+}
+
 /// A setting outside what the relay can honour.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The cell size is outside `MIN_CELL_SIZE..=MAX_CELL_SIZE`.
     #[error("--cell-size must be between {MIN_CELL_SIZE} and {MAX_CELL_SIZE} bytes, got {0}")]
     CellSize(usize),
-    #[error("--round-ms must be between 10 and 60000, got {0}")]
+    /// The round length, in milliseconds, is outside
+    /// `MIN_ROUND_MS..=MAX_ROUND_MS`.
+    #[error("--round-ms must be between {MIN_ROUND_MS} and {MAX_ROUND_MS}, got {0}")]
     Round(u128),
+    /// A count that must be positive is zero; the field names the flag.
     #[error("{0} must be at least 1")]
     Zero(&'static str),
 }
 
 impl RelayConfig {
+    /// Checks every setting against what the relay can honour.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(MIN_CELL_SIZE..=MAX_CELL_SIZE).contains(&self.cell_size) {
             return Err(ConfigError::CellSize(self.cell_size));
         }
         let ms = self.round.as_millis();
-        if !(10..=60_000).contains(&ms) {
+        if !(u128::from(MIN_ROUND_MS)..=u128::from(MAX_ROUND_MS)).contains(&ms) {
             return Err(ConfigError::Round(ms));
         }
         for (value, name) in [
@@ -95,6 +106,7 @@ impl RelayConfig {
         (self.backlog.as_millis() / self.round.as_millis().max(1)) as usize
     }
 
+    /// The round length in milliseconds, as the handshake reply announces it.
     pub fn round_ms(&self) -> u32 {
         self.round.as_millis() as u32
     }
@@ -111,6 +123,24 @@ mod tests {
         assert_eq!(c.round_ms(), 500);
         assert_eq!(c.cell_size, 512);
         assert_eq!(c.backlog_rounds(), 240);
+        assert_eq!(c.max_backlog_bytes, 256 << 20);
+        assert_eq!(c.handshake_timeout, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn round_bounds_are_inclusive() {
+        for (ms, ok) in [
+            (MIN_ROUND_MS - 1, false),
+            (MIN_ROUND_MS, true),
+            (MAX_ROUND_MS, true),
+            (MAX_ROUND_MS + 1, false),
+        ] {
+            let c = RelayConfig {
+                round: Duration::from_millis(ms),
+                ..RelayConfig::default()
+            };
+            assert_eq!(c.validate().is_ok(), ok, "{ms} ms");
+        }
     }
 
     #[test]

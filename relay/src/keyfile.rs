@@ -14,24 +14,33 @@ use zeroize::Zeroizing;
 const HEADER: &str = "anonchat-relay-key-v1";
 const MAX_FILE: u64 = 256;
 
+/// Why the key file could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
+    /// The file exists but cannot be read.
     #[error("cannot read relay key file {path}: {source}")]
     Read {
+        /// The key file.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The file is absent and cannot be created or written.
     #[error(
         "cannot create relay key file {path}: {source} (check that its directory exists and is writable)"
     )]
     Create {
+        /// The key file.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The file is readable by other users.
     #[error(
         "relay key file {0} is readable by other users; run `chmod 600` on it (and consider the key leaked if others could read it)"
     )]
     Permissions(PathBuf),
+    /// The file is not a relay key file.
     #[error(
         "{0} is not an anonchat relay key file (expected one line `{HEADER} <key>`); move it away to create a new key"
     )]

@@ -1,10 +1,11 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod broker;
-pub mod client;
 pub mod config;
 mod conn;
+pub mod defaults;
 pub mod keyfile;
 pub mod loadgen;
 mod redact;
@@ -12,6 +13,9 @@ pub mod server;
 mod shard;
 pub mod stats;
 
+/// The client side of the wire lives in its own crate so that the daemon
+/// links no server code; re-exported here for the load generator and tests.
+pub use anonchat_relay_client as client;
 pub use config::RelayConfig;
 pub use server::{Relay, run};
 pub use stats::Stats;

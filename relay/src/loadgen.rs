@@ -17,12 +17,18 @@ use crate::client::{self, ClientError, Incoming};
 /// First shard number the generator uses (shards `BASE..BASE+K`).
 const SHARD_BASE: u32 = 0x4c47_0000;
 
+/// What to run: how many clients, against which relay, for how long.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
+    /// The relay to load.
     pub relay: RelayAddress,
+    /// Clients to open, each with its own connection.
     pub clients: usize,
+    /// Shards the clients are spread over (0 counts as 1).
     pub shards: u32,
+    /// Measurement time, once every client has joined.
     pub duration: Duration,
+    /// The relay's process id, to report its CPU use (same machine only).
     pub relay_pid: Option<u32>,
 }
 
@@ -31,20 +37,36 @@ pub struct LoadConfig {
 /// not in its batch (late cells included): 0 under nominal load.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// Clients that took part.
     pub clients: usize,
+    /// Shards they were spread over.
     pub shards: u32,
+    /// Cell size in bytes.
     pub cell_size: usize,
+    /// Round length in milliseconds.
     pub round_ms: u32,
+    /// Measured time in seconds.
     pub duration_s: f64,
+    /// Rounds within the measurement.
     pub rounds: u64,
+    /// Cells the clients sent.
     pub cells_sent: u64,
+    /// Cells received, counted once per receiving client.
     pub cells_delivered: u64,
+    /// `cells_delivered` per second.
     pub delivered_cells_per_s: f64,
+    /// Bytes received on the wire per second, over all clients.
     pub delivered_bytes_per_s: f64,
+    /// Median fan-out latency (round closed, or message published, to
+    /// client has it), in milliseconds.
     pub fanout_latency_p50_ms: f64,
+    /// 99th percentile of the fan-out latency, in milliseconds.
     pub fanout_latency_p99_ms: f64,
+    /// Largest fan-out latency seen, in milliseconds.
     pub fanout_latency_max_ms: f64,
+    /// Cells sent but not delivered (see above).
     pub lost_cells: u64,
+    /// The relay's CPU use in percent of one core, when its PID was given.
     pub relay_cpu_percent: Option<f64>,
     /// The generator's own CPU: near 100% per core means the instrument,
     /// not the relay, is the limit (late answers then count as lost).
@@ -92,6 +114,8 @@ type Sent = Arc<Mutex<HashMap<(u32, u64), u64>>>;
 /// CPU ticks of a process at the start and the end of the measurement.
 type CpuSpan = Option<(u64, u64)>;
 
+/// Connects every client, measures for `cfg.duration`, and reports. Fails
+/// if any client fails (connection refused, closed by the relay, …).
 pub async fn run(cfg: LoadConfig) -> Result<Report, ClientError> {
     let shards = cfg.shards.max(1);
     let sent: Sent = Arc::default();

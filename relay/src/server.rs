@@ -26,7 +26,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// A configured relay, ready to serve.
 pub struct Relay {
+    /// Its settings.
     pub config: RelayConfig,
+    /// Its static Noise key pair; the public half is in its address.
     pub keypair: RelayKeypair,
 }
 

@@ -2,21 +2,37 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The relay's counters, each only ever increased; read them with
+/// [`Stats::get`].
 #[derive(Debug, Default)]
 pub struct Stats {
+    /// TCP connections accepted, refused ones included.
     pub connections_accepted: AtomicU64,
+    /// Connections closed at once for `--max-clients` or `--max-per-ip`.
     pub connections_refused_full: AtomicU64,
+    /// Handshakes (and hellos) that failed or timed out.
     pub handshakes_failed: AtomicU64,
+    /// Clients refused for speaking another protocol version.
     pub version_refusals: AtomicU64,
+    /// Clients that joined a shard.
     pub clients_joined: AtomicU64,
+    /// Rounds closed (once per round, over all shards).
     pub rounds_closed: AtomicU64,
+    /// Cell frames received.
     pub cells_in: AtomicU64,
+    /// Cells received for a round already closed.
     pub cells_late: AtomicU64,
+    /// Cells sealed into batches.
     pub cells_relayed: AtomicU64,
+    /// Bytes of batches (headers and bodies) written to clients.
     pub batch_bytes_written: AtomicU64,
+    /// Clients dropped because their send queue was full.
     pub slow_readers_dropped: AtomicU64,
+    /// Clients dropped for sending nothing within the idle timeout.
     pub idle_dropped: AtomicU64,
+    /// Protocol violations (extra or out-of-place frames).
     pub violations: AtomicU64,
+    /// Batches dropped from, or not kept in, a backlog for lack of memory.
     pub backlog_evictions: AtomicU64,
 }
 
@@ -29,6 +45,7 @@ impl Stats {
         Self::add(counter, 1);
     }
 
+    /// The current value of one counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }

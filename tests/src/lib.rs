@@ -35,6 +35,7 @@ pub fn bin_dir() -> PathBuf {
 pub struct Proc(pub Child);
 
 impl Proc {
+    /// SIGKILL, then reap.
     pub fn kill_hard(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
@@ -47,8 +48,11 @@ impl Drop for Proc {
     }
 }
 
+/// A scratch directory for homes and sockets, and the binaries to run.
 pub struct World {
+    /// Removed when the world is dropped.
     pub dir: tempfile::TempDir,
+    /// Where the workspace's binaries are.
     pub bins: PathBuf,
 }
 
@@ -59,6 +63,7 @@ impl Default for World {
 }
 
 impl World {
+    /// A fresh world (0700 directory).
     pub fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         std::fs::DirBuilder::new()
@@ -71,6 +76,7 @@ impl World {
         }
     }
 
+    /// The scratch directory.
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
@@ -99,6 +105,7 @@ impl World {
         (Proc(child), line.trim().to_owned())
     }
 
+    /// The daemon socket of `user`.
     pub fn socket(&self, user: &str) -> PathBuf {
         self.path().join("run").join(format!("{user}.sock"))
     }
@@ -209,6 +216,7 @@ impl World {
             .collect()
     }
 
+    /// `user`'s history with `contact`, through `anonctl --json history`.
     pub fn history(&self, user: &str, contact: &str) -> Vec<serde_json::Value> {
         self.json(user, &["history", contact])
             .as_array()

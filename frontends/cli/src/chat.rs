@@ -36,6 +36,7 @@ fn describe(e: &Event) -> String {
     }
 }
 
+/// Prints every event until the daemon closes the stream (an error then).
 pub(crate) async fn watch(c: &Client, json: bool) -> Result<(), Fail> {
     let mut events = c.events().await?;
     while let Some(e) = events.next().await {
@@ -51,6 +52,9 @@ pub(crate) async fn watch(c: &Client, json: bool) -> Result<(), Fail> {
     ))
 }
 
+/// Chats with `name`: shows the last 20 messages (not with --json), then
+/// sends each non-empty line typed and prints the events about that contact
+/// and the relay, until end of input.
 pub(crate) async fn chat(c: &Client, name: &str, json: bool) -> Result<(), Fail> {
     let mut events = c.events().await?;
     if !json {

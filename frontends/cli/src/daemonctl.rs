@@ -18,6 +18,8 @@ pub(crate) fn sibling(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
+/// Starts anonchatd on `socket`, detached, unless one already answers there;
+/// waits up to 15 s for its socket.
 pub(crate) async fn start(
     socket: &Path,
     home: Option<&Path>,
@@ -79,6 +81,7 @@ pub(crate) async fn start(
     Ok(())
 }
 
+/// Asks the daemon to shut down and waits up to 10 s for its socket to go.
 pub(crate) async fn stop(socket: &Path, json: bool) -> Result<(), Fail> {
     let c = anonchat_ipc::client::connect(socket).await?;
     c.shutdown().await?;

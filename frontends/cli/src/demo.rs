@@ -120,6 +120,8 @@ async fn wait_socket(socket: &Path) -> Result<Client, Fail> {
     }
 }
 
+/// `anonctl demo`: runs the whole demo with rounds of `round_ms`, then
+/// stops every process it started.
 pub(crate) async fn run(round_ms: u64) -> Result<(), Fail> {
     let (relay_bin, daemon_bin) = binaries()?;
     let dir = tempfile::Builder::new()

@@ -5,14 +5,20 @@ use std::process::ExitCode;
 use anonchat_ipc::client::ConnectError;
 use jsonrpsee::core::ClientError;
 
+/// Why a command failed; each kind has its own exit code.
 #[derive(Debug)]
 pub(crate) enum Fail {
     /// The daemon answered with an error (code, message).
     Daemon(i32, String),
+    /// A usage error: bad arguments or input (exit code 2).
     Usage(String),
+    /// No daemon answers, or the connection was lost (exit code 3).
     Unreachable(String),
+    /// The daemon speaks another API version (exit code 4).
     Version(String),
+    /// Something did not happen in time (exit code 5).
     Timeout(String),
+    /// Any other failure (exit code 1).
     Other(String),
 }
 
@@ -49,6 +55,7 @@ impl Fail {
         }
     }
 
+    /// The message, without the exit code.
     pub(crate) fn message_text(&self) -> &str {
         self.message()
     }

@@ -7,10 +7,12 @@ use serde::Serialize;
 
 use crate::fail::Fail;
 
+/// Prints a value as one line of JSON.
 pub(crate) fn json<T: Serialize>(value: &T) {
     println!("{}", serde_json::to_string(value).unwrap_or_default());
 }
 
+/// Prints `what` for a command that only succeeded, or `{"ok":true}`.
 pub(crate) fn done(json_out: bool, what: &str) {
     if json_out {
         json(&serde_json::json!({"ok": true}));
@@ -19,6 +21,7 @@ pub(crate) fn done(json_out: bool, what: &str) {
     }
 }
 
+/// Prints the identity; `created` adds the next steps after `init`.
 pub(crate) fn identity(info: &IdentityInfo, json_out: bool, created: bool) {
     if json_out {
         return json(info);
@@ -39,6 +42,7 @@ pub(crate) fn identity(info: &IdentityInfo, json_out: bool, created: bool) {
     }
 }
 
+/// Prints the contacts, one a line, with their fingerprints.
 pub(crate) fn contacts(list: &[ContactInfo], json_out: bool) {
     if json_out {
         return json(&list);
@@ -62,6 +66,7 @@ pub(crate) fn clock(time_ms: u64) -> String {
     format!("{:02}:{:02}:{:02}", (s / 3600) % 24, (s / 60) % 60, s % 60)
 }
 
+/// One history entry as a line: time, direction, text and delivery mark.
 pub(crate) fn line(contact: &str, e: &HistoryEntry) -> String {
     let who = match e.direction {
         Direction::Out => format!("you → {contact}"),
@@ -77,6 +82,7 @@ pub(crate) fn line(contact: &str, e: &HistoryEntry) -> String {
     .to_owned()
 }
 
+/// Prints the conversation with `contact`.
 pub(crate) fn history(contact: &str, entries: &[HistoryEntry], json_out: bool) {
     if json_out {
         return json(&entries);
@@ -89,6 +95,7 @@ pub(crate) fn history(contact: &str, entries: &[HistoryEntry], json_out: bool) {
     }
 }
 
+/// Prints the daemon's status and its warnings.
 pub(crate) fn status(s: &Status, json_out: bool) {
     if json_out {
         return json(s);
@@ -116,6 +123,7 @@ pub(crate) fn status(s: &Status, json_out: bool) {
     }
 }
 
+/// Writes `anonctl.1` and one page per subcommand to `dir`.
 pub(crate) fn man_pages(cmd: clap::Command, dir: &Path) -> Result<(), Fail> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Fail::Other(format!("cannot create {}: {e}", dir.display())))?;

@@ -6,7 +6,9 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::{IdentityError, PublicIdentity};
 
+/// The line that opens an identity file.
 pub const BEGIN: &str = "-----BEGIN ANONCHAT IDENTITY-----";
+/// The line that closes an identity file.
 pub const END: &str = "-----END ANONCHAT IDENTITY-----";
 /// Largest identity file accepted, in bytes.
 pub const MAX_FILE_LEN: usize = 8192;
@@ -19,8 +21,9 @@ impl PublicIdentity {
         let mut out = String::with_capacity(b64.len() + b64.len() / LINE + 80);
         out.push_str(BEGIN);
         out.push('\n');
+        // Base64 is ASCII: every byte is one character.
         for chunk in b64.as_bytes().chunks(LINE) {
-            out.push_str(std::str::from_utf8(chunk).unwrap_or_default());
+            out.extend(chunk.iter().copied().map(char::from));
             out.push('\n');
         }
         out.push_str(END);

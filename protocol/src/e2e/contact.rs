@@ -1,10 +1,6 @@
-//! One contact: init cells (session start), the session, and the message
-//! state machines on both sides.
-//!
-//! Init cell: `tag(16) || AEAD(k_j, aad = tag, init_id(8) || index(1) ||
-//! count(1) || len(2) || data || zeros)`, with tags and keys derived from
-//! the static-static X25519 secret only, so the peer recognises them
-//! before any session exists.
+//! One contact: the init keys, the session's lifecycle, the replay record,
+//! and the message state machines on both sides. Init cells are in
+//! [`init`](super::init), the lifecycle in [`lifecycle`](super::lifecycle).
 
 use std::collections::{BTreeSet, VecDeque};
 
@@ -12,21 +8,17 @@ use rand::CryptoRng;
 use zeroize::Zeroizing;
 
 use super::identity::{PrivateIdentity, PublicIdentity};
-use super::kdf::{
-    AEAD_TAG, LABEL_CELL_KEY, LABEL_INIT, LABEL_INIT_CELLS, LABEL_INIT_TAGS, Secret, hkdf32, open,
-    prf, seal, tag16,
-};
+use super::init::{InitFragment, InitId, InitKeys, OutgoingInit, PeerInits};
+use super::kdf::CellTag;
+use super::lifecycle::SessionState;
 use super::messages::{Delivery, Inbox, OutEvent, Outbox, Received};
 use super::payload::{ACK_LEN, ACKS_PER_CELL, DATA_OVERHEAD, Records};
-use super::session::{ROUND_WINDOW, Role, SESSION_OVERHEAD, Session, TAG_LEN, x25519};
+use super::session::{ROUND_WINDOW, Role, SESSION_OVERHEAD, Session};
 use super::writer::Writer;
 use super::{MAX_MESSAGE_LEN, SendError};
 use crate::wire::WireError;
 use crate::wire::reader::Reader;
 
-const INIT_HEADER: usize = 8 + 1 + 1 + 2;
-/// Most cells an init may span.
-const MAX_INIT_FRAGMENTS: u8 = 16;
 /// Pending acknowledgements kept per contact.
 const MAX_PENDING_ACKS: usize = 64;
 
@@ -47,65 +39,20 @@ pub(crate) enum Ev {
     SessionStarted,
 }
 
-struct MyInit {
-    id: [u8; 8],
-    data: Zeroizing<Vec<u8>>,
-    queue: VecDeque<u8>,
-}
-
-struct PeerInit {
-    id: [u8; 8],
-    parts: Vec<Option<Zeroizing<Vec<u8>>>>,
-}
-
 pub(crate) struct Contact {
     pub(crate) peer: PublicIdentity,
     cell_size: usize,
-    init_send_tags: Secret,
-    init_send_cells: Secret,
-    init_recv_tags: Secret,
-    init_recv_cells: Secret,
+    init_keys: InitKeys,
     /// Rounds in which a cell from this contact was accepted (replays).
     seen: BTreeSet<u64>,
     /// The newest such round.
     newest: u64,
-    peer_init: Option<PeerInit>,
-    last_peer_init: Option<[u8; 8]>,
-    my_init: Option<MyInit>,
-    session: Option<Session>,
+    peer_inits: PeerInits,
+    state: SessionState,
     outbox: Outbox,
     inbox: Inbox,
     acks: VecDeque<u64>,
     next_msg_id: u64,
-}
-
-struct InitKeys {
-    send_tags: Secret,
-    send_cells: Secret,
-    recv_tags: Secret,
-    recv_cells: Secret,
-}
-
-/// Init keys from the static-static secret, per direction.
-fn init_keys(me: &PrivateIdentity, peer: &PublicIdentity) -> Option<InitKeys> {
-    let dh = x25519(me, peer.x25519().as_bytes())?;
-    let mine = me.public().fingerprint().0;
-    let theirs = peer.fingerprint().0;
-    let (low, high) = if mine < theirs {
-        (mine, theirs)
-    } else {
-        (theirs, mine)
-    };
-    let secret = hkdf32(&[0u8; 32], dh.as_ref(), &[LABEL_INIT, &low, &high]);
-    let k = |label: &[u8], from: &[u8; 32], to: &[u8; 32]| {
-        hkdf32(&[0u8; 32], secret.as_ref(), &[label, from, to])
-    };
-    Some(InitKeys {
-        send_tags: k(LABEL_INIT_TAGS, &mine, &theirs),
-        send_cells: k(LABEL_INIT_CELLS, &mine, &theirs),
-        recv_tags: k(LABEL_INIT_TAGS, &theirs, &mine),
-        recv_cells: k(LABEL_INIT_CELLS, &theirs, &mine),
-    })
 }
 
 /// Payload bytes of a session cell.
@@ -118,30 +65,21 @@ pub(crate) fn fragment_len(cell_size: usize) -> usize {
     payload_len(cell_size) - DATA_OVERHEAD - ACKS_PER_CELL * ACK_LEN
 }
 
-fn init_data_per_cell(cell_size: usize) -> usize {
-    cell_size - TAG_LEN - AEAD_TAG - INIT_HEADER
-}
-
 impl Contact {
     pub(crate) fn new(
         me: &PrivateIdentity,
         peer: PublicIdentity,
         cell_size: usize,
     ) -> Option<Self> {
-        let keys = init_keys(me, &peer)?;
+        let init_keys = InitKeys::derive(me, &peer)?;
         Some(Self {
             peer,
             cell_size,
-            init_send_tags: keys.send_tags,
-            init_send_cells: keys.send_cells,
-            init_recv_tags: keys.recv_tags,
-            init_recv_cells: keys.recv_cells,
+            init_keys,
             seen: BTreeSet::new(),
             newest: 0,
-            peer_init: None,
-            last_peer_init: None,
-            my_init: None,
-            session: None,
+            peer_inits: PeerInits::default(),
+            state: SessionState::None,
             outbox: Outbox::default(),
             inbox: Inbox::new(0),
             acks: VecDeque::new(),
@@ -177,7 +115,7 @@ impl Contact {
     }
 
     pub(crate) fn has_session(&self) -> bool {
-        self.session.is_some()
+        self.state.session().is_some()
     }
 
     /// Timers and session start. Returns events and whether the expected
@@ -191,12 +129,12 @@ impl Contact {
     ) -> (Vec<Ev>, bool) {
         let mut events = Vec::new();
         let mut reindex = false;
-        if self.session.is_none()
+        if matches!(self.state, SessionState::None)
             && self.outbox.len() > 0
             && let Some((session, data)) = Session::initiate(rng, me, &self.peer)
         {
-            self.start_my_init(session.init_id, data);
-            self.session = Some(session);
+            let init = OutgoingInit::new(rng, data, self.cell_size);
+            self.state = SessionState::Initiating { session, init };
             reindex = true;
         }
         for e in self.outbox.retransmit_due(now_ms, retransmit_after_ms) {
@@ -204,42 +142,34 @@ impl Contact {
                 events.push(Ev::Retransmitting(id));
             }
         }
-        if !events.is_empty() {
-            // Unconfirmed: the init may have been lost too; send it again
-            // (same data, fresh tags).
-            if let Some(init) = &mut self.my_init
-                && init.queue.is_empty()
-            {
-                let count = init.data.len().div_ceil(init_data_per_cell(self.cell_size));
-                init.queue = (0..count as u8).collect();
-            }
+        // Unconfirmed: the init may have been lost too; send it again
+        // (same data, fresh tags).
+        if !events.is_empty()
+            && let SessionState::Initiating { init, .. } = &mut self.state
+        {
+            init.requeue(self.cell_size);
         }
         (events, reindex)
     }
 
-    fn start_my_init(&mut self, id: [u8; 8], data: Zeroizing<Vec<u8>>) {
-        let count = data.len().div_ceil(init_data_per_cell(self.cell_size));
-        self.my_init = Some(MyInit {
-            id,
-            data,
-            queue: (0..count as u8).collect(),
-        });
-    }
-
     pub(crate) fn has_output(&self) -> bool {
-        if self.my_init.as_ref().is_some_and(|i| !i.queue.is_empty()) {
+        if let SessionState::Initiating { init, .. } = &self.state
+            && init.has_output()
+        {
             return true;
         }
-        self.session.as_ref().is_some_and(Session::can_send)
+        self.state.session().is_some_and(Session::can_send)
             && (!self.acks.is_empty() || self.outbox.has_pending_fragment())
     }
 
     /// The next real cell for this contact, sent in `round`, if any.
     pub(crate) fn produce(&mut self, round: u64, now_ms: u64) -> Option<(Vec<u8>, Vec<Ev>)> {
-        if let Some(cell) = self.next_init_cell(round) {
+        if let SessionState::Initiating { init, .. } = &mut self.state
+            && let Some(cell) = init.next_cell(&self.init_keys, round, self.cell_size)
+        {
             return Some((cell, Vec::new()));
         }
-        let session = self.session.as_mut()?;
+        let session = self.state.session_mut()?;
         if !session.can_send() {
             return None;
         }
@@ -265,32 +195,6 @@ impl Contact {
         Some((cell, events))
     }
 
-    fn next_init_cell(&mut self, round: u64) -> Option<Vec<u8>> {
-        let per_cell = init_data_per_cell(self.cell_size);
-        let init = self.my_init.as_mut()?;
-        let index = init.queue.pop_front()?;
-        let count = init.data.len().div_ceil(per_cell) as u8;
-        let start = usize::from(index) * per_cell;
-        let chunk = &init.data[start..(start + per_cell).min(init.data.len())];
-        let j = round;
-        let tag = tag16(&self.init_send_tags, j);
-        let mut pt = Vec::with_capacity(self.cell_size - TAG_LEN - AEAD_TAG);
-        pt.extend_from_slice(&init.id);
-        pt.push(index);
-        pt.push(count);
-        pt.extend_from_slice(&(chunk.len() as u16).to_be_bytes());
-        pt.extend_from_slice(chunk);
-        pt.resize(self.cell_size - TAG_LEN - AEAD_TAG, 0);
-        seal(
-            &prf(&self.init_send_cells, LABEL_CELL_KEY, j),
-            &tag,
-            &mut pt,
-        );
-        let mut cell = tag.to_vec();
-        cell.extend_from_slice(&pt);
-        Some(cell)
-    }
-
     /// Whether a cell from this contact in `round` could be new: not seen
     /// yet, and not older than the replay record reaches.
     fn accepts(&self, round: u64) -> bool {
@@ -307,25 +211,25 @@ impl Contact {
     }
 
     /// The tags a cell from this contact in `round` may carry.
-    pub(crate) fn expected(&self, round: u64) -> Vec<([u8; 16], Slot)> {
+    pub(crate) fn expected(&self, round: u64) -> Vec<(CellTag, Slot)> {
         if !self.accepts(round) {
             return Vec::new();
         }
-        let mut v = vec![(tag16(&self.init_recv_tags, round), Slot::Init)];
-        if let Some(s) = &self.session {
+        let mut v = vec![(self.init_keys.recv_tag(round), Slot::Init)];
+        if let Some(s) = self.state.session() {
             v.push((s.recv_tag(round), Slot::Session));
         }
         v
     }
 
     /// The tag expected for `slot` in `round`, for the constant-time check.
-    pub(crate) fn tag_at(&self, slot: Slot, round: u64) -> Option<[u8; 16]> {
+    pub(crate) fn tag_at(&self, slot: Slot, round: u64) -> Option<CellTag> {
         if !self.accepts(round) {
             return None;
         }
         match slot {
-            Slot::Init => Some(tag16(&self.init_recv_tags, round)),
-            Slot::Session => Some(self.session.as_ref()?.recv_tag(round)),
+            Slot::Init => Some(self.init_keys.recv_tag(round)),
+            Slot::Session => Some(self.state.session()?.recv_tag(round)),
         }
     }
 
@@ -343,72 +247,35 @@ impl Contact {
         }
     }
 
-    fn receive_init(&mut self, me: &PrivateIdentity, j: u64, cell: &[u8]) -> Vec<Ev> {
-        let key = prf(&self.init_recv_cells, LABEL_CELL_KEY, j);
-        let Some(pt) = open(&key, &cell[..TAG_LEN], &cell[TAG_LEN..]) else {
+    fn receive_init(&mut self, me: &PrivateIdentity, round: u64, cell: &[u8]) -> Vec<Ev> {
+        let Some(plain) = self.init_keys.open(round, cell) else {
             return Vec::new();
         };
-        self.mark_seen(j);
-        let mut r = Reader::new(&pt);
-        let parsed = (|| {
-            let id: [u8; 8] = r.array().ok()?;
-            let index = r.u8().ok()?;
-            let count = r.u8().ok()?;
-            let len = usize::from(r.u16().ok()?);
-            let data = r.take(len).ok()?;
-            (count > 0 && count <= MAX_INIT_FRAGMENTS && index < count)
-                .then_some((id, index, count, data))
-        })();
-        let Some((id, index, count, data)) = parsed else {
+        self.mark_seen(round);
+        let Some((id, data)) = InitFragment::parse(&plain).and_then(|f| self.peer_inits.add(&f))
+        else {
             return Vec::new();
         };
-        if self.last_peer_init == Some(id) {
-            return Vec::new();
-        }
-        let fresh = self
-            .peer_init
-            .as_ref()
-            .is_none_or(|p| p.id != id || p.parts.len() != usize::from(count));
-        if fresh {
-            self.peer_init = Some(PeerInit {
-                id,
-                parts: vec![None; usize::from(count)],
-            });
-        }
-        let Some(p) = self.peer_init.as_mut() else {
-            return Vec::new();
-        };
-        p.parts[usize::from(index)] = Some(Zeroizing::new(data.to_vec()));
-        if p.parts.iter().any(Option::is_none) {
-            return Vec::new();
-        }
-        let Some(p) = self.peer_init.take() else {
-            return Vec::new();
-        };
-        let mut all = Zeroizing::new(Vec::new());
-        for part in p.parts.into_iter().flatten() {
-            all.extend_from_slice(&part);
-        }
-        self.last_peer_init = Some(id);
-        self.peer_started(me, id, &all)
+        self.peer_started(me, id, &data)
     }
 
     /// The peer started a session. If both sides started at once, the
     /// session of the side with the smaller fingerprint wins, a rule both
     /// compute the same way.
-    fn peer_started(&mut self, me: &PrivateIdentity, id: [u8; 8], data: &[u8]) -> Vec<Ev> {
-        if let Some(s) = &self.session
-            && s.role == Role::Initiator
-            && !s.confirmed
+    fn peer_started(&mut self, me: &PrivateIdentity, id: InitId, data: &[u8]) -> Vec<Ev> {
+        if matches!(self.state, SessionState::Initiating { .. })
             && me.public().fingerprint() < self.peer.fingerprint()
         {
             return Vec::new();
         }
-        let Some(session) = Session::respond(me, &self.peer, id, data) else {
+        let Some(session) = Session::respond(me, &self.peer, data) else {
             return Vec::new();
         };
-        self.session = Some(session);
-        self.my_init = None;
+        self.state = SessionState::Established {
+            session,
+            role: Role::Responder,
+            init_id: id,
+        };
         self.outbox.restart_all();
         vec![Ev::SessionStarted]
     }
@@ -419,20 +286,15 @@ impl Contact {
         i: u64,
         cell: &[u8],
     ) -> Vec<Ev> {
-        let Some(session) = self.session.as_mut() else {
+        let Some(session) = self.state.session_mut() else {
             return Vec::new();
         };
         let Ok(payload) = session.open(rng, i, cell) else {
             return Vec::new();
         };
         self.mark_seen(i);
-        let Some(session) = self.session.as_mut() else {
-            return Vec::new();
-        };
         let mut events = Vec::new();
-        if session.role == Role::Initiator && !session.confirmed {
-            session.confirmed = true;
-            self.my_init = None;
+        if self.state.confirm() {
             events.push(Ev::SessionStarted);
         }
         let Some(records) = Records::decode(&payload) else {
@@ -470,20 +332,8 @@ impl Contact {
         for r in &self.seen {
             w.u64(*r);
         }
-        w.bool(self.last_peer_init.is_some());
-        w.bytes(&self.last_peer_init.unwrap_or_default());
-        w.bool(self.session.is_some());
-        if let Some(s) = &self.session {
-            s.encode(w);
-        }
-        match &self.my_init {
-            Some(init) => {
-                w.bool(true);
-                w.bytes(&init.id);
-                w.u16_prefixed(&init.data);
-            }
-            None => w.bool(false),
-        }
+        self.peer_inits.encode(w);
+        self.state.encode(w);
         w.u64(self.next_msg_id);
         w.u64(self.inbox.delivered_upto());
     }
@@ -504,22 +354,8 @@ impl Contact {
         for _ in 0..seen {
             c.seen.insert(r.u64()?);
         }
-        let has_last = r.u8()? == 1;
-        let last: [u8; 8] = r.array()?;
-        c.last_peer_init = has_last.then_some(last);
-        if r.u8()? == 1 {
-            c.session = Some(Session::decode(r)?);
-        }
-        if r.u8()? == 1 {
-            let id: [u8; 8] = r.array()?;
-            let len = usize::from(r.u16()?);
-            let data = Zeroizing::new(r.take(len)?.to_vec());
-            c.my_init = Some(MyInit {
-                id,
-                data,
-                queue: VecDeque::new(),
-            });
-        }
+        c.peer_inits = PeerInits::decode(r)?;
+        c.state = SessionState::decode(r)?;
         c.next_msg_id = r.u64()?;
         if c.next_msg_id == 0 {
             return Err(WireError::BadField("message counter").into());

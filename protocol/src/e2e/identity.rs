@@ -22,6 +22,7 @@ use x25519_dalek::{PublicKey as XPublic, StaticSecret};
 use zeroize::Zeroizing;
 
 use super::IdentityError;
+use super::kdf::{KeyBytes as _, SharedSecret};
 use super::writer::Writer;
 use crate::wire::RelayAddress;
 use crate::wire::reader::Reader;
@@ -51,6 +52,7 @@ const MAX_SPKI: usize = 600;
 pub struct Fingerprint(pub [u8; 32]);
 
 impl Fingerprint {
+    /// The 64 lowercase hex digits.
     pub fn hex(&self) -> String {
         use std::fmt::Write as _;
         self.0.iter().fold(String::new(), |mut s, b| {
@@ -162,22 +164,28 @@ fn check_rsa(key: &VerifyingKey<Sha256>) -> Result<(), IdentityError> {
 }
 
 impl PublicIdentity {
+    /// The nickname its owner chose (not unique, not verified).
     pub fn nickname(&self) -> &str {
         &self.nickname
     }
 
+    /// The relay where the owner listens.
     pub fn relay(&self) -> &RelayAddress {
         &self.relay
     }
 
+    /// The shard of that relay where the owner listens.
     pub fn shard(&self) -> u32 {
         self.shard
     }
 
+    /// When the identity was made, in seconds since the Unix epoch (as
+    /// its owner's clock said).
     pub fn created_unix(&self) -> u64 {
         self.created_unix
     }
 
+    /// The fingerprint of the identity's RSA key: what users compare.
     pub fn fingerprint(&self) -> Fingerprint {
         self.fingerprint
     }
@@ -346,6 +354,7 @@ impl PrivateIdentity {
         })
     }
 
+    /// The public part, as others import it.
     pub fn public(&self) -> &PublicIdentity {
         &self.public
     }
@@ -354,11 +363,11 @@ impl PrivateIdentity {
         &self.x25519
     }
 
-    pub(crate) fn decapsulate(&self, ct: &[u8]) -> Option<Zeroizing<[u8; 32]>> {
+    /// Decapsulates an ML-KEM ciphertext sent to us; `None` if it has the
+    /// wrong length.
+    pub(crate) fn decapsulate(&self, ct: &[u8]) -> Option<SharedSecret> {
         let shared = self.mlkem.decapsulate_slice(ct).ok()?;
-        let mut out = Zeroizing::new([0u8; 32]);
-        out.copy_from_slice(&shared);
-        Some(out)
+        Some(SharedSecret::from_bytes(shared.into()))
     }
 
     /// Signs `message` with the identity key (RSA-PSS/SHA-256).
@@ -423,10 +432,8 @@ impl PrivateIdentity {
     pub(crate) fn encapsulate_to<R: CryptoRng + ?Sized>(
         rng: &mut R,
         peer: &PublicIdentity,
-    ) -> (Vec<u8>, Zeroizing<[u8; 32]>) {
+    ) -> (Vec<u8>, SharedSecret) {
         let (ct, shared) = peer.mlkem().encapsulate_with_rng(rng);
-        let mut out = Zeroizing::new([0u8; 32]);
-        out.copy_from_slice(&shared);
-        (ct.to_vec(), out)
+        (ct.to_vec(), SharedSecret::from_bytes(shared.into()))
     }
 }

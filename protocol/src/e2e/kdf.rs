@@ -1,53 +1,181 @@
 //! The primitives as wired: HKDF-SHA256, HMAC-SHA256 as a PRF, and
-//! ChaCha20-Poly1305 with single-use keys. Every label is a constant here,
-//! so the key schedule in `docs/protocol.md` can be checked against one
-//! file.
+//! ChaCha20-Poly1305 with single-use keys; and one type per key role, so a
+//! chain key cannot be passed where a root key belongs, nor a tag key
+//! where a header key does. Every label is a constant here, so the key
+//! schedule in `docs/protocol.md` can be checked against one file; the
+//! per-round and ratchet steps are methods of the key types here, the
+//! session and init key agreements are in `session.rs` and `init.rs`.
 
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
+use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 pub(crate) const LABEL_INIT: &[u8] = b"anonchat init v1";
 pub(crate) const LABEL_INIT_TAGS: &[u8] = b"anonchat init tags v1";
 pub(crate) const LABEL_INIT_CELLS: &[u8] = b"anonchat init cells v1";
 pub(crate) const LABEL_PQXDH: &[u8] = b"anonchat pqxdh v1";
 pub(crate) const LABEL_SESSION: &[u8] = b"anonchat session keys v1";
-pub(crate) const LABEL_RATCHET: &[u8] = b"anonchat ratchet v1";
-pub(crate) const LABEL_TAG: &[u8] = b"tag";
-pub(crate) const LABEL_HEADER: &[u8] = b"header";
-pub(crate) const LABEL_CELL_KEY: &[u8] = b"cell";
+const LABEL_RATCHET: &[u8] = b"anonchat ratchet v1";
+const LABEL_TAG: &[u8] = b"tag";
+const LABEL_HEADER: &[u8] = b"header";
+const LABEL_CELL_KEY: &[u8] = b"cell";
 
-/// AEAD tag length.
-pub(crate) const AEAD_TAG: usize = 16;
+/// Bytes of the round-indexed tag at the start of every cell (init and
+/// session cells alike): the first 16 bytes of `PRF(tag key, "tag", round)`.
+/// Not to be confused with the 16-byte ChaCha20-Poly1305 tag that ends each
+/// AEAD ciphertext in a cell.
+pub const CELL_TAG_LEN: usize = 16;
 
-pub(crate) type Secret = Zeroizing<[u8; 32]>;
+/// Bytes of a ChaCha20-Poly1305 authentication tag, appended to every AEAD
+/// ciphertext (header, body, init cell).
+pub(crate) const AEAD_TAG_LEN: usize = 16;
+const _: () = assert!(AEAD_TAG_LEN == size_of::<Tag>());
 
-/// HKDF-SHA256 (RFC 5869) into `out`.
-pub(crate) fn hkdf(salt: &[u8], ikm: &[u8], info: &[&[u8]], out: &mut [u8]) {
-    let hk = Hkdf::<Sha256>::new(Some(salt), ikm);
-    // Output lengths used here are at most 5 * 32 bytes, far below the
-    // 255 * 32 limit, so expansion cannot fail.
-    if hk.expand_multi_info(info, out).is_err() {
-        unreachable!("HKDF output length within limits");
+/// The round-indexed tag a cell starts with.
+pub(crate) type CellTag = [u8; CELL_TAG_LEN];
+
+/// The raw bytes of a 32-byte key, for the derivations here and for saved
+/// state. Every key role has its own type; this is the one way in and out.
+pub(crate) trait KeyBytes: Sized {
+    /// Wraps bytes derived or read back from saved state.
+    fn from_bytes(bytes: [u8; 32]) -> Self;
+    /// The key's bytes.
+    fn as_bytes(&self) -> &[u8; 32];
+}
+
+/// A key that ChaCha20-Poly1305 uses for exactly one message, so its nonce
+/// is fixed at zero ([`seal`], [`open`]).
+pub(crate) trait SingleUse: KeyBytes {}
+
+macro_rules! key_types {
+    ($($(#[$meta:meta])* $name:ident;)*) => {$(
+        $(#[$meta])*
+        ///
+        /// Zeroized on drop; no `Debug`, `Display` or `Serialize`.
+        #[derive(Zeroize, ZeroizeOnDrop)]
+        pub(crate) struct $name([u8; 32]);
+
+        impl KeyBytes for $name {
+            fn from_bytes(bytes: [u8; 32]) -> Self {
+                Self(bytes)
+            }
+
+            fn as_bytes(&self) -> &[u8; 32] {
+                &self.0
+            }
+        }
+    )*};
+}
+
+key_types! {
+    /// An X25519 or ML-KEM shared secret: input keying material only.
+    SharedSecret;
+    /// The Double Ratchet's root key (`rk`).
+    #[derive(Clone)]
+    RootKey;
+    /// A sending or receiving chain key of the Double Ratchet (`ck`).
+    #[derive(Clone)]
+    ChainKey;
+    /// A Double Ratchet message key: seals exactly one cell body.
+    #[derive(Clone)]
+    MessageKey;
+    /// One direction's tag key (`init_tags`, `send_tags`, `recv_tags`): the
+    /// tag of each round's cell comes from it.
+    TagKey;
+    /// One direction's header key (`send_headers`, `recv_headers`): the key
+    /// that seals each round's header comes from it.
+    HeaderKey;
+    /// One direction's init cell key (`init_cells`): the key that seals each
+    /// round's init cell comes from it.
+    InitCellKey;
+    /// The single-use AEAD key of one round's header or init cell.
+    RoundKey;
+}
+
+impl SingleUse for MessageKey {}
+impl SingleUse for RoundKey {}
+
+impl TagKey {
+    /// `tag16(key, round)`: the tag of the cell sent in `round`.
+    pub(crate) fn tag(&self, round: u64) -> CellTag {
+        let full = prf(&self.0, LABEL_TAG, round);
+        let mut t = [0u8; CELL_TAG_LEN];
+        t.copy_from_slice(&full[..CELL_TAG_LEN]);
+        t
     }
 }
 
-/// HKDF-SHA256 to one 32-byte secret.
-pub(crate) fn hkdf32(salt: &[u8], ikm: &[u8], info: &[&[u8]]) -> Secret {
-    let mut out = Zeroizing::new([0u8; 32]);
-    hkdf(salt, ikm, info, out.as_mut());
+impl HeaderKey {
+    /// `PRF(key, "header", round)`: seals the header of `round`'s cell.
+    pub(crate) fn round_key(&self, round: u64) -> RoundKey {
+        RoundKey(*prf(&self.0, LABEL_HEADER, round))
+    }
+}
+
+impl InitCellKey {
+    /// `PRF(key, "cell", round)`: seals the init cell of `round`.
+    pub(crate) fn round_key(&self, round: u64) -> RoundKey {
+        RoundKey(*prf(&self.0, LABEL_CELL_KEY, round))
+    }
+}
+
+impl RootKey {
+    /// `KDF_RK`: HKDF with the root key as salt; 64 bytes split into the
+    /// next root key and a chain key.
+    pub(crate) fn ratchet(&self, dh_out: &SharedSecret) -> (Self, ChainKey) {
+        let out = hkdf::<64>(&self.0, &dh_out.0, &[LABEL_RATCHET]);
+        let (root, chain) = (key_at(&out[..], 0), key_at(&out[..], 1));
+        (Self(*root), ChainKey(*chain))
+    }
+}
+
+impl ChainKey {
+    /// `KDF_CK`: next chain key = HMAC(ck, 0x02), message key = HMAC(ck, 0x01).
+    pub(crate) fn step(&self) -> (Self, MessageKey) {
+        (
+            Self(*hmac(&self.0, &[&[0x02]])),
+            MessageKey(*hmac(&self.0, &[&[0x01]])),
+        )
+    }
+}
+
+/// The `i`-th 32-byte key of an HKDF output.
+pub(crate) fn key_at(okm: &[u8], i: usize) -> Zeroizing<[u8; 32]> {
+    let mut k = Zeroizing::new([0u8; 32]);
+    k.copy_from_slice(&okm[i * 32..i * 32 + 32]);
+    k
+}
+
+/// HKDF-SHA256 (RFC 5869) to `N` bytes.
+#[expect(
+    clippy::expect_used,
+    reason = "HKDF-SHA256 expands to at most 255 * 32 bytes, and the const assertion keeps N within that"
+)]
+pub(crate) fn hkdf<const N: usize>(salt: &[u8], ikm: &[u8], info: &[&[u8]]) -> Zeroizing<[u8; N]> {
+    const { assert!(N <= 255 * 32, "HKDF-SHA256 output is at most 8160 bytes") };
+    let mut out = Zeroizing::new([0u8; N]);
+    Hkdf::<Sha256>::new(Some(salt), ikm)
+        .expand_multi_info(info, out.as_mut())
+        .expect("N is at most 255 * 32");
     out
 }
 
-/// HMAC-SHA256.
-pub(crate) fn hmac(key: &[u8], parts: &[&[u8]]) -> Zeroizing<[u8; 32]> {
-    // HMAC takes keys of any length.
-    let Ok(mut mac) = <Hmac<Sha256> as hmac::KeyInit>::new_from_slice(key) else {
-        unreachable!("HMAC accepts any key length")
-    };
+/// HKDF-SHA256 to one 32-byte key of role `K`.
+pub(crate) fn hkdf_key<K: KeyBytes>(salt: &[u8], ikm: &[u8], info: &[&[u8]]) -> K {
+    K::from_bytes(*hkdf::<32>(salt, ikm, info))
+}
+
+/// HMAC-SHA256 with a 32-byte key.
+fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> Zeroizing<[u8; 32]> {
+    // HMAC pads a key shorter than the hash's 64-byte block with zeros
+    // (RFC 2104), so keying with the padded block is the same function, and
+    // a block-sized key needs no fallible length check.
+    let mut block = Zeroizing::new([0u8; 64]);
+    block[..32].copy_from_slice(key);
+    let mut mac = <Hmac<Sha256> as hmac::KeyInit>::new((&*block).into());
     for p in parts {
         mac.update(p);
     }
@@ -56,36 +184,31 @@ pub(crate) fn hmac(key: &[u8], parts: &[&[u8]]) -> Zeroizing<[u8; 32]> {
     out
 }
 
-/// `PRF(key, label, i)`: HMAC-SHA256(key, label || i) — tags (truncated to
-/// 16 bytes) and per-slot keys.
-pub(crate) fn prf(key: &[u8; 32], label: &[u8], i: u64) -> Zeroizing<[u8; 32]> {
+/// `PRF(key, label, i)`: HMAC-SHA256(key, label || i).
+fn prf(key: &[u8; 32], label: &[u8], i: u64) -> Zeroizing<[u8; 32]> {
     hmac(key, &[label, &i.to_be_bytes()])
 }
 
-pub(crate) fn tag16(key: &[u8; 32], i: u64) -> [u8; 16] {
-    let full = prf(key, LABEL_TAG, i);
-    let mut t = [0u8; 16];
-    t.copy_from_slice(&full[..16]);
-    t
-}
-
 /// Encrypts `buf` in place under a single-use key (nonce fixed at zero)
-/// and appends the tag.
-pub(crate) fn seal(key: &[u8; 32], aad: &[u8], buf: &mut Vec<u8>) {
-    let cipher = ChaCha20Poly1305::new(&Key::from(*key));
-    match cipher.encrypt_inout_detached(&Nonce::default(), aad, buf.as_mut_slice().into()) {
-        Ok(tag) => buf.extend_from_slice(&tag),
-        Err(_) => unreachable!("cell-sized plaintexts are within AEAD limits"),
-    }
+/// and appends the AEAD tag.
+#[expect(
+    clippy::expect_used,
+    reason = "ChaCha20-Poly1305 refuses only plaintexts of about 2^38 bytes (256 GiB) or more; a cell is at most MAX_CELL_SIZE bytes"
+)]
+pub(crate) fn seal(key: &impl SingleUse, aad: &[u8], buf: &mut Vec<u8>) {
+    let tag = ChaCha20Poly1305::new(key.as_bytes().into())
+        .encrypt_inout_detached(&Nonce::default(), aad, buf.as_mut_slice().into())
+        .expect("a cell is far below the ChaCha20-Poly1305 limit");
+    buf.extend_from_slice(&tag);
 }
 
 /// Opens `ct || tag` sealed by [`seal`]; `None` if anything was altered.
-pub(crate) fn open(key: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
-    let split = sealed.len().checked_sub(AEAD_TAG)?;
+pub(crate) fn open(key: &impl SingleUse, aad: &[u8], sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    let split = sealed.len().checked_sub(AEAD_TAG_LEN)?;
     let (ct, tag) = sealed.split_at(split);
     let tag = Tag::try_from(tag).ok()?;
     let mut buf = Zeroizing::new(ct.to_vec());
-    ChaCha20Poly1305::new(&Key::from(*key))
+    ChaCha20Poly1305::new(key.as_bytes().into())
         .decrypt_inout_detached(&Nonce::default(), aad, buf.as_mut_slice().into(), &tag)
         .ok()?;
     Some(buf)
@@ -118,10 +241,9 @@ mod tests {
         let ikm = [0x0b; 22];
         let salt = unhex("000102030405060708090a0b0c");
         let info = unhex("f0f1f2f3f4f5f6f7f8f9");
-        let mut okm = [0u8; 42];
-        hkdf(&salt, &ikm, &[&info[..5], &info[5..]], &mut okm);
+        let okm = hkdf::<42>(&salt, &ikm, &[&info[..5], &info[5..]]);
         assert_eq!(
-            hex(&okm),
+            hex(okm.as_ref()),
             "3cb25f25faacd57a90434f64d0362f2a2d2d0a90cf1a5a4c5db02d56ecc4c5bf34007208d5b887185865"
         );
     }
@@ -129,7 +251,10 @@ mod tests {
     /// RFC 4231, test case 2 (HMAC-SHA256 with key "Jefe").
     #[test]
     fn hmac_sha256_rfc4231_case_2() {
-        let mac = hmac(b"Jefe", &[b"what do ya want ", b"for nothing?"]);
+        // HMAC zero-pads a short key, so this is the RFC's key "Jefe".
+        let mut key = [0u8; 32];
+        key[..4].copy_from_slice(b"Jefe");
+        let mac = hmac(&key, &[b"what do ya want ", b"for nothing?"]);
         assert_eq!(
             hex(mac.as_ref()),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
@@ -138,7 +263,7 @@ mod tests {
 
     #[test]
     fn seal_open_round_trip_and_tamper() {
-        let key = [9u8; 32];
+        let key = MessageKey([9u8; 32]);
         let mut buf = b"attack at dawn".to_vec();
         seal(&key, b"aad", &mut buf);
         assert_eq!(
@@ -151,12 +276,55 @@ mod tests {
         assert!(open(&key, b"aad", &buf[..10]).is_none());
     }
 
+    /// Locks the rule that no key type can be printed: the inherent const
+    /// exists only where `T: Debug` (or `Display`) and then wins over the
+    /// trait's default.
+    #[test]
+    fn key_types_implement_neither_debug_nor_display() {
+        // Checked at compile time: printing a key breaks the test build.
+        use std::fmt::{Debug, Display};
+        use std::marker::PhantomData;
+        struct Probe<T>(PhantomData<T>);
+        trait Printable {
+            const DEBUG: bool = false;
+            const DISPLAY: bool = false;
+        }
+        impl<T> Printable for Probe<T> {}
+        impl<T: Debug> Probe<T> {
+            const DEBUG: bool = true;
+        }
+        struct Shown<T>(PhantomData<T>);
+        impl<T> Printable for Shown<T> {}
+        impl<T: Display> Shown<T> {
+            const DISPLAY: bool = true;
+        }
+        macro_rules! printable {
+            ($($t:ty),*) => {$(Probe::<$t>::DEBUG || Shown::<$t>::DISPLAY)||*};
+        }
+        const { assert!(printable!(u8), "the probe sees Debug and Display") };
+        const {
+            assert!(
+                !printable!(
+                    SharedSecret,
+                    RootKey,
+                    ChainKey,
+                    MessageKey,
+                    TagKey,
+                    HeaderKey,
+                    InitCellKey,
+                    RoundKey
+                ),
+                "a key type can be printed"
+            );
+        };
+    }
+
     #[test]
     fn tags_differ_per_index_and_key() {
-        let k1 = [1u8; 32];
-        let k2 = [2u8; 32];
-        assert_ne!(tag16(&k1, 0), tag16(&k1, 1));
-        assert_ne!(tag16(&k1, 0), tag16(&k2, 0));
-        assert_eq!(tag16(&k1, 7), tag16(&k1, 7));
+        let k1 = TagKey([1u8; 32]);
+        let k2 = TagKey([2u8; 32]);
+        assert_ne!(k1.tag(0), k1.tag(1));
+        assert_ne!(k1.tag(0), k2.tag(0));
+        assert_eq!(k1.tag(7), k1.tag(7));
     }
 }

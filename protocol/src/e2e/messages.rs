@@ -24,8 +24,11 @@ pub const MAX_ID_AHEAD: u64 = 1024;
 /// Where an outgoing message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
+    /// Not every fragment has gone out yet.
     Queued,
+    /// Every fragment went out at least once; no acknowledgement yet.
     Sent,
+    /// The peer acknowledged it.
     Delivered,
 }
 

@@ -9,7 +9,9 @@ mod armor;
 mod contact;
 mod error;
 mod identity;
+mod init;
 mod kdf;
+mod lifecycle;
 mod messages;
 mod payload;
 mod ratchet;
@@ -23,6 +25,7 @@ pub use identity::{
     BUNDLE_VERSION, Fingerprint, MAX_NICKNAME, MLKEM_CT_LEN, MLKEM_EK_LEN, PrivateIdentity,
     PublicIdentity, RSA_BITS, SIGNATURE_LEN,
 };
+pub use kdf::CELL_TAG_LEN;
 pub use messages::{
     Delivery, MAX_FRAGMENTS, MAX_ID_AHEAD, MAX_MESSAGE_LEN, MAX_OUTBOX, MAX_PARTIAL, MAX_READY,
 };
@@ -32,7 +35,7 @@ pub use router::{
     CellSizeError, Config, ContactError, ContactId, Event, MAX_CONTACTS, MAX_E2E_CELL,
     MIN_E2E_CELL, Router, session_payload_len,
 };
-pub use session::{ROUND_WINDOW, SESSION_OVERHEAD, TAG_LEN};
+pub use session::{ROUND_WINDOW, SESSION_OVERHEAD};
 
 #[cfg(test)]
 mod tests;

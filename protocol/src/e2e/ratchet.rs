@@ -12,7 +12,7 @@ use rand::CryptoRng;
 use x25519_dalek::{PublicKey, StaticSecret};
 use zeroize::Zeroizing;
 
-use super::kdf::{LABEL_RATCHET, Secret, hkdf, hmac};
+use super::kdf::{ChainKey, KeyBytes as _, MessageKey, RootKey, SharedSecret};
 use super::writer::Writer;
 use crate::wire::reader::Reader;
 
@@ -54,6 +54,7 @@ impl Header {
     }
 }
 
+/// Why the ratchet gave no key. The caller restores its clone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum RatchetError {
     #[error("message is a replay or its key was already used")]
@@ -66,42 +67,27 @@ pub(crate) enum RatchetError {
     NoSendingChain,
 }
 
+/// The state of one side of the Double Ratchet, named as in the
+/// specification.
 #[derive(Clone)]
 pub(crate) struct Ratchet {
     dhs: StaticSecret,
     dhr: Option<[u8; 32]>,
-    rk: Secret,
-    cks: Option<Secret>,
-    ckr: Option<Secret>,
+    rk: RootKey,
+    cks: Option<ChainKey>,
+    ckr: Option<ChainKey>,
     ns: u32,
     nr: u32,
     pn: u32,
-    skipped: VecDeque<([u8; 32], u32, Secret)>,
+    skipped: VecDeque<([u8; 32], u32, MessageKey)>,
 }
 
-fn dh(secret: &StaticSecret, public: &[u8; 32]) -> Result<Secret, RatchetError> {
+fn dh(secret: &StaticSecret, public: &[u8; 32]) -> Result<SharedSecret, RatchetError> {
     let shared = secret.diffie_hellman(&PublicKey::from(*public));
     if !shared.was_contributory() {
         return Err(RatchetError::BadKey);
     }
-    Ok(Zeroizing::new(*shared.as_bytes()))
-}
-
-/// `KDF_RK`: HKDF with the root key as salt; 64 bytes split into the new
-/// root key and a chain key.
-fn kdf_rk(rk: &Secret, dh_out: &Secret) -> (Secret, Secret) {
-    let mut out = Zeroizing::new([0u8; 64]);
-    hkdf(rk.as_ref(), dh_out.as_ref(), &[LABEL_RATCHET], out.as_mut());
-    let mut a = Zeroizing::new([0u8; 32]);
-    let mut b = Zeroizing::new([0u8; 32]);
-    a.copy_from_slice(&out[..32]);
-    b.copy_from_slice(&out[32..]);
-    (a, b)
-}
-
-/// `KDF_CK`: message key = HMAC(ck, 0x01), next chain key = HMAC(ck, 0x02).
-fn kdf_ck(ck: &Secret) -> (Secret, Secret) {
-    (hmac(ck.as_ref(), &[&[0x02]]), hmac(ck.as_ref(), &[&[0x01]]))
+    Ok(SharedSecret::from_bytes(*shared.as_bytes()))
 }
 
 fn fresh_keypair<R: CryptoRng + ?Sized>(rng: &mut R) -> StaticSecret {
@@ -115,11 +101,11 @@ impl Ratchet {
     /// (its static X25519 key) and can send at once.
     pub(crate) fn alice<R: CryptoRng + ?Sized>(
         rng: &mut R,
-        root: &Secret,
+        root: &RootKey,
         bob_ratchet: &[u8; 32],
     ) -> Result<Self, RatchetError> {
         let dhs = fresh_keypair(rng);
-        let (rk, cks) = kdf_rk(root, &dh(&dhs, bob_ratchet)?);
+        let (rk, cks) = root.ratchet(&dh(&dhs, bob_ratchet)?);
         Ok(Self {
             dhs,
             dhr: Some(*bob_ratchet),
@@ -135,11 +121,11 @@ impl Ratchet {
 
     /// The responder ("Bob"): its first ratchet key pair is its static
     /// X25519 key; it can send once it has received.
-    pub(crate) fn bob(root: &Secret, bob_static: &StaticSecret) -> Self {
+    pub(crate) fn bob(root: RootKey, bob_static: &StaticSecret) -> Self {
         Self {
             dhs: bob_static.clone(),
             dhr: None,
-            rk: root.clone(),
+            rk: root,
             cks: None,
             ckr: None,
             ns: 0,
@@ -154,9 +140,9 @@ impl Ratchet {
     }
 
     /// Steps the sending chain: the header to send and the message key.
-    pub(crate) fn send_key(&mut self) -> Result<(Header, Secret), RatchetError> {
+    pub(crate) fn send_key(&mut self) -> Result<(Header, MessageKey), RatchetError> {
         let ck = self.cks.as_ref().ok_or(RatchetError::NoSendingChain)?;
-        let (next, mk) = kdf_ck(ck);
+        let (next, mk) = ck.step();
         self.cks = Some(next);
         let header = Header {
             dh: PublicKey::from(&self.dhs).to_bytes(),
@@ -173,7 +159,7 @@ impl Ratchet {
         &mut self,
         rng: &mut R,
         h: &Header,
-    ) -> Result<Secret, RatchetError> {
+    ) -> Result<MessageKey, RatchetError> {
         if let Some(pos) = self
             .skipped
             .iter()
@@ -192,7 +178,7 @@ impl Ratchet {
         }
         self.skip_until(h.n)?;
         let ck = self.ckr.as_ref().ok_or(RatchetError::Replay)?;
-        let (next, mk) = kdf_ck(ck);
+        let (next, mk) = ck.step();
         self.ckr = Some(next);
         self.nr += 1;
         Ok(mk)
@@ -205,7 +191,7 @@ impl Ratchet {
         }
         if let Some(mut ck) = self.ckr.clone() {
             while self.nr < until {
-                let (next, mk) = kdf_ck(&ck);
+                let (next, mk) = ck.step();
                 ck = next;
                 if self.skipped.len() >= MAX_SKIPPED_KEYS {
                     self.skipped.pop_front();
@@ -227,9 +213,9 @@ impl Ratchet {
         self.ns = 0;
         self.nr = 0;
         self.dhr = Some(*their);
-        let (rk, ckr) = kdf_rk(&self.rk, &dh(&self.dhs, their)?);
+        let (rk, ckr) = self.rk.ratchet(&dh(&self.dhs, their)?);
         self.dhs = fresh_keypair(rng);
-        let (rk, cks) = kdf_rk(&rk, &dh(&self.dhs, their)?);
+        let (rk, cks) = rk.ratchet(&dh(&self.dhs, their)?);
         self.rk = rk;
         self.ckr = Some(ckr);
         self.cks = Some(cks);
@@ -246,10 +232,10 @@ impl Ratchet {
         w.bytes(self.dhs.as_bytes());
         w.bool(self.dhr.is_some());
         w.bytes(&self.dhr.unwrap_or_default());
-        w.bytes(self.rk.as_ref());
+        w.bytes(self.rk.as_bytes());
         for ck in [&self.cks, &self.ckr] {
             w.bool(ck.is_some());
-            w.bytes(ck.as_ref().map_or(&[0u8; 32], |k| &**k));
+            w.bytes(ck.as_ref().map_or(&[0u8; 32], |k| k.as_bytes()));
         }
         w.u32(self.ns);
         w.u32(self.nr);
@@ -258,7 +244,7 @@ impl Ratchet {
         for (dh, n, mk) in &self.skipped {
             w.bytes(dh);
             w.u32(*n);
-            w.bytes(mk.as_ref());
+            w.bytes(mk.as_bytes());
         }
     }
 
@@ -266,10 +252,10 @@ impl Ratchet {
         let dhs = StaticSecret::from(r.array::<32>()?);
         let has_dhr = r.u8()? == 1;
         let dhr = r.array::<32>()?;
-        let rk = Zeroizing::new(r.array::<32>()?);
-        let mut chain = || -> Result<Option<Secret>, crate::wire::WireError> {
+        let rk = RootKey::from_bytes(r.array()?);
+        let mut chain = || -> Result<Option<ChainKey>, crate::wire::WireError> {
             let has = r.u8()? == 1;
-            let k = Zeroizing::new(r.array::<32>()?);
+            let k = ChainKey::from_bytes(r.array()?);
             Ok(has.then_some(k))
         };
         let cks = chain()?;
@@ -283,7 +269,7 @@ impl Ratchet {
         }
         let mut skipped = VecDeque::with_capacity(count);
         for _ in 0..count {
-            skipped.push_back((r.array::<32>()?, r.u32()?, Zeroizing::new(r.array::<32>()?)));
+            skipped.push_back((r.array()?, r.u32()?, MessageKey::from_bytes(r.array()?)));
         }
         Ok(Self {
             dhs,
@@ -305,13 +291,18 @@ mod tests {
 
     fn pair() -> (Ratchet, Ratchet) {
         let mut rng = rand::rng();
-        let root = Zeroizing::new([3u8; 32]);
+        let root = RootKey::from_bytes([3u8; 32]);
         let bob_static = fresh_keypair(&mut rng);
         let bob_pub = PublicKey::from(&bob_static).to_bytes();
         (
             Ratchet::alice(&mut rng, &root, &bob_pub).unwrap(),
-            Ratchet::bob(&root, &bob_static),
+            Ratchet::bob(root, &bob_static),
         )
+    }
+
+    /// Message keys have no `PartialEq` (nor `Debug`): compare their bytes.
+    fn same(a: &MessageKey, b: &MessageKey) -> bool {
+        a.as_bytes() == b.as_bytes()
     }
 
     #[test]
@@ -322,11 +313,14 @@ mod tests {
         for round in 0..4 {
             for _ in 0..3 {
                 let (h, k) = a.send_key().unwrap();
-                assert_eq!(b.receive_key(&mut rng, &h).unwrap(), k, "round {round}");
+                assert!(
+                    same(&b.receive_key(&mut rng, &h).unwrap(), &k),
+                    "round {round}"
+                );
             }
             for _ in 0..2 {
                 let (h, k) = b.send_key().unwrap();
-                assert_eq!(a.receive_key(&mut rng, &h).unwrap(), k);
+                assert!(same(&a.receive_key(&mut rng, &h).unwrap(), &k));
             }
         }
     }
@@ -336,11 +330,17 @@ mod tests {
         let mut rng = rand::rng();
         let (mut a, mut b) = pair();
         let m: Vec<_> = (0..4).map(|_| a.send_key().unwrap()).collect();
-        assert_eq!(b.receive_key(&mut rng, &m[3].0).unwrap(), m[3].1);
+        assert!(same(&b.receive_key(&mut rng, &m[3].0).unwrap(), &m[3].1));
         assert_eq!(b.skipped_len(), 3);
-        assert_eq!(b.receive_key(&mut rng, &m[1].0).unwrap(), m[1].1);
-        assert_eq!(b.receive_key(&mut rng, &m[1].0), Err(RatchetError::Replay));
-        assert_eq!(b.receive_key(&mut rng, &m[3].0), Err(RatchetError::Replay));
+        assert!(same(&b.receive_key(&mut rng, &m[1].0).unwrap(), &m[1].1));
+        assert_eq!(
+            b.receive_key(&mut rng, &m[1].0).err(),
+            Some(RatchetError::Replay)
+        );
+        assert_eq!(
+            b.receive_key(&mut rng, &m[3].0).err(),
+            Some(RatchetError::Replay)
+        );
         assert_eq!(b.skipped_len(), 2);
     }
 
@@ -351,8 +351,8 @@ mod tests {
         let (mut h, _) = a.send_key().unwrap();
         h.n = MAX_SKIP + 1;
         assert_eq!(
-            b.receive_key(&mut rng, &h),
-            Err(RatchetError::TooManySkipped)
+            b.receive_key(&mut rng, &h).err(),
+            Some(RatchetError::TooManySkipped)
         );
     }
 
@@ -362,7 +362,10 @@ mod tests {
         let (mut a, mut b) = pair();
         let (mut h, _) = a.send_key().unwrap();
         h.dh = [0u8; 32];
-        assert_eq!(b.receive_key(&mut rng, &h), Err(RatchetError::BadKey));
+        assert_eq!(
+            b.receive_key(&mut rng, &h).err(),
+            Some(RatchetError::BadKey)
+        );
     }
 
     #[test]
@@ -381,7 +384,10 @@ mod tests {
         r.expect_end().unwrap();
         // The restored state still holds the skipped key of message 0.
         assert!(b2.receive_key(&mut rng, &h).is_ok());
-        assert_eq!(b2.receive_key(&mut rng, &h2), Err(RatchetError::Replay));
+        assert_eq!(
+            b2.receive_key(&mut rng, &h2).err(),
+            Some(RatchetError::Replay)
+        );
         let _ = k2;
     }
 }

@@ -11,6 +11,7 @@ use zeroize::Zeroizing;
 
 use super::contact::{Contact, Ev, Slot};
 use super::identity::{PrivateIdentity, PublicIdentity};
+use super::kdf::{CELL_TAG_LEN, CellTag};
 use super::messages::Delivery;
 use super::session::SESSION_OVERHEAD;
 use super::writer::Writer;
@@ -27,7 +28,7 @@ pub const MAX_CONTACTS: usize = 1024;
 const STATE_MAGIC: &[u8; 4] = b"ACRS";
 
 /// The tags expected in one round: tag -> contact and kind of cell.
-type TagIndex = HashMap<[u8; 16], (ContactId, Slot)>;
+type TagIndex = HashMap<CellTag, (ContactId, Slot)>;
 const STATE_VERSION: u8 = 1;
 
 /// A contact, as the daemon numbers it.
@@ -47,18 +48,39 @@ pub struct Config {
 pub enum Event {
     /// A complete message, in order, exactly once.
     Received {
+        /// Who sent it.
         contact: ContactId,
+        /// The sender's id for it.
         msg_id: u64,
+        /// The text.
         body: Zeroizing<Vec<u8>>,
     },
     /// Every fragment of the message went out once.
-    Sent { contact: ContactId, msg_id: u64 },
+    Sent {
+        /// To whom.
+        contact: ContactId,
+        /// The id [`Router::send`] returned.
+        msg_id: u64,
+    },
     /// The peer acknowledged the message.
-    Delivered { contact: ContactId, msg_id: u64 },
+    Delivered {
+        /// To whom.
+        contact: ContactId,
+        /// The id [`Router::send`] returned.
+        msg_id: u64,
+    },
     /// Not acknowledged in time: going out again.
-    Retransmitting { contact: ContactId, msg_id: u64 },
+    Retransmitting {
+        /// To whom.
+        contact: ContactId,
+        /// The id [`Router::send`] returned.
+        msg_id: u64,
+    },
     /// A session with the contact is established (or replaced).
-    SessionStarted { contact: ContactId },
+    SessionStarted {
+        /// With whom.
+        contact: ContactId,
+    },
 }
 
 impl fmt::Debug for Event {
@@ -115,14 +137,19 @@ fn attach(contact: ContactId, evs: Vec<Ev>) -> impl Iterator<Item = Event> {
 /// Why a contact could not be added.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ContactError {
+    /// The identity is the router's own.
     #[error("that identity is your own")]
     Myself,
+    /// The id is taken.
     #[error("a contact with this id already exists")]
     DuplicateId,
+    /// The identity is already a contact under another id.
     #[error("this identity is already a contact")]
     DuplicateIdentity,
+    /// The router holds [`MAX_CONTACTS`] already.
     #[error("too many contacts (at most {MAX_CONTACTS})")]
     TooMany,
+    /// The contact's X25519 key gives no usable shared secret with ours.
     #[error("the contact's X25519 key is unusable")]
     BadKey,
 }
@@ -132,6 +159,9 @@ pub enum ContactError {
 #[error("the relay's cell size {0} is outside {MIN_E2E_CELL}..={MAX_E2E_CELL}; use another relay")]
 pub struct CellSizeError(pub usize);
 
+/// The end-to-end layer for one identity: its contacts and their sessions,
+/// one cell in and out per round, and the state to persist. Sans-io: the
+/// caller passes randomness, rounds and the time.
 pub struct Router {
     me: PrivateIdentity,
     config: Config,
@@ -153,6 +183,8 @@ impl fmt::Debug for Router {
 }
 
 impl Router {
+    /// A router with no contacts; refuses a cell size outside
+    /// [`MIN_E2E_CELL`]`..=`[`MAX_E2E_CELL`].
     pub fn new(me: PrivateIdentity, config: Config) -> Result<Self, CellSizeError> {
         if !(MIN_E2E_CELL..=MAX_E2E_CELL).contains(&config.cell_size) {
             return Err(CellSizeError(config.cell_size));
@@ -168,14 +200,17 @@ impl Router {
         })
     }
 
+    /// Our own public identity.
     pub fn identity(&self) -> &PublicIdentity {
         self.me.public()
     }
 
+    /// The settings it was built with.
     pub fn config(&self) -> Config {
         self.config
     }
 
+    /// Adds a contact under `id`.
     pub fn add_contact(&mut self, id: ContactId, peer: PublicIdentity) -> Result<(), ContactError> {
         if peer.fingerprint() == self.me.public().fingerprint() {
             return Err(ContactError::Myself);
@@ -201,6 +236,8 @@ impl Router {
         Ok(())
     }
 
+    /// Forgets a contact, its session and its queued messages; whether it
+    /// existed.
     pub fn remove_contact(&mut self, id: ContactId) -> bool {
         let removed = self.contacts.remove(&id).is_some();
         self.index = None;
@@ -208,10 +245,12 @@ impl Router {
         removed
     }
 
+    /// Every contact's id, in increasing order.
     pub fn contact_ids(&self) -> impl Iterator<Item = ContactId> + '_ {
         self.contacts.keys().copied()
     }
 
+    /// Whether a session with the contact exists (confirmed or not).
     pub fn has_session(&self, id: ContactId) -> bool {
         self.contacts.get(&id).is_some_and(Contact::has_session)
     }
@@ -241,24 +280,30 @@ impl Router {
         self.contacts.values().map(Contact::undelivered).sum()
     }
 
+    /// Where message `msg_id` to contact `id` stands; `None` for an unknown
+    /// contact or an id not yet used. An id no longer queued (acknowledged,
+    /// or queued before a restart) counts as delivered.
     pub fn delivery(&self, id: ContactId, msg_id: u64) -> Option<Delivery> {
         self.contacts.get(&id)?.delivery(msg_id)
     }
 
+    /// The tag index of `round`, built if the one held is for another
+    /// round or was dropped.
     fn index_for(&mut self, round: u64) -> &TagIndex {
-        if self.index.as_ref().is_none_or(|(r, _)| *r != round) {
-            let mut map = HashMap::with_capacity(self.contacts.len() * 2);
-            for (&id, c) in &self.contacts {
+        if self.index.as_ref().is_some_and(|(r, _)| *r != round) {
+            self.index = None;
+        }
+        let contacts = &self.contacts;
+        let (_, map) = self.index.get_or_insert_with(|| {
+            let mut map = HashMap::with_capacity(contacts.len() * 2);
+            for (&id, c) in contacts {
                 for (tag, slot) in c.expected(round) {
                     map.insert(tag, (id, slot));
                 }
             }
-            self.index = Some((round, map));
-        }
-        match &self.index {
-            Some((_, map)) => map,
-            None => unreachable!("index built above"),
-        }
+            (round, map)
+        });
+        map
     }
 
     /// Feeds one cell of the batch of `round`. A cell that matches no
@@ -273,7 +318,7 @@ impl Router {
         if cell.len() != self.config.cell_size {
             return Vec::new();
         }
-        let Ok(tag) = <[u8; 16]>::try_from(&cell[..16]) else {
+        let Ok(tag) = CellTag::try_from(&cell[..CELL_TAG_LEN]) else {
             return Vec::new();
         };
         let Some(&(id, slot)) = self.index_for(round).get(&tag) else {

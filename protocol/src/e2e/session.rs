@@ -6,8 +6,8 @@
 //! the receiver knows which tag to expect from each contact in each round
 //! however many cells were lost before.
 //!
-//! Session cell: `tag(16) || header_ct(40 + 16) || body_ct(P + 16)` with
-//! `P = cell_size - 88`. Every part is a PRF output or an AEAD ciphertext,
+//! Session cell: `cell_tag(16) || header_ct(40 + 16) || body_ct(P + 16)`
+//! with `P = cell_size - 88` (each ciphertext ends in a 16-byte AEAD tag). Every part is a PRF output or an AEAD ciphertext,
 //! so the cell is indistinguishable from random bytes without the keys.
 
 use rand::CryptoRng;
@@ -16,25 +16,27 @@ use zeroize::Zeroizing;
 
 use super::identity::{PrivateIdentity, PublicIdentity};
 use super::kdf::{
-    AEAD_TAG, LABEL_HEADER, LABEL_PQXDH, LABEL_SESSION, Secret, hkdf, open, prf, seal, tag16,
+    AEAD_TAG_LEN, CELL_TAG_LEN, CellTag, HeaderKey, KeyBytes, LABEL_PQXDH, LABEL_SESSION, RootKey,
+    SharedSecret, TagKey, hkdf, key_at, open, seal,
 };
 use super::ratchet::{HEADER_LEN, Header, Ratchet, RatchetError};
 use super::writer::Writer;
 use crate::wire::WireError;
 use crate::wire::reader::Reader;
 
-/// Tag bytes at the start of every cell.
-pub const TAG_LEN: usize = 16;
-/// Bytes a session cell spends on its tag, header and AEAD tags.
-pub const SESSION_OVERHEAD: usize = TAG_LEN + HEADER_LEN + AEAD_TAG + AEAD_TAG;
+/// Bytes a session cell spends on its cell tag, header and two AEAD tags.
+pub const SESSION_OVERHEAD: usize = CELL_TAG_LEN + HEADER_LEN + AEAD_TAG_LEN + AEAD_TAG_LEN;
 /// A cell from a round more than this many rounds older than the newest
 /// cell accepted from the same contact is refused (it bounds the replay
 /// record; the relay's backlog is far shorter).
 pub const ROUND_WINDOW: u64 = 1024;
 
+/// Which side started a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Role {
+    /// We sent the init.
     Initiator,
+    /// We answered the peer's init.
     Responder,
 }
 
@@ -51,19 +53,19 @@ pub(crate) enum OpenError {
 
 /// The output of the key agreement, before the ratchet starts.
 struct SessionKeys {
-    root: Secret,
-    i2r_tags: Secret,
-    r2i_tags: Secret,
-    i2r_headers: Secret,
-    r2i_headers: Secret,
+    root: RootKey,
+    i2r_tags: TagKey,
+    r2i_tags: TagKey,
+    i2r_headers: HeaderKey,
+    r2i_headers: HeaderKey,
 }
 
 /// `SK = HKDF(0^32, 0xFF^32 || DH1 || DH2 || SS, "anonchat pqxdh v1" ||
 /// fp_I || fp_R || EK_I || ct)`, then five keys from SK.
 fn derive(
-    dh1: &Secret,
-    dh2: &Secret,
-    ss: &Secret,
+    dh1: &SharedSecret,
+    dh2: &SharedSecret,
+    ss: &SharedSecret,
     fp_i: &[u8; 32],
     fp_r: &[u8; 32],
     ek_i: &[u8; 32],
@@ -71,51 +73,41 @@ fn derive(
 ) -> SessionKeys {
     let mut ikm = Zeroizing::new(Vec::with_capacity(128));
     ikm.extend_from_slice(&[0xFF; 32]);
-    ikm.extend_from_slice(dh1.as_ref());
-    ikm.extend_from_slice(dh2.as_ref());
-    ikm.extend_from_slice(ss.as_ref());
-    let mut sk = Zeroizing::new([0u8; 32]);
-    hkdf(
-        &[0u8; 32],
-        &ikm,
-        &[LABEL_PQXDH, fp_i, fp_r, ek_i, ct],
-        sk.as_mut(),
-    );
-    let mut okm = Zeroizing::new([0u8; 160]);
-    hkdf(&[0u8; 32], sk.as_ref(), &[LABEL_SESSION], okm.as_mut());
-    let part = |i: usize| {
-        let mut k = Zeroizing::new([0u8; 32]);
-        k.copy_from_slice(&okm[i * 32..i * 32 + 32]);
-        k
-    };
+    ikm.extend_from_slice(dh1.as_bytes());
+    ikm.extend_from_slice(dh2.as_bytes());
+    ikm.extend_from_slice(ss.as_bytes());
+    let sk = hkdf::<32>(&[0u8; 32], &ikm, &[LABEL_PQXDH, fp_i, fp_r, ek_i, ct]);
+    let okm = hkdf::<160>(&[0u8; 32], sk.as_ref(), &[LABEL_SESSION]);
+    let part = |i: usize| *key_at(&okm[..], i);
     SessionKeys {
-        root: part(0),
-        i2r_tags: part(1),
-        r2i_tags: part(2),
-        i2r_headers: part(3),
-        r2i_headers: part(4),
+        root: RootKey::from_bytes(part(0)),
+        i2r_tags: TagKey::from_bytes(part(1)),
+        r2i_tags: TagKey::from_bytes(part(2)),
+        i2r_headers: HeaderKey::from_bytes(part(3)),
+        r2i_headers: HeaderKey::from_bytes(part(4)),
     }
 }
 
-pub(crate) fn x25519(me: &PrivateIdentity, their: &[u8; 32]) -> Option<Secret> {
+/// X25519 between our static key and `their` key; `None` for a
+/// non-contributory (low-order) result.
+pub(crate) fn x25519(me: &PrivateIdentity, their: &[u8; 32]) -> Option<SharedSecret> {
     let s = me.x25519().diffie_hellman(&PublicKey::from(*their));
-    s.was_contributory().then(|| Zeroizing::new(*s.as_bytes()))
+    s.was_contributory()
+        .then(|| SharedSecret::from_bytes(*s.as_bytes()))
 }
 
 /// What the initiator sends in its init cells: `EK_I || ct`.
 pub(crate) const INIT_DATA_LEN: usize = 32 + super::identity::MLKEM_CT_LEN;
 
-#[derive(Clone)]
+/// The keys of one session: the Double Ratchet and both directions' tag
+/// and header keys. Which side started it, and whether the peer has
+/// answered yet, is the contact's [`SessionState`](super::lifecycle::SessionState).
 pub(crate) struct Session {
-    pub(crate) role: Role,
-    pub(crate) init_id: [u8; 8],
-    /// Initiator: the responder has answered on this session.
-    pub(crate) confirmed: bool,
     ratchet: Ratchet,
-    send_tags: Secret,
-    send_headers: Secret,
-    recv_tags: Secret,
-    recv_headers: Secret,
+    send_tags: TagKey,
+    send_headers: HeaderKey,
+    recv_tags: TagKey,
+    recv_headers: HeaderKey,
 }
 
 impl Session {
@@ -135,7 +127,7 @@ impl Session {
         if !dh2_raw.was_contributory() {
             return None;
         }
-        let dh2 = Zeroizing::new(*dh2_raw.as_bytes());
+        let dh2 = SharedSecret::from_bytes(*dh2_raw.as_bytes());
         let (ct, ss) = PrivateIdentity::encapsulate_to(rng, peer);
         let keys = derive(
             &dh1,
@@ -147,16 +139,11 @@ impl Session {
             &ct,
         );
         let ratchet = Ratchet::alice(rng, &keys.root, peer.x25519().as_bytes()).ok()?;
-        let mut init_id = [0u8; 8];
-        rng.fill_bytes(&mut init_id);
         let mut data = Zeroizing::new(Vec::with_capacity(INIT_DATA_LEN));
         data.extend_from_slice(&ek_pub);
         data.extend_from_slice(&ct);
         Some((
             Self {
-                role: Role::Initiator,
-                init_id,
-                confirmed: false,
                 ratchet,
                 send_tags: keys.i2r_tags,
                 send_headers: keys.i2r_headers,
@@ -171,7 +158,6 @@ impl Session {
     pub(crate) fn respond(
         me: &PrivateIdentity,
         peer: &PublicIdentity,
-        init_id: [u8; 8],
         data: &[u8],
     ) -> Option<Self> {
         if data.len() != INIT_DATA_LEN {
@@ -195,10 +181,7 @@ impl Session {
             ct,
         );
         Some(Self {
-            role: Role::Responder,
-            init_id,
-            confirmed: true,
-            ratchet: Ratchet::bob(&keys.root, me.x25519()),
+            ratchet: Ratchet::bob(keys.root, me.x25519()),
             send_tags: keys.r2i_tags,
             send_headers: keys.r2i_headers,
             recv_tags: keys.i2r_tags,
@@ -206,25 +189,26 @@ impl Session {
         })
     }
 
+    /// Whether the ratchet has a sending chain (a responder has one only
+    /// once it has received).
     pub(crate) fn can_send(&self) -> bool {
         self.ratchet.can_send()
     }
 
     /// The tag the peer's cell carries if sent in `round`.
-    pub(crate) fn recv_tag(&self, round: u64) -> [u8; 16] {
-        tag16(&self.recv_tags, round)
+    pub(crate) fn recv_tag(&self, round: u64) -> CellTag {
+        self.recv_tags.tag(round)
     }
 
     /// Seals `payload` (exactly `cell_size - SESSION_OVERHEAD` bytes) into the
     /// cell for `round`, under that round's tag and a fresh message key.
     pub(crate) fn seal(&mut self, round: u64, payload: &[u8]) -> Result<Vec<u8>, RatchetError> {
         let (header, mk) = self.ratchet.send_key()?;
-        let i = round;
-        let tag = tag16(&self.send_tags, i);
-        let hk = prf(&self.send_headers, LABEL_HEADER, i);
+        let tag = self.send_tags.tag(round);
+        let hk = self.send_headers.round_key(round);
         let mut header_ct = header.encode().to_vec();
         seal(&hk, &tag, &mut header_ct);
-        let mut aad = Vec::with_capacity(TAG_LEN + header_ct.len());
+        let mut aad = Vec::with_capacity(CELL_TAG_LEN + header_ct.len());
         aad.extend_from_slice(&tag);
         aad.extend_from_slice(&header_ct);
         let mut body = payload.to_vec();
@@ -242,13 +226,13 @@ impl Session {
         i: u64,
         cell: &[u8],
     ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
-        let header_end = TAG_LEN + HEADER_LEN + AEAD_TAG;
+        let header_end = CELL_TAG_LEN + HEADER_LEN + AEAD_TAG_LEN;
         if cell.len() < SESSION_OVERHEAD {
             return Err(OpenError::Header);
         }
-        let tag = &cell[..TAG_LEN];
-        let hk = prf(&self.recv_headers, LABEL_HEADER, i);
-        let header = open(&hk, tag, &cell[TAG_LEN..header_end])
+        let tag = &cell[..CELL_TAG_LEN];
+        let hk = self.recv_headers.round_key(i);
+        let header = open(&hk, tag, &cell[CELL_TAG_LEN..header_end])
             .and_then(|h| Header::decode(&h))
             .ok_or(OpenError::Header)?;
         let mut ratchet = self.ratchet.clone();
@@ -258,35 +242,22 @@ impl Session {
         Ok(payload)
     }
 
+    /// Persistent state: the ratchet, then the tag and header keys.
     pub(crate) fn encode(&self, w: &mut Writer) {
-        w.u8(match self.role {
-            Role::Initiator => 0,
-            Role::Responder => 1,
-        });
-        w.bytes(&self.init_id);
-        w.bool(self.confirmed);
         self.ratchet.encode(w);
-        w.bytes(self.send_tags.as_ref());
-        w.bytes(self.send_headers.as_ref());
-        w.bytes(self.recv_tags.as_ref());
-        w.bytes(self.recv_headers.as_ref());
+        w.bytes(self.send_tags.as_bytes());
+        w.bytes(self.send_headers.as_bytes());
+        w.bytes(self.recv_tags.as_bytes());
+        w.bytes(self.recv_headers.as_bytes());
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
-        let role = match r.u8()? {
-            0 => Role::Initiator,
-            1 => Role::Responder,
-            _ => return Err(WireError::BadField("role")),
-        };
         Ok(Self {
-            role,
-            init_id: r.array()?,
-            confirmed: r.u8()? == 1,
             ratchet: Ratchet::decode(r)?,
-            send_tags: Zeroizing::new(r.array()?),
-            send_headers: Zeroizing::new(r.array()?),
-            recv_tags: Zeroizing::new(r.array()?),
-            recv_headers: Zeroizing::new(r.array()?),
+            send_tags: TagKey::from_bytes(r.array()?),
+            send_headers: HeaderKey::from_bytes(r.array()?),
+            recv_tags: TagKey::from_bytes(r.array()?),
+            recv_headers: HeaderKey::from_bytes(r.array()?),
         })
     }
 }
@@ -299,7 +270,7 @@ mod tests {
         let a = PrivateIdentity::generate(&mut rand::rng(), "a", &relay(), 1, 0).unwrap();
         let b = PrivateIdentity::generate(&mut rand::rng(), "b", &relay(), 1, 0).unwrap();
         let (alice, data) = Session::initiate(&mut rand::rng(), &a, b.public()).unwrap();
-        let bob = Session::respond(&b, a.public(), alice.init_id, &data).unwrap();
+        let bob = Session::respond(&b, a.public(), &data).unwrap();
         (alice, bob)
     }
 
@@ -347,7 +318,7 @@ mod tests {
         let (alice, bob) = pair();
         let mut a = alice;
         let cell = a.seal(42, &[0; P]).unwrap();
-        assert_eq!(&cell[..16], &bob.recv_tag(42));
+        assert_eq!(&cell[..CELL_TAG_LEN], &bob.recv_tag(42));
         assert_ne!(bob.recv_tag(42), bob.recv_tag(43));
     }
 }

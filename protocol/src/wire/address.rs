@@ -20,26 +20,35 @@ pub const RELAY_KEY_LEN: usize = 32;
 /// Why a relay address was refused. Every variant says what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AddressError {
+    /// Longer than [`MAX_ADDRESS_LEN`].
     #[error("relay address is longer than {MAX_ADDRESS_LEN} characters")]
     TooLong,
+    /// Does not start with `anonchat://`.
     #[error(
         "relay address must start with `anonchat://` (expected anonchat://HOST:PORT/#RELAYKEY)"
     )]
     MissingScheme,
+    /// Has no `/#RELAYKEY` part.
     #[error(
         "relay address has no `/#RELAYKEY` part after HOST:PORT (copy the whole line the relay printed)"
     )]
     MissingKey,
+    /// Has an empty host.
     #[error("relay address has no host")]
     EmptyHost,
+    /// The host is not a DNS name, IPv4 or bracketed IPv6 address.
     #[error("relay host `{0}` is not a valid DNS name, IPv4 address or [IPv6] address")]
     BadHost(String),
+    /// Has no `:PORT`.
     #[error("relay address has no `:PORT` after the host")]
     MissingPort,
+    /// The port is not a number in 1..=65535.
     #[error("relay port `{0}` is not a number between 1 and 65535")]
     BadPort(String),
+    /// The key is not unpadded base64url.
     #[error("relay key is not unpadded base64url (characters A-Z a-z 0-9 - _)")]
     BadKeyEncoding,
+    /// The key does not decode to [`RELAY_KEY_LEN`] bytes.
     #[error("relay key is {0} bytes, expected {RELAY_KEY_LEN}; the address was probably cut")]
     BadKeyLength(usize),
 }
@@ -82,6 +91,7 @@ impl RelayAddress {
         }
     }
 
+    /// The TCP port.
     pub fn port(&self) -> u16 {
         self.port
     }

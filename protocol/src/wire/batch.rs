@@ -15,7 +15,7 @@ use rand::CryptoRng;
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use super::{MAX_BATCH_CELLS, PROTOCOL_VERSION, TAG_LEN, WireError};
+use super::{AEAD_TAG_LEN, MAX_BATCH_CELLS, PROTOCOL_VERSION, WireError};
 
 const BATCH_AAD_LABEL: &[u8] = b"anonchat batch";
 
@@ -24,16 +24,19 @@ const BATCH_AAD_LABEL: &[u8] = b"anonchat batch";
 pub struct BatchKey([u8; 32]);
 
 impl BatchKey {
+    /// A fresh random key.
     pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
         let mut k = [0u8; 32];
         rng.fill_bytes(&mut k);
         Self(k)
     }
 
+    /// Wraps key bytes read from a batch header.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)
     }
 
+    /// The key bytes, for the batch header.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
@@ -60,12 +63,17 @@ impl fmt::Debug for BatchKey {
 /// to every client of the shard.
 #[derive(Debug, Clone)]
 pub struct SealedBatch {
+    /// The shard whose round this is.
     pub shard: u32,
+    /// The round.
     pub round: u64,
+    /// When the relay closed the round, microseconds since the Unix epoch.
     pub closed_at_us: u64,
+    /// Number of cells in the body.
     pub cells: u32,
+    /// The key the body is sealed under (sent in the batch header).
     pub key: BatchKey,
-    /// `cells * cell_size + TAG_LEN` bytes.
+    /// `cells * cell_size + AEAD_TAG_LEN` bytes.
     pub body: Vec<u8>,
 }
 
@@ -122,25 +130,29 @@ pub fn seal_batch<R: CryptoRng + ?Sized>(
 
 /// Length of the sealed body that follows a batch header.
 pub fn sealed_body_len(cells: u32, cell_size: usize) -> usize {
-    cells as usize * cell_size + TAG_LEN
+    cells as usize * cell_size + AEAD_TAG_LEN
 }
 
 /// A batch opened by a client: `cells` cells of `cell_size` bytes.
 pub struct OpenedBatch {
+    /// The round the cells were sent in.
     pub round: u64,
     cell_size: usize,
     data: Vec<u8>,
 }
 
 impl OpenedBatch {
+    /// The cells, each `cell_size` bytes, in the relay's (shuffled) order.
     pub fn cells(&self) -> impl ExactSizeIterator<Item = &[u8]> {
         self.data.chunks_exact(self.cell_size)
     }
 
+    /// Number of cells.
     pub fn len(&self) -> usize {
         self.data.len() / self.cell_size
     }
 
+    /// Whether the batch holds no cell.
     pub fn is_empty(&self) -> bool {
         self.data.is_empty()
     }
@@ -177,7 +189,7 @@ pub fn open_batch(
             got: body.len(),
         });
     }
-    let (ct, tag) = body.split_at(body.len() - TAG_LEN);
+    let (ct, tag) = body.split_at(body.len() - AEAD_TAG_LEN);
     let mut data = ct.to_vec();
     let tag = Tag::try_from(tag).map_err(|_| WireError::Decrypt)?;
     key.cipher()
@@ -225,7 +237,7 @@ mod tests {
     #[test]
     fn empty_batch_is_just_a_tag() {
         let s = seal_batch(&mut rand::rng(), 1, 1, 0, C, Vec::new()).unwrap();
-        assert_eq!(s.body.len(), TAG_LEN);
+        assert_eq!(s.body.len(), AEAD_TAG_LEN);
         assert!(open_batch(&s.key, 1, 1, 0, C, &s.body).unwrap().is_empty());
     }
 

@@ -23,11 +23,18 @@ pub enum ClientFrame {
     /// First frame after the handshake: which shard to join and, for a
     /// reconnecting client, the last round it already has.
     Hello {
+        /// The shard to join.
         shard: u32,
+        /// The last round the client already has, if it reconnects.
         resume_after: Option<u64>,
     },
     /// The client's one cell for `round` (the round the relay has open).
-    Cell { round: u64, cell: Vec<u8> },
+    Cell {
+        /// The open round the cell is for.
+        round: u64,
+        /// Exactly `cell_size` bytes.
+        cell: Vec<u8>,
+    },
 }
 
 impl fmt::Debug for ClientFrame {
@@ -52,6 +59,7 @@ impl fmt::Debug for ClientFrame {
 /// What the relay tells a client once it has joined its shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Welcome {
+    /// The shard joined.
     pub shard: u32,
     /// The round now open: the client's first cell belongs to it.
     pub open_round: u64,
@@ -62,20 +70,26 @@ pub struct Welcome {
 /// A frame sent by the relay to a client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RelayFrame {
+    /// The answer to [`ClientFrame::Hello`].
     Welcome(Welcome),
     /// Header of a closed round. The sealed body (`cells * cell_size +
-    /// TAG_LEN` bytes) follows on the stream, outside Noise.
+    /// AEAD_TAG_LEN` bytes) follows on the stream, outside Noise.
     Batch {
+        /// The closed round.
         round: u64,
         /// When the relay closed the round, microseconds since the Unix
         /// epoch by the relay's clock (used to measure fan-out latency).
         closed_at_us: u64,
+        /// Number of cells in the body.
         cells: u32,
+        /// The key that opens the body.
         key: BatchKey,
     },
     /// The relay is about to close the connection, and why.
     Close {
+        /// Why, as a code.
         code: CloseCode,
+        /// Why, in words (at most [`MAX_CLOSE_REASON`] bytes on the wire).
         reason: String,
     },
 }
@@ -170,6 +184,8 @@ impl ClientFrame {
         })
     }
 
+    /// Decodes a frame plaintext strictly: length, kind, fields, zero
+    /// padding.
     pub fn decode(plain: &[u8], cell_size: usize) -> Result<Self, WireError> {
         check_len(plain, cell_size)?;
         let mut r = Reader::new(plain);
@@ -239,6 +255,8 @@ impl RelayFrame {
         }
     }
 
+    /// Decodes a frame plaintext strictly: length, kind, fields, zero
+    /// padding.
     pub fn decode(plain: &[u8], cell_size: usize) -> Result<Self, WireError> {
         check_len(plain, cell_size)?;
         let mut r = Reader::new(plain);

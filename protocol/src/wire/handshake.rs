@@ -13,23 +13,37 @@ use std::fmt;
 use std::sync::Arc;
 
 use rand::CryptoRng;
-use snow::params::NoiseParams;
+use snow::params::{
+    BaseChoice, CipherChoice, DHChoice, HandshakeChoice, HandshakeModifierList, HandshakePattern,
+    HashChoice, NoiseParams,
+};
 use snow::{Builder, HandshakeState, StatelessTransportState};
 use zeroize::Zeroizing;
 
 use super::reader::Reader;
 use super::{
-    ClientFrame, MAX_CELL_SIZE, MAX_HANDSHAKE_MSG, MIN_CELL_SIZE, NOISE_PARAMS, PROLOGUE,
-    PROTOCOL_VERSION, RELAY_KEY_LEN, RelayFrame, TAG_LEN, WireError, frame_plaintext_len,
+    AEAD_TAG_LEN, ClientFrame, MAX_CELL_SIZE, MAX_HANDSHAKE_MSG, MIN_CELL_SIZE, NOISE_PARAMS,
+    PROLOGUE, PROTOCOL_VERSION, RELAY_KEY_LEN, RelayFrame, WireError, frame_plaintext_len,
     frame_wire_len,
 };
 
 const STATUS_ACCEPT: u8 = 0;
 const STATUS_VERSION: u8 = 1;
 
+/// [`NOISE_PARAMS`], built from its parts so that it cannot fail; a unit
+/// test pins that it equals the parsed name.
 fn params() -> NoiseParams {
-    // The constant is a valid Noise name; a unit test pins that.
-    NOISE_PARAMS.parse().unwrap_or_else(|_| unreachable!())
+    NoiseParams::new(
+        NOISE_PARAMS.to_owned(),
+        BaseChoice::Noise,
+        HandshakeChoice {
+            pattern: HandshakePattern::NK,
+            modifiers: HandshakeModifierList { list: Vec::new() },
+        },
+        DHChoice::Curve25519,
+        CipherChoice::ChaChaPoly,
+        HashChoice::Blake2s,
+    )
 }
 
 /// The relay's static Noise key pair. The private half is zeroized on drop
@@ -40,18 +54,21 @@ pub struct RelayKeypair {
 }
 
 impl RelayKeypair {
+    /// A fresh random key pair.
     pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R) -> Self {
         let mut private = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(private.as_mut());
         Self::from_private(private)
     }
 
+    /// The key pair of a stored private key.
     pub fn from_private(private: Zeroizing<[u8; 32]>) -> Self {
         let secret = x25519_dalek::StaticSecret::from(*private);
         let public = x25519_dalek::PublicKey::from(&secret).to_bytes();
         Self { private, public }
     }
 
+    /// The public key, as clients pin it in the relay address.
     pub fn public(&self) -> &[u8; RELAY_KEY_LEN] {
         &self.public
     }
@@ -72,7 +89,9 @@ impl fmt::Debug for RelayKeypair {
 /// connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RelayParams {
+    /// Bytes of every cell.
     pub cell_size: usize,
+    /// Length of a round in milliseconds.
     pub round_ms: u32,
 }
 
@@ -91,7 +110,13 @@ impl RelayParams {
 /// Why a relay refused a handshake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    Version { relay: u16, client: u16 },
+    /// The two sides speak different wire protocol versions.
+    Version {
+        /// The relay's version.
+        relay: u16,
+        /// The client's version.
+        client: u16,
+    },
 }
 
 impl fmt::Display for Refusal {
@@ -117,7 +142,8 @@ fn prefixed(msg: &[u8]) -> Vec<u8> {
 /// Checks a handshake length prefix before the message is read.
 pub fn handshake_len(prefix: [u8; 2]) -> Result<usize, WireError> {
     let len = usize::from(u16::from_be_bytes(prefix));
-    if (TAG_LEN..=MAX_HANDSHAKE_MSG).contains(&len) {
+    // Every NK message ends in an AEAD tag, so none is shorter than one.
+    if (AEAD_TAG_LEN..=MAX_HANDSHAKE_MSG).contains(&len) {
         Ok(len)
     } else {
         Err(WireError::BadHandshakeLength(len))
@@ -262,6 +288,7 @@ impl Link {
         }
     }
 
+    /// What the relay announced for this link.
     pub fn params(&self) -> RelayParams {
         self.params
     }
@@ -321,11 +348,13 @@ impl LinkSealer {
         Ok(out)
     }
 
+    /// Encodes and encrypts a client frame.
     pub fn seal_client(&mut self, frame: &ClientFrame) -> Result<Vec<u8>, WireError> {
         let plain = Zeroizing::new(frame.encode(self.cell_size)?);
         self.seal(&plain)
     }
 
+    /// Encodes and encrypts a relay frame.
     pub fn seal_relay(&mut self, frame: &RelayFrame) -> Result<Vec<u8>, WireError> {
         let plain = Zeroizing::new(frame.encode(self.cell_size));
         self.seal(&plain)
@@ -365,10 +394,12 @@ impl LinkOpener {
         Ok(out)
     }
 
+    /// Decrypts and decodes a client frame.
     pub fn open_client(&mut self, wire: &[u8]) -> Result<ClientFrame, WireError> {
         ClientFrame::decode(&self.open(wire)?, self.cell_size)
     }
 
+    /// Decrypts and decodes a relay frame.
     pub fn open_relay(&mut self, wire: &[u8]) -> Result<RelayFrame, WireError> {
         RelayFrame::decode(&self.open(wire)?, self.cell_size)
     }
@@ -395,7 +426,7 @@ mod tests {
 
     #[test]
     fn noise_params_parse() {
-        let _ = params();
+        assert_eq!(params(), NOISE_PARAMS.parse::<NoiseParams>().unwrap());
     }
 
     #[test]

@@ -50,8 +50,9 @@ pub const MAX_CELL_SIZE: usize = 8192;
 /// is `cell_size + FRAME_HEADER` bytes, so a cell frame (kind + round +
 /// cell) always fits.
 pub const FRAME_HEADER: usize = 16;
-/// Authentication tag length of the Noise AEAD and of the batch AEAD.
-pub const TAG_LEN: usize = 16;
+/// Bytes of the ChaCha20-Poly1305 authentication tag that ends every Noise
+/// message and every sealed batch body.
+pub const AEAD_TAG_LEN: usize = 16;
 
 /// Upper bound on a handshake message (length prefix excluded).
 pub const MAX_HANDSHAKE_MSG: usize = 256;
@@ -68,5 +69,5 @@ pub const fn frame_plaintext_len(cell_size: usize) -> usize {
 
 /// On-the-wire length of every transport frame for a given cell size.
 pub const fn frame_wire_len(cell_size: usize) -> usize {
-    frame_plaintext_len(cell_size) + TAG_LEN
+    frame_plaintext_len(cell_size) + AEAD_TAG_LEN
 }

@@ -23,7 +23,7 @@ struct Args {
     #[arg(long, conflicts_with = "relay")]
     redis: Option<String>,
     /// Round length for --redis, in milliseconds (a relay announces its own).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = anonchat_relay::defaults::ROUND_MS)]
     round_ms: u64,
     /// Number of clients.
     #[arg(long)]

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anonchat_relay::{Relay, RelayConfig, keyfile};
+use anonchat_relay::config::mib_to_bytes;
+use anonchat_relay::{Relay, RelayConfig, defaults, keyfile};
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use tokio::net::TcpListener;
@@ -28,34 +29,34 @@ struct Args {
     #[arg(long)]
     public_addr: Option<String>,
     /// Round length in milliseconds.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = defaults::ROUND_MS)]
     round_ms: u64,
     /// Cell size in bytes (every client frame carries exactly one cell).
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = defaults::CELL_SIZE)]
     cell_size: usize,
     /// Seconds of batches kept in RAM for reconnecting clients.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = defaults::BACKLOG_S)]
     backlog_s: u64,
     /// Ceiling on the RAM all backlogs together may use, in MiB.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = defaults::MAX_BACKLOG_MIB)]
     max_backlog_mb: usize,
     /// Connections at once.
-    #[arg(long, default_value_t = 4096)]
+    #[arg(long, default_value_t = defaults::MAX_CLIENTS)]
     max_clients: usize,
     /// Connections at once from one IP address.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = defaults::MAX_PER_IP)]
     max_per_ip: usize,
     /// Shards at once.
-    #[arg(long, default_value_t = 1024)]
+    #[arg(long, default_value_t = defaults::MAX_SHARDS)]
     max_shards: usize,
     /// Time allowed for the handshake and the hello, in milliseconds.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = defaults::HANDSHAKE_TIMEOUT_MS)]
     handshake_timeout_ms: u64,
     /// A client that sends nothing for this many seconds is dropped.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, default_value_t = defaults::IDLE_TIMEOUT_S)]
     idle_timeout_s: u64,
     /// Batches queued per client before it counts as a slow reader and is dropped.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = defaults::SEND_QUEUE)]
     send_queue: usize,
     /// Kernel send buffer per client socket in bytes (default: the kernel's autotuning).
     #[arg(long)]
@@ -81,7 +82,7 @@ fn main() -> anyhow::Result<()> {
         round: Duration::from_millis(args.round_ms),
         cell_size: args.cell_size,
         backlog: Duration::from_secs(args.backlog_s),
-        max_backlog_bytes: args.max_backlog_mb.saturating_mul(1 << 20),
+        max_backlog_bytes: mib_to_bytes(args.max_backlog_mb),
         max_clients: args.max_clients,
         max_per_ip: args.max_per_ip,
         max_shards: args.max_shards,
@@ -89,7 +90,7 @@ fn main() -> anyhow::Result<()> {
         idle_timeout: Duration::from_secs(args.idle_timeout_s),
         send_queue: args.send_queue,
         socket_send_buffer: args.socket_send_buffer,
-        max_violations: RelayConfig::default().max_violations,
+        max_violations: defaults::MAX_VIOLATIONS,
         log_addresses: args.log_addresses,
     };
     config.validate()?;

@@ -1,6 +1,5 @@
-//! The async client side of the relay wire: a thin driver around
-//! `anonchat_protocol::wire`. Used by the tests, the load generator and the
-//! daemon. Generic over the stream so it can run through a SOCKS5 proxy.
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
 
 use anonchat_protocol::wire::{
     ClientFrame, ClientHandshake, CloseCode, LinkOpener, LinkSealer, OpenedBatch, RelayAddress,
@@ -11,23 +10,32 @@ use tokio::io::{
 };
 use tokio::net::TcpStream;
 
+/// Why a relay connection could not be made or was lost.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
+    /// The TCP (or proxy) connection could not be opened.
     #[error("cannot reach the relay: {0} (check the address and that the relay runs)")]
     Connect(std::io::Error),
+    /// The connection broke.
     #[error("relay connection lost: {0}")]
     Io(#[from] std::io::Error),
+    /// The relay's bytes broke the wire protocol (or it refused us).
     #[error(transparent)]
     Wire(#[from] WireError),
+    /// A well-formed frame at a point where the protocol forbids it.
     #[error("the relay sent {0} where the protocol does not allow it")]
     Unexpected(&'static str),
 }
 
 /// A joined connection: parameters, the welcome, and the two halves.
 pub struct Connected<S> {
+    /// Cell size and round length, as the relay announced them.
     pub params: RelayParams,
+    /// The relay's welcome: the open round and what the backlog holds.
     pub welcome: Welcome,
+    /// Sends cells.
     pub sender: CellSender<S>,
+    /// Reads batches.
     pub receiver: BatchReceiver<S>,
 }
 
@@ -102,6 +110,7 @@ pub struct CellSender<S> {
 }
 
 impl<S: AsyncWrite> CellSender<S> {
+    /// Seals and writes the cell for `round`.
     pub async fn send_cell(&mut self, round: u64, cell: Vec<u8>) -> Result<(), ClientError> {
         let frame = self
             .sealer
@@ -121,6 +130,7 @@ impl<S: AsyncWrite> CellSender<S> {
         Ok(self.sealer.seal_client(frame)?)
     }
 
+    /// The link's parameters.
     pub fn params(&self) -> RelayParams {
         self.params
     }
@@ -129,17 +139,28 @@ impl<S: AsyncWrite> CellSender<S> {
 /// One received round.
 #[derive(Debug)]
 pub struct ReceivedBatch {
+    /// The round it closed.
     pub round: u64,
+    /// When the relay closed it (its clock, microseconds since the epoch).
     pub closed_at_us: u64,
+    /// The cells, opened and checked.
     pub batch: OpenedBatch,
     /// Bytes this round took on the wire (header frame and sealed body).
     pub wire_bytes: usize,
 }
 
+/// What the relay sent next.
 #[derive(Debug)]
 pub enum Incoming {
+    /// A round's batch.
     Batch(ReceivedBatch),
-    Closed { code: CloseCode, reason: String },
+    /// The relay closed the link, saying why.
+    Closed {
+        /// The reason's code.
+        code: CloseCode,
+        /// The relay's words (untrusted text).
+        reason: String,
+    },
 }
 
 /// The receiving half: batches in round order.

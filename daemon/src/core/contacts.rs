@@ -1,0 +1,72 @@
+//! The address book operations. The registry itself (and the rule that the
+//! router follows it) is [`crate::contacts::Contacts`].
+
+use anonchat_ipc::{ContactInfo, Event};
+use anonchat_protocol::e2e::PublicIdentity;
+
+use super::Core;
+use crate::error::{Error, Result};
+
+impl Core {
+    /// Adds a contact from its identity file text, under the user's `name`.
+    pub fn contacts_add(&self, text: &str, name: &str) -> Result<ContactInfo> {
+        crate::contacts::check_name(name).map_err(Error::invalid)?;
+        let identity = PublicIdentity::from_armored(text).map_err(Error::InvalidIdentityFile)?;
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let router = inner.unlocked.as_mut().map(|u| &mut u.router);
+        let info = inner
+            .contacts
+            .add(identity, name, inner.public.as_ref(), router)?
+            .info();
+        inner.contacts.save(&self.settings.paths.contacts())?;
+        if let Some(u) = inner.unlocked.as_mut() {
+            u.save(&self.settings.paths).map_err(Error::storage)?;
+        }
+        drop(guard);
+        self.emit(Event::ContactAdded {
+            contact: name.to_owned(),
+        });
+        Ok(info)
+    }
+
+    /// Every contact.
+    pub fn contacts_list(&self) -> Vec<ContactInfo> {
+        self.lock()
+            .contacts
+            .iter()
+            .map(crate::contacts::Contact::info)
+            .collect()
+    }
+
+    /// Removes a contact, its sessions and its history.
+    pub fn contacts_remove(&self, name: &str) -> Result<()> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let id = inner.contacts.by_name(name)?.id;
+        let router = inner.unlocked.as_mut().map(|u| &mut u.router);
+        inner.contacts.remove(id, router);
+        inner.history.remove(&id);
+        inner.contacts.save(&self.settings.paths.contacts())?;
+        if let Some(u) = inner.unlocked.as_mut() {
+            u.save(&self.settings.paths).map_err(Error::storage)?;
+        }
+        drop(guard);
+        self.emit(Event::ContactRemoved {
+            contact: name.to_owned(),
+        });
+        Ok(())
+    }
+
+    /// Marks a contact verified once the user has compared fingerprints.
+    pub fn contacts_verify(&self, name: &str, fingerprint: &str) -> Result<ContactInfo> {
+        let mut inner = self.lock();
+        let info = inner.contacts.verify(name, fingerprint)?.info();
+        inner.contacts.save(&self.settings.paths.contacts())?;
+        drop(inner);
+        self.emit(Event::ContactVerified {
+            contact: name.to_owned(),
+        });
+        Ok(info)
+    }
+}

@@ -1,0 +1,149 @@
+//! Messages: send, the RAM-only history, and the one place where the
+//! end-to-end layer's events become API events.
+
+use std::collections::VecDeque;
+
+use anonchat_ipc::{Delivery, Direction, Event, HistoryEntry, SentMessage};
+use anonchat_protocol::e2e::{ContactId, Event as E2eEvent};
+use zeroize::Zeroizing;
+
+use super::{Core, Inner};
+use crate::error::{Error, Result};
+
+/// Messages kept per contact in RAM; the oldest go first.
+pub const HISTORY_PER_CONTACT: usize = 1000;
+
+/// A message in RAM. The text is zeroized when dropped.
+pub(super) struct Entry {
+    id: u64,
+    direction: Direction,
+    text: Zeroizing<String>,
+    time_ms: u64,
+    state: Delivery,
+}
+
+fn push_history(inner: &mut Inner, contact: ContactId, entry: Entry) {
+    let h = inner.history.entry(contact).or_default();
+    if h.len() >= HISTORY_PER_CONTACT {
+        h.pop_front();
+    }
+    h.push_back(entry);
+}
+
+impl Core {
+    /// Queues `text` for the contact `to`; it goes out one cell per round.
+    pub fn messages_send(&self, to: &str, text: &str) -> Result<SentMessage> {
+        let now = self.now_ms();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let id = inner.contacts.by_name(to)?.id;
+        let unlocked = inner.unlocked()?;
+        let msg_id = unlocked
+            .router
+            .send(id, text.as_bytes())
+            .map_err(Error::MessageRejected)?;
+        // The message id is persistent state: save before anything is sent.
+        unlocked
+            .save(&self.settings.paths)
+            .map_err(Error::storage)?;
+        push_history(
+            inner,
+            id,
+            Entry {
+                id: msg_id,
+                direction: Direction::Out,
+                text: Zeroizing::new(text.to_owned()),
+                time_ms: now,
+                state: Delivery::Queued,
+            },
+        );
+        Ok(SentMessage {
+            id: msg_id,
+            state: Delivery::Queued,
+        })
+    }
+
+    /// The conversation with `with`, oldest first; the last `limit` only if
+    /// given.
+    pub fn messages_history(&self, with: &str, limit: Option<u32>) -> Result<Vec<HistoryEntry>> {
+        let inner = self.lock();
+        let id = inner.contacts.by_name(with)?.id;
+        if inner.unlocked.is_none() {
+            return Err(Error::Locked);
+        }
+        let entries = inner.history.get(&id);
+        let len = entries.map_or(0, VecDeque::len);
+        let skip = limit.map_or(0, |l| len.saturating_sub(l as usize));
+        Ok(entries
+            .into_iter()
+            .flatten()
+            .skip(skip)
+            .map(|e| HistoryEntry {
+                id: e.id,
+                direction: e.direction,
+                text: e.text.to_string(),
+                time_ms: e.time_ms,
+                state: e.state,
+            })
+            .collect())
+    }
+}
+
+/// Turns the end-to-end layer's events into history updates and API
+/// events: the one place they are translated. A contact removed meanwhile
+/// gets no event.
+pub(super) fn apply(inner: &mut Inner, now_ms: u64, events: Vec<E2eEvent>) -> Vec<Event> {
+    let mut out = Vec::new();
+    for e in events {
+        let (contact, msg_id, state) = match e {
+            E2eEvent::Received {
+                contact,
+                msg_id,
+                body,
+            } => {
+                let text = Zeroizing::new(String::from_utf8_lossy(&body).into_owned());
+                if let Some(c) = inner.contacts.get(contact) {
+                    out.push(Event::MessageReceived {
+                        contact: c.name.clone(),
+                        id: msg_id,
+                        text: text.to_string(),
+                        time_ms: now_ms,
+                    });
+                }
+                push_history(
+                    inner,
+                    contact,
+                    Entry {
+                        id: msg_id,
+                        direction: Direction::In,
+                        text,
+                        time_ms: now_ms,
+                        state: Delivery::Received,
+                    },
+                );
+                continue;
+            }
+            E2eEvent::Sent { contact, msg_id } => (contact, msg_id, Delivery::Sent),
+            E2eEvent::Delivered { contact, msg_id } => (contact, msg_id, Delivery::Delivered),
+            E2eEvent::Retransmitting { .. } | E2eEvent::SessionStarted { .. } => continue,
+        };
+        if let Some(entry) = inner.history.get_mut(&contact).and_then(|h| {
+            h.iter_mut()
+                .find(|e| e.direction == Direction::Out && e.id == msg_id)
+        }) {
+            // Delivered is final; a late "sent" does not undo it.
+            if entry.state == Delivery::Delivered {
+                continue;
+            }
+            entry.state = state;
+        }
+        if let Some(c) = inner.contacts.get(contact) {
+            out.push(Event::DeliveryChanged {
+                contact: c.name.clone(),
+                id: msg_id,
+                state,
+            });
+        }
+    }
+    out
+}
