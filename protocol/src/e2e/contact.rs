@@ -306,25 +306,32 @@ impl Contact {
             }
         }
         if let Some(f) = records.data {
-            match self.inbox.add(&f) {
-                Received::Complete | Received::Duplicate => {
-                    if !self.acks.contains(&f.msg_id) {
-                        if self.acks.len() >= MAX_PENDING_ACKS {
-                            self.acks.pop_front();
-                        }
-                        self.acks.push_back(f.msg_id);
-                    }
-                }
-                Received::Pending | Received::Dropped => {}
+            // Acknowledge what is delivered (now or before), never what is
+            // only held: see `Received::Complete`.
+            if self.inbox.add(&f) == Received::Duplicate {
+                self.queue_ack(f.msg_id);
             }
             for (id, body) in self.inbox.deliverable() {
+                self.queue_ack(id);
                 events.push(Ev::Received(id, body));
             }
         }
         events
     }
 
-    /// Persistent state: keys, counters, session. Messages stay in RAM.
+    /// Queues an acknowledgement for `id` (once; the oldest goes if too
+    /// many wait: the sender retransmits and the ack is queued again).
+    fn queue_ack(&mut self, id: u64) {
+        if !self.acks.contains(&id) {
+            if self.acks.len() >= MAX_PENDING_ACKS {
+                self.acks.pop_front();
+            }
+            self.acks.push_back(id);
+        }
+    }
+
+    /// Persistent state: keys, counters, session, and the outbox (messages
+    /// not yet acknowledged). Received messages stay in RAM.
     pub(crate) fn encode(&self, w: &mut Writer) {
         w.u16_prefixed(self.peer.signed_bytes());
         w.u64(self.newest);
@@ -336,12 +343,15 @@ impl Contact {
         self.state.encode(w);
         w.u64(self.next_msg_id);
         w.u64(self.inbox.delivered_upto());
+        self.outbox.encode(w);
     }
 
+    /// Reads a contact of state `version` (1: no outbox; 2: with it).
     pub(crate) fn decode(
         me: &PrivateIdentity,
         r: &mut Reader<'_>,
         cell_size: usize,
+        version: u8,
     ) -> Result<Self, super::StateError> {
         let signed_len = usize::from(r.u16()?);
         let peer = PublicIdentity::from_signed_bytes(r.take(signed_len)?)?;
@@ -361,6 +371,9 @@ impl Contact {
             return Err(WireError::BadField("message counter").into());
         }
         c.inbox = Inbox::new(r.u64()?);
+        if version >= 2 {
+            c.outbox = Outbox::decode(r, c.next_msg_id, fragment_len(cell_size))?;
+        }
         Ok(c)
     }
 }

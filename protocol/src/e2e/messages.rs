@@ -54,6 +54,60 @@ pub(crate) struct Outbox {
 }
 
 impl Outbox {
+    /// Persistent form: every waiting message (id, whether it ever went
+    /// out, the whole body), so that a lock, a restart or a crash loses no
+    /// message the user was told is queued. Sealed by the caller with the
+    /// rest of the state.
+    pub(crate) fn encode(&self, w: &mut super::writer::Writer) {
+        w.u32(self.queue.len() as u32);
+        for m in &self.queue {
+            w.u64(m.id);
+            w.bool(m.ever_sent);
+            let body: Zeroizing<Vec<u8>> =
+                Zeroizing::new(m.fragments.iter().flat_map(|f| f.iter().copied()).collect());
+            w.u32_prefixed(&body);
+        }
+    }
+
+    /// Reads what [`Outbox::encode`] wrote. Ids must increase and stay below
+    /// `next_id`; bodies are checked like new messages. Everything restored
+    /// goes out again from its first fragment (the peer drops what it
+    /// already has and acknowledges it again).
+    pub(crate) fn decode(
+        r: &mut crate::wire::reader::Reader<'_>,
+        next_id: u64,
+        fragment_len: usize,
+    ) -> Result<Self, crate::wire::WireError> {
+        use crate::wire::WireError;
+        let count = r.u32()? as usize;
+        if count > MAX_OUTBOX {
+            return Err(WireError::BadField("outbox length"));
+        }
+        let mut outbox = Self::default();
+        let mut last = 0;
+        for _ in 0..count {
+            let id = r.u64()?;
+            if id <= last || id >= next_id {
+                return Err(WireError::BadField("outbox message id"));
+            }
+            last = id;
+            let ever_sent = match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(WireError::BadField("outbox flag")),
+            };
+            let len = r.u32()? as usize;
+            if len == 0 || len > MAX_MESSAGE_LEN {
+                return Err(WireError::BadField("outbox message length"));
+            }
+            outbox.push(id, r.take(len)?, fragment_len);
+            if let Some(m) = outbox.queue.back_mut() {
+                m.ever_sent = ever_sent;
+            }
+        }
+        Ok(outbox)
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.queue.len()
     }
@@ -164,10 +218,15 @@ struct Partial {
 pub(crate) enum Received {
     /// Stored; the message is not complete yet.
     Pending,
-    /// The message is complete (acknowledge it); `ready` lists the messages
-    /// now deliverable in order.
+    /// The message is complete. It is acknowledged once it is delivered
+    /// (in order, see [`Inbox::deliverable`]), not before: a complete
+    /// message held back for an earlier one lives only in RAM, and a lock or
+    /// a restart would lose it after the sender had dropped it.
     Complete,
-    /// Already delivered or complete: acknowledge again, deliver nothing.
+    /// Complete already and held back for an earlier message: not
+    /// acknowledged yet (see `Complete`).
+    Held,
+    /// Already delivered: acknowledge again, deliver nothing.
     Duplicate,
     /// Out of bounds or inconsistent: dropped (the sender retransmits).
     Dropped,
@@ -197,8 +256,11 @@ impl Inbox {
     pub(crate) fn add(&mut self, f: &Fragment) -> Received {
         self.floor = self.floor.max(f.floor);
         let id = f.msg_id;
-        if id <= self.delivered_upto || self.ready.contains_key(&id) {
+        if id <= self.delivered_upto {
             return Received::Duplicate;
+        }
+        if self.ready.contains_key(&id) {
+            return Received::Held;
         }
         if id > self.delivered_upto + MAX_ID_AHEAD
             || f.count > MAX_FRAGMENTS

@@ -29,7 +29,9 @@ const STATE_MAGIC: &[u8; 4] = b"ACRS";
 
 /// The tags expected in one round: tag -> contact and kind of cell.
 type TagIndex = HashMap<CellTag, (ContactId, Slot)>;
-const STATE_VERSION: u8 = 1;
+/// Version of the exported state. 2 added the outbox; 1 still imports
+/// (with empty outboxes).
+const STATE_VERSION: u8 = 2;
 
 /// A contact, as the daemon numbers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -281,8 +283,8 @@ impl Router {
     }
 
     /// Where message `msg_id` to contact `id` stands; `None` for an unknown
-    /// contact or an id not yet used. An id no longer queued (acknowledged,
-    /// or queued before a restart) counts as delivered.
+    /// contact or an id not yet used. An id no longer in the outbox (which
+    /// is persisted) was acknowledged, or abandoned by a format-1 state.
     pub fn delivery(&self, id: ContactId, msg_id: u64) -> Option<Delivery> {
         self.contacts.get(&id)?.delivery(msg_id)
     }
@@ -392,7 +394,9 @@ impl Router {
     }
 
     /// Everything to persist (encrypted by the caller): sessions, counters,
-    /// contacts' public identities. No message text: queues stay in RAM.
+    /// contacts' public identities, and the messages not yet acknowledged
+    /// (their text: the caller must seal this state). Received history is
+    /// not part of it.
     pub fn export_state(&self) -> Zeroizing<Vec<u8>> {
         let mut w = Writer::new();
         w.bytes(STATE_MAGIC);
@@ -421,7 +425,7 @@ impl Router {
             return Err(StateError::Damaged);
         }
         let version = r.u8()?;
-        if version != STATE_VERSION {
+        if !(1..=STATE_VERSION).contains(&version) {
             return Err(StateError::UnknownVersion(version));
         }
         if r.array::<32>()? != me.public().fingerprint().0 {
@@ -442,7 +446,7 @@ impl Router {
             let id = ContactId(r.u64()?);
             let len = r.u32()? as usize;
             let mut inner = Reader::new(r.take(len)?);
-            let contact = Contact::decode(&router.me, &mut inner, config.cell_size)?;
+            let contact = Contact::decode(&router.me, &mut inner, config.cell_size, version)?;
             inner.expect_end()?;
             router.contacts.insert(id, contact);
         }
