@@ -35,6 +35,18 @@ pub enum Error {
     /// The end-to-end layer refused to queue the message.
     #[error("{0}")]
     MessageRejected(anonchat_protocol::e2e::SendError),
+    /// The contact's outbox is full: back-pressure a script can act on.
+    #[error(
+        "{waiting} messages are already waiting for this contact; the outbox drains at about one cell per relay round: try again in about {} s",
+        retry_after_ms.div_ceil(1000)
+    )]
+    OutboxFull {
+        /// Messages waiting.
+        waiting: usize,
+        /// How long to wait before trying again, in milliseconds (also in
+        /// the JSON-RPC error's `data.retry_after_ms`).
+        retry_after_ms: u64,
+    },
     /// Bad input from the caller (the detail says which).
     #[error("{0}")]
     InvalidInput(String),
@@ -61,7 +73,7 @@ impl Error {
             Self::ContactExists(_) => ErrorCode::ContactExists,
             Self::InvalidIdentityFile(_) => ErrorCode::InvalidIdentityFile,
             Self::FingerprintMismatch => ErrorCode::FingerprintMismatch,
-            Self::MessageRejected(_) => ErrorCode::MessageRejected,
+            Self::MessageRejected(_) | Self::OutboxFull { .. } => ErrorCode::MessageRejected,
             Self::InvalidInput(_) => ErrorCode::InvalidInput,
             Self::InvalidRelay(_) => ErrorCode::InvalidRelay,
             Self::Storage(_) => ErrorCode::Storage,

@@ -138,6 +138,7 @@ pub async fn run(core: Arc<Core>, proxy: Option<Proxy>) {
             ),
             Ok(Ok(conn)) => {
                 backoff = BACKOFF_MIN;
+                core.set_round_ms(conn.params.round_ms);
                 core.set_link(LinkState::Connected, None);
                 tracing::info!("connected to the relay");
                 let end = tokio::select! {

@@ -33,7 +33,15 @@ pub struct Api {
     reason = "called as map_err(to_rpc): the error is consumed here"
 )]
 pub fn to_rpc(e: Error) -> ErrorObjectOwned {
-    rpc_error(e.code(), &e)
+    let plain = rpc_error(e.code(), &e);
+    match e {
+        Error::OutboxFull { retry_after_ms, .. } => ErrorObjectOwned::owned(
+            plain.code(),
+            plain.message().to_owned(),
+            Some(serde_json::json!({ "retry_after_ms": retry_after_ms })),
+        ),
+        _ => plain,
+    }
 }
 
 /// The message a user would see for `e` (advice and detail).

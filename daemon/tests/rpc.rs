@@ -82,6 +82,31 @@ async fn identity_lifecycle_and_typed_errors() {
     assert_eq!(c.identity_show().await.unwrap(), info);
 }
 
+/// Fills bob's outbox (one message is queued already): the next send is
+/// refused with how long to wait, in words and in the error's data.
+async fn outbox_full_is_back_pressure(c: &jsonrpsee::async_client::Client) {
+    for i in 2..=64 {
+        c.messages_send("bob".into(), format!("m{i}"))
+            .await
+            .unwrap();
+    }
+    let e = c
+        .messages_send("bob".into(), "one too many".into())
+        .await
+        .unwrap_err();
+    assert_eq!(code(&e), ErrorCode::MessageRejected.code());
+    let jsonrpsee::core::ClientError::Call(obj) = &e else {
+        panic!("{e:?}")
+    };
+    assert!(
+        obj.message().contains("try again in about"),
+        "{}",
+        obj.message()
+    );
+    let data: serde_json::Value = serde_json::from_str(obj.data().unwrap().get()).unwrap();
+    assert!(data["retry_after_ms"].as_u64().unwrap() >= 250, "{data}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::many_single_char_names)]
 async fn contacts_verify_and_subscription_events() {
@@ -171,6 +196,7 @@ async fn contacts_verify_and_subscription_events() {
     let h = c.messages_history("bob".into(), Some(10)).await.unwrap();
     assert_eq!(h.len(), 1);
     assert_eq!(c.status().await.unwrap().undelivered, 1);
+    outbox_full_is_back_pressure(&c).await;
 
     c.contacts_remove("bob".into()).await.unwrap();
     assert!(c.contacts_list().await.unwrap().is_empty());

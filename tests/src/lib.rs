@@ -84,12 +84,18 @@ impl World {
     /// A relay with 100 ms rounds on `port` (0: a free one). Returns it
     /// and its address line.
     pub fn relay(&self, port: u16) -> (Proc, String) {
+        self.relay_with(port, 100)
+    }
+
+    /// A relay with `round_ms` rounds on `port` (0: a free one), its key
+    /// kept in the world (so a restart on the same port is the same relay).
+    pub fn relay_with(&self, port: u16, round_ms: u32) -> (Proc, String) {
         let mut child = Command::new(self.bins.join("anonchat-relay"))
             .args([
                 "--listen",
                 &format!("127.0.0.1:{port}"),
                 "--round-ms",
-                "100",
+                &round_ms.to_string(),
                 "--key-file",
             ])
             .arg(self.path().join("relay.key"))
@@ -112,12 +118,18 @@ impl World {
 
     /// `anonchatd` for `user`, retransmitting after 2 s.
     pub fn daemon(&self, user: &str) -> Proc {
+        self.daemon_with(user, 2)
+    }
+
+    /// `anonchatd` for `user`, retransmitting after `retransmit_s` seconds
+    /// (the daemon's default is 30).
+    pub fn daemon_with(&self, user: &str, retransmit_s: u64) -> Proc {
         let child = Command::new(self.bins.join("anonchatd"))
             .arg("--home")
             .arg(self.path().join(user))
             .arg("--socket")
             .arg(self.socket(user))
-            .args(["--retransmit-s", "2"])
+            .args(["--retransmit-s", &retransmit_s.to_string()])
             .env("RUST_LOG", "warn")
             .stderr(Stdio::null())
             .spawn()

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use anonchat_ipc::{Delivery, Direction, Event, HistoryEntry, SentMessage};
-use anonchat_protocol::e2e::{ContactId, Event as E2eEvent};
+use anonchat_protocol::e2e::{ContactId, Event as E2eEvent, SendError};
 use zeroize::Zeroizing;
 
 use super::{Core, Inner};
@@ -38,10 +38,21 @@ impl Core {
         let inner = &mut *guard;
         let id = inner.contacts.by_name(to)?.id;
         let unlocked = inner.unlocked()?;
-        let msg_id = unlocked
-            .router
-            .send(id, text.as_bytes())
-            .map_err(Error::MessageRejected)?;
+        let msg_id = match unlocked.router.send(id, text.as_bytes()) {
+            Ok(id) => id,
+            Err(SendError::OutboxFull(waiting)) => {
+                // Room comes when the oldest is acknowledged: a round for
+                // it to go, a round for the answer, a round of slack.
+                let retry_after_ms = inner
+                    .round_ms
+                    .map_or(1000, |r| u64::from(r).saturating_mul(3).max(250));
+                return Err(Error::OutboxFull {
+                    waiting,
+                    retry_after_ms,
+                });
+            }
+            Err(e) => return Err(Error::MessageRejected(e)),
+        };
         // The message id is persistent state: save before anything is sent.
         unlocked
             .save(&self.settings.paths)

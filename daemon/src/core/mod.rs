@@ -143,6 +143,8 @@ struct Inner {
     contacts: Contacts,
     history: HashMap<ContactId, VecDeque<messages::Entry>>,
     relay: RelayStatus,
+    /// The round length of the current relay link, once connected.
+    round_ms: Option<u32>,
     rng: Box<dyn CryptoRng + Send>,
 }
 
@@ -211,6 +213,7 @@ impl Core {
                 contacts,
                 history: HashMap::new(),
                 relay,
+                round_ms: None,
                 rng,
             }),
             events,

@@ -21,6 +21,12 @@ impl Core {
         Some((p.relay().clone(), p.shard(), inner.relay.round))
     }
 
+    /// Records the round length the relay announced (used to tell a
+    /// sender with a full outbox how long to wait).
+    pub fn set_round_ms(&self, round_ms: u32) {
+        self.lock().round_ms = Some(round_ms);
+    }
+
     /// Records the link's state (shown by `status`, announced as an event).
     pub fn set_link(&self, state: LinkState, error: Option<String>) {
         let mut inner = self.lock();

@@ -164,7 +164,8 @@ fn two_cores_hold_a_conversation_both_ways() {
 
 #[test]
 fn a_lost_batch_is_made_good_by_retransmission_exactly_once() {
-    let mut w = World::new(&["alice", "bob"], Duration::from_secs(3));
+    // The first retransmission waits an eighth of this: 3 s, 6 rounds.
+    let mut w = World::new(&["alice", "bob"], Duration::from_secs(24));
     // Start the session first, so that what is lost below is the message.
     w.core("alice").messages_send("bob", "warm-up").unwrap();
     w.run(20);

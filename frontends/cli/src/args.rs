@@ -72,7 +72,8 @@ pub(crate) enum Cmd {
     Send {
         name: String,
         text: Option<String>,
-        /// Wait until the contact's daemon acknowledged it.
+        /// Wait until the contact's daemon acknowledged it (and, if 64
+        /// messages are already waiting, until there is room).
         #[arg(long)]
         wait: bool,
         /// Seconds to wait with --wait.

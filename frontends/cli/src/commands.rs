@@ -233,6 +233,15 @@ pub(crate) async fn verify(
 
 /// `send NAME [TEXT]`: sends a message (the text from stdin if not given);
 /// with `wait`, waits up to `timeout` seconds for its delivery.
+/// The wait a `MessageRejected` error asks for (`data.retry_after_ms`),
+/// if it is back-pressure.
+fn retry_after(e: &jsonrpsee::types::ErrorObjectOwned) -> Option<Duration> {
+    let data: serde_json::Value = serde_json::from_str(e.data()?.get()).ok()?;
+    data.get("retry_after_ms")?
+        .as_u64()
+        .map(Duration::from_millis)
+}
+
 pub(crate) async fn send(
     ctx: &Ctx,
     name: &str,
@@ -252,10 +261,24 @@ pub(crate) async fn send(
     };
     // Subscribe first, so the delivery event cannot be missed.
     let mut events = if wait { Some(c.events().await?) } else { None };
-    let sent = c.messages_send(name.to_owned(), text).await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+    let sent = loop {
+        match c.messages_send(name.to_owned(), text.clone()).await {
+            Ok(sent) => break sent,
+            // With --wait, a full outbox is back-pressure: wait as long as
+            // the daemon says, then try again, until the deadline.
+            Err(jsonrpsee::core::ClientError::Call(e))
+                if wait
+                    && retry_after(&e)
+                        .is_some_and(|d| tokio::time::Instant::now() + d < deadline) =>
+            {
+                tokio::time::sleep(retry_after(&e).unwrap_or_default()).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
     let mut state = sent.state;
     if let Some(events) = events.as_mut() {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
         while state != Delivery::Delivered {
             match tokio::time::timeout_at(deadline, events.next()).await {
                 Err(_) => {

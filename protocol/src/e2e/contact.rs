@@ -300,6 +300,7 @@ impl Contact {
         let Some(records) = Records::decode(&payload) else {
             return events;
         };
+        self.outbox.peer_alive();
         for id in records.acks {
             if self.outbox.ack(id) {
                 events.push(Ev::Delivered(id));
@@ -373,6 +374,13 @@ impl Contact {
         c.inbox = Inbox::new(r.u64()?);
         if version >= 2 {
             c.outbox = Outbox::decode(r, c.next_msg_id, fragment_len(cell_size))?;
+        }
+        // Back from a restart: tell the peer at once (an acknowledgement of
+        // the last message delivered, which it drops as a duplicate) so
+        // that it sends again what we may have missed meanwhile without
+        // waiting for its timer (see `Outbox::peer_alive`).
+        if c.inbox.delivered_upto() > 0 {
+            c.queue_ack(c.inbox.delivered_upto());
         }
         Ok(c)
     }

@@ -39,6 +39,18 @@ struct OutMsg {
     /// When the last fragment went out (ms); `None` while not fully sent.
     sent_at: Option<u64>,
     ever_sent: bool,
+    /// Retransmissions since the peer last showed it is alive: the wait
+    /// before the next one doubles with each (see [`retransmit_wait`]).
+    attempts: u32,
+}
+
+/// How long a sent, unacknowledged message waits before it goes out again:
+/// an eighth of `after_ms` at first, doubling with each attempt up to
+/// `after_ms`. A lost cell is made good within seconds, while a peer that
+/// is away for long costs at most one retransmission per `after_ms`.
+pub(crate) fn retransmit_wait(after_ms: u64, attempts: u32) -> u64 {
+    let first = (after_ms / 8).max(1);
+    first.saturating_mul(1 << attempts.min(3)).min(after_ms)
 }
 
 /// What happened on the sending side.
@@ -123,6 +135,7 @@ impl Outbox {
             next: 0,
             sent_at: None,
             ever_sent: false,
+            attempts: 0,
         });
     }
 
@@ -131,20 +144,31 @@ impl Outbox {
         self.queue.iter().map(|m| m.id).min().unwrap_or(next_id)
     }
 
-    /// Restarts messages that were sent and not acknowledged within
-    /// `after_ms`.
+    /// Restarts messages that were sent and not acknowledged in time (see
+    /// [`retransmit_wait`]; `after_ms` is the longest wait).
     pub(crate) fn retransmit_due(&mut self, now_ms: u64, after_ms: u64) -> Vec<OutEvent> {
         let mut events = Vec::new();
         for m in &mut self.queue {
             if let Some(at) = m.sent_at
-                && now_ms.saturating_sub(at) >= after_ms
+                && now_ms.saturating_sub(at) >= retransmit_wait(after_ms, m.attempts)
             {
                 m.next = 0;
                 m.sent_at = None;
+                m.attempts = m.attempts.saturating_add(1);
                 events.push(OutEvent::Retransmitting(m.id));
             }
         }
         events
+    }
+
+    /// The peer showed it is alive (a cell from it was accepted): what it
+    /// has not acknowledged goes out again after the shortest wait, so a
+    /// peer that comes back (a restart, a reconnect) gets what it missed
+    /// within a few rounds rather than after the longest backoff.
+    pub(crate) fn peer_alive(&mut self) {
+        for m in &mut self.queue {
+            m.attempts = 0;
+        }
     }
 
     /// Starts every unacknowledged message again (the session changed).
@@ -254,8 +278,16 @@ impl Inbox {
     }
 
     pub(crate) fn add(&mut self, f: &Fragment) -> Received {
-        self.floor = self.floor.max(f.floor);
         let id = f.msg_id;
+        // The sender's floor is its lowest unacknowledged id, so at most
+        // the id of a message it is still sending: anything higher is a lie
+        // (and would let a contact make us skip, or count, without end).
+        if f.floor > id {
+            return Received::Dropped;
+        }
+        if id <= self.delivered_upto + MAX_ID_AHEAD {
+            self.floor = self.floor.max(f.floor);
+        }
         if id <= self.delivered_upto {
             return Received::Duplicate;
         }
@@ -269,7 +301,7 @@ impl Inbox {
             return Received::Dropped;
         }
         if !self.partial.contains_key(&id) {
-            if self.partial.len() >= MAX_PARTIAL || self.ready.len() >= MAX_READY {
+            if !self.make_room_for(id) {
                 return Received::Dropped;
             }
             self.partial.insert(
@@ -306,8 +338,35 @@ impl Inbox {
         Received::Complete
     }
 
+    /// Makes room to reassemble a new message `id` within the bounds on
+    /// partial and held messages: when full, the highest message held
+    /// (above `id`) is dropped. Nothing held is acknowledged yet, so its
+    /// sender sends it again. The lowest ids therefore always fit, and
+    /// in-order delivery cannot deadlock on held messages waiting for an id
+    /// that no longer fits (the lost-conversation bug of issue 15).
+    fn make_room_for(&mut self, id: u64) -> bool {
+        while self.partial.len() >= MAX_PARTIAL {
+            match self.partial.keys().max().copied() {
+                Some(top) if top > id => {
+                    self.partial.remove(&top);
+                }
+                _ => return false,
+            }
+        }
+        while self.ready.len() >= MAX_READY {
+            match self.ready.keys().next_back().copied() {
+                Some(top) if top > id => {
+                    self.ready.remove(&top);
+                }
+                _ => return false,
+            }
+        }
+        true
+    }
+
     /// Messages deliverable now, in id order. Ids below the sender's floor
-    /// that never arrived are skipped (the sender abandoned them).
+    /// that never arrived are skipped (the sender abandoned them), in one
+    /// step, not one id at a time.
     pub(crate) fn deliverable(&mut self) -> Vec<(u64, Zeroizing<Vec<u8>>)> {
         let mut out = Vec::new();
         loop {
@@ -317,10 +376,23 @@ impl Inbox {
                 out.push((next, body));
                 continue;
             }
-            if next < self.floor && !self.partial.contains_key(&next) {
-                // The sender holds nothing below its floor: `next` is gone.
-                self.delivered_upto = next;
-                continue;
+            if next < self.floor {
+                // The sender holds nothing below its floor: every id from
+                // `next` up to the first one we hold (or the floor) is gone.
+                let first_held = self
+                    .ready
+                    .keys()
+                    .next()
+                    .copied()
+                    .into_iter()
+                    .chain(self.partial.keys().copied())
+                    .filter(|&h| h >= next)
+                    .min();
+                let target = first_held.map_or(self.floor, |h| h.min(self.floor));
+                if target > next {
+                    self.delivered_upto = target - 1;
+                    continue;
+                }
             }
             return out;
         }
@@ -360,12 +432,25 @@ mod tests {
         }
         assert_eq!(events, vec![OutEvent::Sent(1)]);
         assert_eq!(out.state(1), Some(Delivery::Sent));
-        assert!(out.retransmit_due(15, 10).is_empty());
+        // Sent at 10; with a longest wait of 80, the first retry waits 10,
+        // then 20, 40, 80, 80…
+        assert!(out.retransmit_due(19, 80).is_empty());
         assert_eq!(
-            out.retransmit_due(20, 10),
+            out.retransmit_due(20, 80),
             vec![OutEvent::Retransmitting(1)]
         );
         assert!(out.has_pending_fragment());
+        while out.next_fragment(100, 2).is_some() {}
+        assert!(out.retransmit_due(119, 80).is_empty());
+        assert_eq!(out.retransmit_due(120, 80).len(), 1);
+        while out.next_fragment(200, 2).is_some() {}
+        out.peer_alive();
+        assert!(out.retransmit_due(209, 80).is_empty());
+        assert_eq!(
+            out.retransmit_due(210, 80).len(),
+            1,
+            "back to the shortest wait"
+        );
         assert!(out.ack(1));
         assert!(!out.ack(1));
         assert_eq!(out.state(1), None);
@@ -386,6 +471,61 @@ mod tests {
         assert_eq!(got, vec![1, 2]);
         assert_eq!(inbox.add(&f1), Received::Duplicate);
         assert!(inbox.deliverable().is_empty());
+    }
+
+    fn fragment(msg_id: u64, floor: u64) -> Fragment {
+        Fragment {
+            msg_id,
+            floor,
+            index: 0,
+            count: 1,
+            data: Zeroizing::new(format!("m{msg_id}").into_bytes()),
+        }
+    }
+
+    /// The lost-conversation bug of issue 15: every held slot taken by
+    /// messages waiting for a lost earlier one, which then no longer fits.
+    /// Checked against the old rule (refuse any new id when full): message
+    /// 1 is dropped and nothing is ever delivered.
+    #[test]
+    fn a_full_hold_never_blocks_the_message_it_waits_for() {
+        let mut inbox = Inbox::new(0);
+        for id in 2..2 + MAX_READY as u64 {
+            assert_eq!(inbox.add(&fragment(id, 1)), Received::Complete);
+        }
+        assert!(inbox.deliverable().is_empty());
+        assert_eq!(inbox.add(&fragment(1, 1)), Received::Complete);
+        let got: Vec<u64> = inbox.deliverable().into_iter().map(|(id, _)| id).collect();
+        // The highest held one made room; it comes again (it was never
+        // acknowledged).
+        assert_eq!(got, (1..=MAX_READY as u64).collect::<Vec<_>>());
+        assert_eq!(
+            inbox.add(&fragment(1 + MAX_READY as u64, 1)),
+            Received::Complete
+        );
+        assert_eq!(inbox.deliverable().len(), 1);
+        // A higher id than everything held still waits its turn.
+        let mut full = Inbox::new(0);
+        for id in 2..2 + MAX_READY as u64 {
+            full.add(&fragment(id, 1));
+        }
+        assert_eq!(full.add(&fragment(500, 1)), Received::Dropped);
+    }
+
+    /// A contact claiming `floor = u64::MAX` (or any floor above the
+    /// message it sends) is refused, and a large honest skip takes one
+    /// step, not one per id.
+    #[test]
+    fn a_lying_floor_is_refused_and_skips_are_one_step() {
+        let mut inbox = Inbox::new(0);
+        assert_eq!(inbox.add(&fragment(1, u64::MAX)), Received::Dropped);
+        assert_eq!(inbox.add(&fragment(1, 2)), Received::Dropped);
+        assert!(inbox.deliverable().is_empty());
+        // The sender abandoned 1..1000 (a restart from an old state).
+        assert_eq!(inbox.add(&fragment(1000, 1000)), Received::Complete);
+        let got: Vec<u64> = inbox.deliverable().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(got, vec![1000]);
+        assert_eq!(inbox.delivered_upto(), 1000);
     }
 
     #[test]

@@ -13,7 +13,8 @@ use super::*;
 use crate::wire::RelayAddress;
 
 const CELL: usize = 512;
-const RETRANSMIT_MS: u64 = 5_000;
+/// The longest retransmit wait; the first is an eighth of it (5 s).
+const RETRANSMIT_MS: u64 = 40_000;
 
 fn relay() -> RelayAddress {
     "anonchat://relay.example.org:7766/#koWuqqSQio35N74_nV0vd3RLf1kYxy7b-9Bd1VH6RnY"
