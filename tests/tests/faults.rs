@@ -116,15 +116,14 @@ fn exactly_once_in_order(got: &[String], from: &str, n: usize) -> Result<(), Str
     ))
 }
 
-/// The scenario of the lost-conversation report: 50 ms rounds, both users
-/// send one message per step; the relay is killed (SIGKILL) and restarted on the
-/// same port and key at steps 25, 53 and 81; bob's daemon is killed (SIGKILL) and
-/// restarted at step 90. The daemons run with the default 30 s retransmit
-/// timer. Everything must arrive within 60 s of the last fault, exactly
-/// once and in order (bob's own watch is restarted with his daemon).
-#[test]
-fn relay_restarts_then_a_daemon_crash_lose_and_stall_nothing() {
-    const STEPS: usize = 100;
+/// Two users on a relay with 50 ms rounds and daemons with the default 30 s
+/// retransmit timer; both send one message per step for `steps` steps. The
+/// relay is killed (SIGKILL) and restarted on the same port and key after
+/// 0.7 s at each step of `relay_kills`; at each `(step, user)` of `crashes`
+/// that user's daemon is killed (SIGKILL) and restarted on the same home.
+/// Everything must arrive within 60 s of the last fault, exactly once and in
+/// order (each user's watcher is restarted with its daemon).
+fn scenario(steps: usize, relay_kills: &[usize], crashes: &[(usize, &str)]) {
     let w = World::new();
     let (relay, addr) = w.relay_with(0, 50);
     let port: u16 = addr
@@ -135,38 +134,38 @@ fn relay_restarts_then_a_daemon_crash_lose_and_stall_nothing() {
         .map(|(_, p)| p.parse().unwrap())
         .unwrap();
     let mut relay = Some(relay);
-    let alice = w.daemon_with("alice", 30);
-    let mut bob = w.daemon_with("bob", 30);
-    w.init("alice", &addr);
-    w.init("bob", &addr);
+    let users = ["alice", "bob"];
+    let mut daemons: Vec<Proc> = users.iter().map(|u| w.daemon_with(u, 30)).collect();
+    for u in users {
+        w.init(u, &addr);
+    }
     w.introduce("alice", "bob");
     w.introduce("bob", "alice");
-    let at_alice = Seen::default();
-    let at_bob = Seen::default();
-    let _watch_alice = watch(&w, "alice", &at_alice);
-    let mut watch_bob = watch(&w, "bob", &at_bob);
+    let seen = [Seen::default(), Seen::default()];
+    let mut watchers: Vec<Proc> = (0..2).map(|i| watch(&w, users[i], &seen[i])).collect();
 
-    for step in 1..=STEPS {
+    for step in 1..=steps {
         send(&w, "alice", "bob", &format!("alice #{step}"));
         send(&w, "bob", "alice", &format!("bob #{step}"));
-        if [25, 53, 81].contains(&step) {
+        if relay_kills.contains(&step) {
             relay.take().unwrap().kill_hard();
             std::thread::sleep(Duration::from_millis(700));
             relay = Some(w.relay_with(port, 50).0);
         }
-        if step == 90 {
+        for &(_, user) in crashes.iter().filter(|(s, _)| *s == step) {
+            let i = users.iter().position(|u| *u == user).unwrap();
             // The daemon dies first: its watcher sees every event it sent.
-            bob.kill_hard();
-            watch_bob.kill_hard();
-            bob = w.daemon_with("bob", 30);
-            wait_socket(&w, "bob");
-            watch_bob = watch(&w, "bob", &at_bob);
+            daemons[i].kill_hard();
+            watchers[i].kill_hard();
+            daemons[i] = w.daemon_with(user, 30);
+            wait_socket(&w, user);
+            watchers[i] = watch(&w, user, &seen[i]);
         }
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let a = exactly_once_in_order(&at_alice.texts(), "bob", STEPS);
-        let b = exactly_once_in_order(&at_bob.texts(), "alice", STEPS);
+        let a = exactly_once_in_order(&seen[0].texts(), "bob", steps);
+        let b = exactly_once_in_order(&seen[1].texts(), "alice", steps);
         if a.is_ok() && b.is_ok() {
             break;
         }
@@ -176,5 +175,21 @@ fn relay_restarts_then_a_daemon_crash_lose_and_stall_nothing() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    drop((alice, bob, relay));
+    drop((daemons, watchers, relay));
+}
+
+/// The scenario of the lost-conversation report (issue 15): 100 steps,
+/// relay restarts at steps 25, 53 and 81, bob's daemon crashes at step 90.
+/// Before the fix bob received nothing from alice after the first few
+/// messages, for good.
+#[test]
+fn relay_restarts_then_a_daemon_crash_lose_and_stall_nothing() {
+    scenario(100, &[25, 53, 81], &[(90, "bob")]);
+}
+
+/// 300 messages each way across 10 relay restarts and 2 daemon crashes.
+#[test]
+fn three_hundred_messages_each_way_survive_ten_relay_restarts_and_two_crashes() {
+    let kills: Vec<usize> = (1..=10).map(|i| i * 27).collect();
+    scenario(300, &kills, &[(100, "alice"), (200, "bob")]);
 }
