@@ -3,8 +3,9 @@
 //! `id → contact` map with a name index; the end-to-end router follows this
 //! list (see [`Contacts::attach`]), never the other way round.
 //!
-//! Kept in `contacts.json` (mode 0600: who your contacts are is nobody
-//! else's business).
+//! Kept in `contacts.bin`, sealed under the key store's data key (who your
+//! contacts are is nobody else's business): the list exists in memory only
+//! while the daemon is unlocked.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -12,8 +13,11 @@ use std::path::Path;
 use anonchat_protocol::e2e::{ContactId, MAX_CONTACTS, PublicIdentity, Router};
 use serde::{Deserialize, Serialize};
 
+use zeroize::Zeroizing;
+
 use crate::error::{Error, Result};
-use crate::keystore::write_atomic;
+use crate::keystore::{self, DataKey};
+use crate::paths::Paths;
 
 /// Longest contact name, in bytes.
 pub const MAX_NAME: usize = 64;
@@ -85,17 +89,37 @@ pub struct Contacts {
 }
 
 impl Contacts {
-    /// Loads the registry from `path` (empty if the file does not exist).
-    /// A damaged file is an error, never an empty list.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
+    /// Opens the sealed list of the home with the data key (empty if there
+    /// is none yet). A list from an older version, in plaintext
+    /// (`contacts.json`), is sealed and its plaintext file removed. A
+    /// damaged file is an error, never an empty list.
+    pub fn open(paths: &Paths, key: &DataKey) -> Result<Self> {
+        let sealed = paths.contacts();
+        if let Some(bytes) = keystore::load_contacts(&sealed, key).map_err(Error::storage)? {
+            return Self::from_bytes(&bytes, &sealed).map_err(Error::storage);
+        }
+        let legacy = paths.legacy_contacts();
+        if !legacy.exists() {
+            return Ok(Self::default());
+        }
+        if std::fs::metadata(&legacy).map_err(Error::storage)?.len() > MAX_FILE {
+            return Err(Error::Storage(format!(
+                "{} is too large to be a contact list",
+                legacy.display()
+            )));
+        }
+        let bytes = Zeroizing::new(std::fs::read(&legacy).map_err(Error::storage)?);
+        let contacts = Self::from_bytes(&bytes, &legacy).map_err(Error::storage)?;
+        contacts.seal(paths, key)?;
+        std::fs::remove_file(&legacy).map_err(Error::storage)?;
+        tracing::info!("the contact list is now sealed under the key store");
+        Ok(contacts)
+    }
+
+    /// Parses a list (`origin` names it in errors).
+    fn from_bytes(bytes: &[u8], path: &Path) -> anyhow::Result<Self> {
         let mut contacts = Self::default();
-        if !path.exists() {
-            return Ok(contacts);
-        }
-        if std::fs::metadata(path)?.len() > MAX_FILE {
-            anyhow::bail!("{} is too large to be a contact list", path.display());
-        }
-        let file: File = serde_json::from_slice(&std::fs::read(path)?)
+        let file: File = serde_json::from_slice(bytes)
             .map_err(|e| anyhow::anyhow!("{} is damaged: {e}", path.display()))?;
         if file.version != FILE_VERSION {
             anyhow::bail!(
@@ -121,8 +145,12 @@ impl Contacts {
         Ok(contacts)
     }
 
-    /// Writes the registry to `path` atomically.
-    pub fn save(&self, path: &Path) -> Result<()> {
+    /// Seals the list under the data key and writes it atomically.
+    pub fn seal(&self, paths: &Paths, key: &DataKey) -> Result<()> {
+        keystore::save_contacts(&paths.contacts(), key, &self.to_bytes()?).map_err(Error::storage)
+    }
+
+    fn to_bytes(&self) -> Result<Zeroizing<Vec<u8>>> {
         let file = File {
             version: FILE_VERSION,
             contacts: self
@@ -136,8 +164,9 @@ impl Contacts {
                 })
                 .collect(),
         };
-        let bytes = serde_json::to_vec_pretty(&file).map_err(Error::storage)?;
-        write_atomic(path, &bytes).map_err(Error::storage)
+        serde_json::to_vec(&file)
+            .map(Zeroizing::new)
+            .map_err(Error::storage)
     }
 
     fn insert(&mut self, c: Contact) {
@@ -277,14 +306,51 @@ mod tests {
         }
     }
 
+    fn home() -> (tempfile::TempDir, Paths, DataKey) {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = Paths {
+            home: dir.path().to_path_buf(),
+            socket: dir.path().join("s"),
+        };
+        let key = keystore::create(
+            &paths.identity_key(),
+            "",
+            b"secret",
+            keystore::KdfCost::INSECURE_FOR_TESTS,
+        )
+        .unwrap();
+        (dir, paths, key)
+    }
+
     #[test]
     fn a_damaged_file_is_an_error_not_an_empty_list() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("contacts.json");
-        assert!(Contacts::load(&path).unwrap().is_empty());
-        std::fs::write(&path, b"{not json").unwrap();
-        assert!(Contacts::load(&path).is_err());
-        Contacts::default().save(&path).unwrap();
-        assert!(Contacts::load(&path).unwrap().is_empty());
+        let (_dir, paths, key) = home();
+        assert!(Contacts::open(&paths, &key).unwrap().is_empty());
+        std::fs::write(paths.contacts(), b"{not sealed").unwrap();
+        assert!(Contacts::open(&paths, &key).is_err());
+        Contacts::default().seal(&paths, &key).unwrap();
+        assert!(Contacts::open(&paths, &key).unwrap().is_empty());
+        let mut sealed = std::fs::read(paths.contacts()).unwrap();
+        let last = sealed.len() - 1;
+        sealed[last] ^= 1;
+        std::fs::write(paths.contacts(), &sealed).unwrap();
+        assert!(
+            Contacts::open(&paths, &key).is_err(),
+            "tampering is noticed"
+        );
+    }
+
+    #[test]
+    fn a_plaintext_list_from_an_older_version_is_sealed_and_removed() {
+        let (_dir, paths, key) = home();
+        std::fs::write(paths.legacy_contacts(), br#"{"version":1,"contacts":[]}"#).unwrap();
+        assert!(Contacts::open(&paths, &key).unwrap().is_empty());
+        assert!(!paths.legacy_contacts().exists());
+        assert!(paths.contacts().exists());
+        std::fs::write(paths.legacy_contacts(), b"{not json").unwrap();
+        assert!(
+            Contacts::open(&paths, &key).is_ok(),
+            "the sealed list wins; the stray file is left alone"
+        );
     }
 }

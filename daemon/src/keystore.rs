@@ -20,6 +20,7 @@ use zeroize::Zeroizing;
 
 const KEY_MAGIC: &[u8; 4] = b"ACKS";
 const STATE_MAGIC: &[u8; 4] = b"ACSS";
+const CONTACTS_MAGIC: &[u8; 4] = b"ACCL";
 const VERSION: u8 = 1;
 const TAG: usize = 16;
 /// Bytes of the `identity.key` header before the nonce.
@@ -151,8 +152,13 @@ fn open(cipher: &XChaCha20Poly1305, header_len: usize, file: &[u8]) -> Option<Ze
 
 /// Writes `bytes` to `path` atomically, mode 0600, durably.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KeystoreError> {
+    // A name of our own: two writers of one file never share a temporary.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let io = |e| KeystoreError::Io(path.display().to_string(), e);
-    let tmp = path.with_extension("tmp");
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.{n}.tmp", std::process::id()));
+    let tmp = path.with_file_name(name);
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
@@ -261,24 +267,57 @@ pub fn unlock(
     Ok((DataKey(data_key), Zeroizing::new(plain[32..].to_vec())))
 }
 
-/// Seals and writes the session state.
-pub fn save_state(path: &Path, key: &DataKey, state: &[u8]) -> Result<(), KeystoreError> {
+/// Seals `data` under the data key with a header naming what it is (so a
+/// file cannot pass for another), and writes it atomically.
+fn save_sealed(
+    path: &Path,
+    key: &DataKey,
+    magic: [u8; 4],
+    data: &[u8],
+) -> Result<(), KeystoreError> {
     let mut header = Vec::with_capacity(5);
-    header.extend_from_slice(STATE_MAGIC);
+    header.extend_from_slice(&magic);
     header.push(VERSION);
-    write_atomic(path, &seal(&key.cipher(), &header, state))
+    write_atomic(path, &seal(&key.cipher(), &header, data))
 }
 
-/// Reads the session state; `Ok(None)` if there is none yet.
-pub fn load_state(path: &Path, key: &DataKey) -> Result<Option<Zeroizing<Vec<u8>>>, KeystoreError> {
+/// Reads what [`save_sealed`] wrote; `Ok(None)` if the file does not exist.
+fn load_sealed(
+    path: &Path,
+    key: &DataKey,
+    magic: [u8; 4],
+) -> Result<Option<Zeroizing<Vec<u8>>>, KeystoreError> {
     if !path.exists() {
         return Ok(None);
     }
     let file = read_bounded(path)?;
-    check_header(path, &file, *STATE_MAGIC)?;
+    check_header(path, &file, magic)?;
     open(&key.cipher(), 5, &file)
         .map(Some)
         .ok_or_else(|| KeystoreError::Corrupt(path.display().to_string(), "does not authenticate"))
+}
+
+/// Seals and writes the session state.
+pub fn save_state(path: &Path, key: &DataKey, state: &[u8]) -> Result<(), KeystoreError> {
+    save_sealed(path, key, *STATE_MAGIC, state)
+}
+
+/// Reads the session state; `Ok(None)` if there is none yet.
+pub fn load_state(path: &Path, key: &DataKey) -> Result<Option<Zeroizing<Vec<u8>>>, KeystoreError> {
+    load_sealed(path, key, *STATE_MAGIC)
+}
+
+/// Seals and writes the contact list.
+pub fn save_contacts(path: &Path, key: &DataKey, list: &[u8]) -> Result<(), KeystoreError> {
+    save_sealed(path, key, *CONTACTS_MAGIC, list)
+}
+
+/// Reads the contact list; `Ok(None)` if there is none yet.
+pub fn load_contacts(
+    path: &Path,
+    key: &DataKey,
+) -> Result<Option<Zeroizing<Vec<u8>>>, KeystoreError> {
+    load_sealed(path, key, *CONTACTS_MAGIC)
 }
 
 #[cfg(test)]

@@ -60,8 +60,14 @@ impl Paths {
         self.home.join("sessions.bin")
     }
 
-    /// The contact list.
+    /// The contact list, sealed under the data key.
     pub fn contacts(&self) -> PathBuf {
+        self.home.join("contacts.bin")
+    }
+
+    /// The contact list as versions before 0.2 kept it, in plaintext: read
+    /// once at unlock, sealed into [`Paths::contacts`], then removed.
+    pub fn legacy_contacts(&self) -> PathBuf {
         self.home.join("contacts.json")
     }
 

@@ -127,7 +127,7 @@ impl AnonchatServer for Api {
     }
 
     async fn contacts_list(&self) -> RpcResult<Vec<ContactInfo>> {
-        Ok(self.core.contacts_list())
+        self.core.contacts_list().map_err(to_rpc)
     }
 
     async fn contacts_remove(&self, name: String) -> RpcResult<()> {

@@ -147,8 +147,13 @@ async fn a_daemon_restart_keeps_keys_and_contacts_not_history_and_writes_no_text
     let a = common::daemon(dir.path(), "alice");
     let ca = a.client().await;
     assert_eq!(ca.status().await.unwrap().identity, IdentityState::Locked);
-    assert_eq!(ca.contacts_list().await.unwrap().len(), 1);
+    // Who your contacts are is sealed with the keys.
+    assert!(
+        ca.contacts_list().await.is_err(),
+        "no contact list while locked"
+    );
     ca.identity_unlock("pw-a".into()).await.unwrap();
+    assert_eq!(ca.contacts_list().await.unwrap().len(), 1);
     assert_eq!(ca.identity_show().await.unwrap(), before);
     assert!(
         history(&ca, "bob").await.is_empty(),

@@ -73,8 +73,12 @@ async fn identity_lifecycle_and_typed_errors() {
 
     c.identity_lock().await.unwrap();
     assert_eq!(c.status().await.unwrap().identity, IdentityState::Locked);
+    // Locked: the contact list is sealed, so any name gets "locked" (the
+    // daemon cannot, and does not, say whether it is a contact).
     let e = c.messages_history("x".into(), None).await.unwrap_err();
-    assert_eq!(code(&e), ErrorCode::UnknownContact.code());
+    assert_eq!(code(&e), ErrorCode::Locked.code());
+    let e = c.contacts_list().await.unwrap_err();
+    assert_eq!(code(&e), ErrorCode::Locked.code());
     let e = c.identity_unlock("wrong".into()).await.unwrap_err();
     assert_eq!(code(&e), ErrorCode::WrongPassphrase.code());
     c.identity_unlock("secret words".into()).await.unwrap();

@@ -14,15 +14,21 @@ impl Core {
         let identity = PublicIdentity::from_armored(text).map_err(Error::InvalidIdentityFile)?;
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let router = inner.unlocked.as_mut().map(|u| &mut u.router);
+        let unlocked = inner.unlocked.as_mut().ok_or(Error::Locked)?;
         let info = inner
             .contacts
-            .add(identity, name, inner.public.as_ref(), router)?
+            .add(
+                identity,
+                name,
+                inner.public.as_ref(),
+                Some(&mut unlocked.router),
+            )?
             .info();
-        inner.contacts.save(&self.settings.paths.contacts())?;
-        if let Some(u) = inner.unlocked.as_mut() {
-            u.save(&self.settings.paths).map_err(Error::storage)?;
-        }
+        inner.save_contacts(&self.settings.paths)?;
+        inner
+            .unlocked()?
+            .save(&self.settings.paths)
+            .map_err(Error::storage)?;
         drop(guard);
         self.emit(Event::ContactAdded {
             contact: name.to_owned(),
@@ -30,27 +36,30 @@ impl Core {
         Ok(info)
     }
 
-    /// Every contact.
-    pub fn contacts_list(&self) -> Vec<ContactInfo> {
-        self.lock()
+    /// Every contact (the list is sealed while locked).
+    pub fn contacts_list(&self) -> Result<Vec<ContactInfo>> {
+        let mut inner = self.lock();
+        inner.unlocked()?;
+        Ok(inner
             .contacts
             .iter()
             .map(crate::contacts::Contact::info)
-            .collect()
+            .collect())
     }
 
     /// Removes a contact, its sessions and its history.
     pub fn contacts_remove(&self, name: &str) -> Result<()> {
         let mut guard = self.lock();
         let inner = &mut *guard;
+        let unlocked = inner.unlocked.as_mut().ok_or(Error::Locked)?;
         let id = inner.contacts.by_name(name)?.id;
-        let router = inner.unlocked.as_mut().map(|u| &mut u.router);
-        inner.contacts.remove(id, router);
+        inner.contacts.remove(id, Some(&mut unlocked.router));
         inner.history.remove(&id);
-        inner.contacts.save(&self.settings.paths.contacts())?;
-        if let Some(u) = inner.unlocked.as_mut() {
-            u.save(&self.settings.paths).map_err(Error::storage)?;
-        }
+        inner.save_contacts(&self.settings.paths)?;
+        inner
+            .unlocked()?
+            .save(&self.settings.paths)
+            .map_err(Error::storage)?;
         drop(guard);
         self.emit(Event::ContactRemoved {
             contact: name.to_owned(),
@@ -61,8 +70,9 @@ impl Core {
     /// Marks a contact verified once the user has compared fingerprints.
     pub fn contacts_verify(&self, name: &str, fingerprint: &str) -> Result<ContactInfo> {
         let mut inner = self.lock();
+        inner.unlocked()?;
         let info = inner.contacts.verify(name, fingerprint)?.info();
-        inner.contacts.save(&self.settings.paths.contacts())?;
+        inner.save_contacts(&self.settings.paths)?;
         drop(inner);
         self.emit(Event::ContactVerified {
             contact: name.to_owned(),

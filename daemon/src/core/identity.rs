@@ -5,6 +5,7 @@ use anonchat_protocol::e2e::{PrivateIdentity, PublicIdentity, Router};
 use anonchat_protocol::wire::RelayAddress;
 
 use super::{Core, Unlocked};
+use crate::contacts::Contacts;
 use crate::error::{Error, Result};
 use crate::keystore::{self, KeystoreError};
 
@@ -47,6 +48,12 @@ impl Core {
         passphrase: Option<&str>,
         shard: Option<u32>,
     ) -> Result<IdentityInfo> {
+        // One creation at a time: a second caller waits, then finds the
+        // identity the first one made.
+        let _creating = self
+            .creating
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if self.lock().public.is_some() {
             return Err(Error::IdentityExists);
         }
@@ -72,11 +79,15 @@ impl Core {
         keystore::write_atomic(&paths.identity_pub(), public.to_armored().as_bytes())
             .map_err(Error::storage)?;
         let router = Router::new(identity, self.config()).map_err(Error::invalid)?;
+        // A new identity starts with an empty (sealed) contact list.
+        let contacts = Contacts::default();
+        contacts.seal(paths, &key)?;
         let mut inner = self.lock();
         if inner.public.is_some() {
             return Err(Error::IdentityExists);
         }
-        let unlocked = Unlocked::start(router, key, &inner.contacts, paths)?;
+        let unlocked = Unlocked::start(router, key, &contacts, paths)?;
+        inner.contacts = contacts;
         inner.public = Some(public.clone());
         inner.protected = !passphrase.is_empty();
         inner.relay.address = Some(public.relay().to_string());
@@ -115,11 +126,13 @@ impl Core {
             }
             None => Router::new(identity, self.config()).map_err(Error::invalid)?,
         };
+        let contacts = Contacts::open(paths, &key)?;
         let mut inner = self.lock();
         if inner.unlocked.is_some() {
             return Ok(());
         }
-        let unlocked = Unlocked::start(router, key, &inner.contacts, paths)?;
+        let unlocked = Unlocked::start(router, key, &contacts, paths)?;
+        inner.contacts = contacts;
         inner.unlocked = Some(unlocked);
         drop(inner);
         tracing::info!("unlocked");
@@ -134,12 +147,12 @@ impl Core {
         if inner.public.is_none() {
             return Err(Error::NoIdentity);
         }
-        if let Some(mut u) = inner.unlocked.take()
+        if let Some(u) = inner.unlocked.as_mut()
             && let Err(e) = u.save(&self.settings.paths)
         {
             tracing::error!(error = %e, "could not save session state while locking");
         }
-        inner.history.clear();
+        inner.forget();
         inner.relay.state = LinkState::Offline;
         drop(inner);
         tracing::info!("locked");
@@ -151,12 +164,12 @@ impl Core {
     /// On exit: save and forget, like lock.
     pub fn close(&self) {
         let mut inner = self.lock();
-        if let Some(mut u) = inner.unlocked.take()
+        if let Some(u) = inner.unlocked.as_mut()
             && let Err(e) = u.save(&self.settings.paths)
         {
             tracing::error!(error = %e, "could not save session state on exit");
         }
-        inner.history.clear();
+        inner.forget();
         self.unlocked_tx.send_replace(false);
     }
 }

@@ -36,6 +36,7 @@ impl Core {
         let now = self.now_ms();
         let mut guard = self.lock();
         let inner = &mut *guard;
+        inner.unlocked()?;
         let id = inner.contacts.by_name(to)?.id;
         let unlocked = inner.unlocked()?;
         let msg_id = match unlocked.router.send(id, text.as_bytes()) {
@@ -78,10 +79,10 @@ impl Core {
     /// given.
     pub fn messages_history(&self, with: &str, limit: Option<u32>) -> Result<Vec<HistoryEntry>> {
         let inner = self.lock();
-        let id = inner.contacts.by_name(with)?.id;
         if inner.unlocked.is_none() {
             return Err(Error::Locked);
         }
+        let id = inner.contacts.by_name(with)?.id;
         let entries = inner.history.get(&id);
         let len = entries.map_or(0, VecDeque::len);
         let skip = limit.map_or(0, |l| len.saturating_sub(l as usize));

@@ -152,6 +152,19 @@ impl Inner {
     fn unlocked(&mut self) -> Result<&mut Unlocked> {
         self.unlocked.as_mut().ok_or(Error::Locked)
     }
+
+    /// Seals and writes the contact list (unlocked only).
+    fn save_contacts(&self, paths: &Paths) -> Result<()> {
+        let u = self.unlocked.as_ref().ok_or(Error::Locked)?;
+        self.contacts.seal(paths, &u.key)
+    }
+
+    /// Forgets what exists only while unlocked: keys, contacts, history.
+    fn forget(&mut self) {
+        self.unlocked = None;
+        self.contacts = Contacts::default();
+        self.history.clear();
+    }
 }
 
 /// The daemon's state. Shared (`Arc`) by the RPC server and the relay link.
@@ -159,6 +172,9 @@ pub struct Core {
     /// What it was started with.
     pub settings: Settings,
     inner: Mutex<Inner>,
+    /// Held for the whole of `identity.create` (slow, and it writes the key
+    /// files outside `inner`'s lock): one creation at a time.
+    creating: Mutex<()>,
     events: broadcast::Sender<Event>,
     /// True while unlocked: the relay link runs only then.
     unlocked_tx: watch::Sender<bool>,
@@ -194,7 +210,6 @@ impl Core {
         } else {
             false
         };
-        let contacts = Contacts::load(&paths.contacts())?;
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (unlocked_tx, _) = watch::channel(false);
         let relay = RelayStatus {
@@ -210,12 +225,14 @@ impl Core {
                 public,
                 protected,
                 unlocked: None,
-                contacts,
+                // Sealed on disk: read at unlock.
+                contacts: Contacts::default(),
                 history: HashMap::new(),
                 relay,
                 round_ms: None,
                 rng,
             }),
+            creating: Mutex::new(()),
             events,
             unlocked_tx,
             shutdown: CancellationToken::new(),
@@ -286,7 +303,7 @@ impl Core {
         }
         if undelivered > 0 {
             warnings.push(format!(
-                "{undelivered} message(s) not delivered yet; they live only in this daemon's memory and are lost if it stops"
+                "{undelivered} message(s) not delivered yet; they go out again until your contact's daemon acknowledges them"
             ));
         }
         Status {

@@ -228,3 +228,112 @@ fn a_locked_core_prepares_and_receives_nothing() {
         Err(crate::error::Error::Locked)
     ));
 }
+
+/// Issue 11: with a passphrase, no file of the home says who the contacts
+/// are: not their name, nickname, fingerprint or key bytes. Checked against
+/// the plaintext `contacts.json` of before: it held all of them.
+#[test]
+fn no_file_under_the_home_names_a_contact() {
+    let w = World::new(&["alice", "robertbobson"], Duration::from_secs(30));
+    // The harness's homes have no passphrase; make one that has, with the
+    // harness's bob as its contact.
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::new(Paths {
+        home: dir.path().to_path_buf(),
+        socket: dir.path().join("s"),
+    });
+    settings.kdf_cost = crate::keystore::KdfCost::INSECURE_FOR_TESTS;
+    let core = Core::open(settings).unwrap();
+    core.identity_create("carol", RELAY, Some("a passphrase"), Some(1))
+        .unwrap();
+    let bob_file = w.core("robertbobson").identity_export().unwrap();
+    let info = core.contacts_add(&bob_file, "my friend bob").unwrap();
+    core.contacts_verify("my friend bob", &info.fingerprint)
+        .unwrap();
+    core.close();
+    let public = anonchat_protocol::e2e::PublicIdentity::from_armored(&bob_file).unwrap();
+    let needles: Vec<Vec<u8>> = vec![
+        b"my friend bob".to_vec(),
+        b"robertbobson".to_vec(),
+        info.fingerprint_hex.clone().into_bytes(),
+        info.fingerprint.clone().into_bytes(),
+        // The identity file itself, in any of its lines.
+        bob_file.lines().nth(1).unwrap().as_bytes().to_vec(),
+        public.fingerprint().0.to_vec(),
+    ];
+    let mut files = 0;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        files += 1;
+        for n in &needles {
+            assert!(
+                !bytes.windows(n.len()).any(|w| w == n.as_slice()),
+                "{} holds {:?}",
+                path.display(),
+                String::from_utf8_lossy(n)
+            );
+        }
+    }
+    assert!(
+        files >= 4,
+        "identity.key, identity.pub, sessions.bin, contacts.bin"
+    );
+    // And the list is all there after an unlock.
+    let mut settings = Settings::new(Paths {
+        home: dir.path().to_path_buf(),
+        socket: dir.path().join("s"),
+    });
+    settings.kdf_cost = crate::keystore::KdfCost::INSECURE_FOR_TESTS;
+    let core = Core::open(settings).unwrap();
+    assert!(matches!(
+        core.contacts_list(),
+        Err(crate::error::Error::Locked)
+    ));
+    core.identity_unlock("a passphrase").unwrap();
+    let list = core.contacts_list().unwrap();
+    assert_eq!(list.len(), 1);
+    assert!(list[0].verified);
+}
+
+/// Issue 11: eight `identity.create` calls at once: exactly one succeeds,
+/// the others are told an identity exists, and the keys on disk unlock.
+#[test]
+fn concurrent_creates_make_exactly_one_identity() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Paths {
+        home: dir.path().to_path_buf(),
+        socket: dir.path().join("s"),
+    };
+    let mut settings = Settings::new(paths.clone());
+    settings.kdf_cost = crate::keystore::KdfCost::INSECURE_FOR_TESTS;
+    let core = Core::open(settings.clone()).unwrap();
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|i| {
+                let core = &core;
+                s.spawn(move || core.identity_create(&format!("me{i}"), RELAY, Some("pw"), None))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok: Vec<_> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(ok.len(), 1, "exactly one creation succeeds");
+    for r in &results {
+        if let Err(e) = r {
+            assert!(matches!(e, crate::error::Error::IdentityExists), "{e:?}");
+        }
+    }
+    let name = ok[0].name.clone();
+    core.close();
+    drop(core);
+    let core = Core::open(settings).unwrap();
+    core.identity_unlock("pw").unwrap();
+    assert_eq!(core.identity_show().unwrap().name, name);
+    let stray: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(stray.is_empty(), "no temporary files left: {stray:?}");
+}

@@ -71,8 +71,14 @@ impl Worker {
         if status.identity != IdentityState::None {
             self.send(IDENTITY, c.identity_show().await?);
         }
+        // The contact list is sealed with the keys: none while locked.
+        let contacts = if status.identity == IdentityState::Unlocked {
+            c.contacts_list().await?
+        } else {
+            Vec::new()
+        };
         self.send(STATUS, status);
-        self.send(CONTACTS, c.contacts_list().await?);
+        self.send(CONTACTS, contacts);
         Ok(())
     }
 
