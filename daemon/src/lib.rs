@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod config;
 pub mod contacts;
 pub mod core;
 pub mod error;
@@ -18,7 +19,9 @@ use anonchat_ipc::AnonchatServer as _;
 /// Runs a daemon until SIGINT/SIGTERM or `daemon.shutdown`: takes the
 /// home's lock, binds the socket, serves, and on the way out saves the
 /// session state and drops every key and the history.
-pub async fn run(settings: core::Settings, proxy: Option<link::Proxy>) -> anyhow::Result<()> {
+/// `proxy`, if given (the `--proxy` flag), is persisted in the home's
+/// configuration first, so that it stays in force after a restart.
+pub async fn run(settings: core::Settings, proxy: Option<config::Proxy>) -> anyhow::Result<()> {
     let paths = settings.paths.clone();
     paths::private_dir(&paths.home)?;
     if let Some(dir) = paths.socket.parent() {
@@ -26,6 +29,13 @@ pub async fn run(settings: core::Settings, proxy: Option<link::Proxy>) -> anyhow
     }
     let _lock = paths::lock_home(&paths)?;
     let core = core::Core::open(settings)?;
+    if proxy.is_some() {
+        core.set_proxy(proxy)
+            .map_err(|e| anyhow::anyhow!("{}", rpc::message(&e)))?;
+    }
+    if let Some(p) = core.daemon_config().proxy {
+        tracing::info!(proxy = %p, "the relay link goes only through the proxy");
+    }
     // Keys stored without a passphrase need no one to unlock them.
     if core.status().keys_protected == Some(false) {
         let core = Arc::clone(&core);
@@ -56,7 +66,7 @@ pub async fn run(settings: core::Settings, proxy: Option<link::Proxy>) -> anyhow
             shutdown.cancel();
         })
     };
-    let link = tokio::spawn(link::run(Arc::clone(&core), proxy));
+    let link = tokio::spawn(link::run(Arc::clone(&core)));
     ipc::serve(listener, module, core.shutdown.clone()).await;
     core.shutdown.cancel();
     let _ = link.await;

@@ -8,110 +8,60 @@ use std::time::Duration;
 
 use anonchat_ipc::LinkState;
 use anonchat_protocol::wire::RelayAddress;
-use anonchat_relay_client::{self as client, ClientError, Connected, Incoming};
+use anonchat_relay_client::{self as client, Connected, Incoming};
 use rand::RngExt as _;
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
+use crate::config::Config;
 use crate::core::Core;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A SOCKS5 proxy (`socks5://HOST:PORT`), e.g. Tor's.
-#[derive(Debug, Clone)]
-pub struct Proxy {
-    /// `HOST:PORT` of the proxy.
-    pub addr: String,
-}
-
-impl std::str::FromStr for Proxy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let addr = s
-            .strip_prefix("socks5://")
-            .or_else(|| s.strip_prefix("socks5h://"))
-            .ok_or_else(|| {
-                format!("{s}: expected socks5://HOST:PORT (for Tor: socks5://127.0.0.1:9050)")
-            })?;
-        if addr
-            .rsplit_once(':')
-            .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
-        {
-            return Err(format!("{s}: expected socks5://HOST:PORT"));
-        }
-        Ok(Self {
-            addr: addr.to_owned(),
-        })
-    }
-}
-
-/// SOCKS5 CONNECT without authentication; the relay's host name is
-/// resolved by the proxy (no DNS leak).
-async fn socks5<S: AsyncRead + AsyncWrite + Unpin>(
-    s: &mut S,
-    host: &str,
-    port: u16,
-) -> std::io::Result<()> {
-    let err = |m: &str| std::io::Error::other(format!("SOCKS5 proxy: {m}"));
-    s.write_all(&[5, 1, 0]).await?;
-    let mut reply = [0u8; 2];
-    s.read_exact(&mut reply).await?;
-    if reply != [5, 0] {
-        return Err(err("it requires authentication or is not SOCKS5"));
-    }
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let host_len = u8::try_from(host.len()).map_err(|_| err("host name too long"))?;
-    let mut req = vec![5, 1, 0, 3, host_len];
-    req.extend_from_slice(host.as_bytes());
-    req.extend_from_slice(&port.to_be_bytes());
-    s.write_all(&req).await?;
-    let mut head = [0u8; 4];
-    s.read_exact(&mut head).await?;
-    if head[1] != 0 {
-        return Err(err(&format!(
-            "connection refused by the proxy (code {})",
-            head[1]
-        )));
-    }
-    let skip = match head[3] {
-        1 => 4,
-        4 => 16,
-        3 => {
-            let mut n = [0u8; 1];
-            s.read_exact(&mut n).await?;
-            usize::from(n[0])
-        }
-        _ => return Err(err("malformed reply")),
-    };
-    let mut rest = vec![0u8; skip + 2];
-    s.read_exact(&mut rest).await?;
-    Ok(())
-}
-
+/// Dials the relay: directly, or, with a proxy configured, only through it
+/// (never directly: fail-closed). Through the proxy the relay's host name
+/// is resolved by the proxy (no DNS leak), and the home's isolation token
+/// is the SOCKS5 username and password (Tor's stream isolation).
 async fn dial(
     relay: &RelayAddress,
     shard: u32,
     resume: Option<u64>,
-    proxy: Option<&Proxy>,
-) -> Result<Connected<TcpStream>, ClientError> {
-    let Some(proxy) = proxy else {
-        return client::connect(relay, shard, resume).await;
+    config: &Config,
+) -> Result<Connected<TcpStream>, String> {
+    let Some(proxy) = &config.proxy else {
+        return client::connect(relay, shard, resume)
+            .await
+            .map_err(|e| e.to_string());
     };
-    let mut stream = TcpStream::connect(&proxy.addr)
+    let host = relay.host();
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let stream = tokio_socks::tcp::Socks5Stream::connect_with_password(
+        proxy.addr.as_str(),
+        (host, relay.port()),
+        &config.isolation,
+        &config.isolation,
+    )
+    .await
+    .map_err(|e| match e {
+        tokio_socks::Error::Io(io) => format!(
+            "the proxy {proxy} is unreachable ({io}); not connecting without it (start it, or remove it with `anonctl config proxy none`)"
+        ),
+        other => format!("the proxy {proxy} refused the connection to the relay: {other}"),
+    })?;
+    let _ = stream.set_nodelay(true);
+    client::join(stream.into_inner(), relay.key(), shard, resume)
         .await
-        .map_err(ClientError::Connect)?;
-    socks5(&mut stream, &relay.host(), relay.port())
-        .await
-        .map_err(ClientError::Connect)?;
-    client::join(stream, relay.key(), shard, resume).await
+        .map_err(|e| e.to_string())
 }
 
 /// Runs until the daemon shuts down.
-pub async fn run(core: Arc<Core>, proxy: Option<Proxy>) {
+pub async fn run(core: Arc<Core>) {
     let mut unlocked = core.watch_unlocked();
+    let mut config = core.watch_config();
     let mut backoff = BACKOFF_MIN;
     loop {
         if !*unlocked.borrow_and_update() {
@@ -127,9 +77,10 @@ pub async fn run(core: Arc<Core>, proxy: Option<Proxy>) {
             continue;
         };
         core.set_link(LinkState::Connecting, None);
+        let settings = config.borrow_and_update().clone();
         let connected = tokio::select! {
             () = core.shutdown.cancelled() => return,
-            r = tokio::time::timeout(CONNECT_TIMEOUT, dial(&relay, shard, resume, proxy.as_ref())) => r,
+            r = tokio::time::timeout(CONNECT_TIMEOUT, dial(&relay, shard, resume, &settings)) => r,
         };
         let error = match connected {
             Ok(Ok(conn)) if conn.params.cell_size != core.settings.cell_size => format!(
@@ -144,12 +95,14 @@ pub async fn run(core: Arc<Core>, proxy: Option<Proxy>) {
                 let end = tokio::select! {
                     () = core.shutdown.cancelled() => return,
                     r = unlocked.changed() => { if r.is_err() { return } continue }
+                    // The proxy setting changed: redial the new way.
+                    r = config.changed() => { if r.is_err() { return } continue }
                     e = lockstep(&core, conn) => e,
                 };
                 tracing::info!(reason = %end, "relay connection ended");
                 end
             }
-            Ok(Err(e)) => e.to_string(),
+            Ok(Err(e)) => e,
             Err(_) => "timed out".to_owned(),
         };
         core.set_link(LinkState::Retrying, Some(error));
@@ -159,6 +112,7 @@ pub async fn run(core: Arc<Core>, proxy: Option<Proxy>) {
         tokio::select! {
             () = core.shutdown.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
+            r = config.changed() => if r.is_err() { return },
         }
     }
 }
@@ -222,51 +176,5 @@ async fn lockstep(core: &Arc<Core>, conn: Connected<TcpStream>) -> String {
         if let Err(e) = sender.send_cell(reply, cell).await {
             return e.to_string();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn proxy_urls_are_checked() {
-        assert_eq!(
-            "socks5://127.0.0.1:9050".parse::<Proxy>().unwrap().addr,
-            "127.0.0.1:9050"
-        );
-        assert!("socks5h://tor:9050".parse::<Proxy>().is_ok());
-        for bad in [
-            "http://x:1",
-            "socks5://",
-            "socks5://host",
-            "socks5://:1",
-            "socks5://h:99999",
-        ] {
-            assert!(bad.parse::<Proxy>().is_err(), "{bad}");
-        }
-    }
-
-    #[tokio::test]
-    async fn socks5_connect_speaks_the_protocol() {
-        let (mut client, mut proxy) = tokio::io::duplex(256);
-        let server = tokio::spawn(async move {
-            let mut hello = [0u8; 3];
-            proxy.read_exact(&mut hello).await.unwrap();
-            assert_eq!(hello, [5, 1, 0]);
-            proxy.write_all(&[5, 0]).await.unwrap();
-            let mut head = [0u8; 5];
-            proxy.read_exact(&mut head).await.unwrap();
-            assert_eq!(head[..4], [5, 1, 0, 3]);
-            let mut host = vec![0u8; usize::from(head[4]) + 2];
-            proxy.read_exact(&mut host).await.unwrap();
-            assert_eq!(&host[..host.len() - 2], b"relay.onion");
-            proxy
-                .write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0])
-                .await
-                .unwrap();
-        });
-        socks5(&mut client, "relay.onion", 7766).await.unwrap();
-        server.await.unwrap();
     }
 }

@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anonchatd::config::Proxy;
 use anonchatd::core::Settings;
-use anonchatd::link::Proxy;
 use anonchatd::paths::Paths;
 use clap::Parser;
 
@@ -24,6 +24,8 @@ struct Args {
     #[arg(long, env = "ANONCHAT_SOCKET")]
     socket: Option<PathBuf>,
     /// Reach the relay through a SOCKS5 proxy, e.g. Tor: <socks5://127.0.0.1:9050>.
+    /// Saved in the home's configuration: it stays in force after restarts
+    /// (remove it with `anonctl config proxy none`).
     #[arg(long, env = "ANONCHAT_PROXY")]
     proxy: Option<Proxy>,
     /// Send a message again if not acknowledged within this many seconds.

@@ -60,6 +60,11 @@ impl Paths {
         self.home.join("sessions.bin")
     }
 
+    /// The daemon's configuration (the proxy).
+    pub fn config(&self) -> PathBuf {
+        self.home.join("config.json")
+    }
+
     /// The contact list, sealed under the data key.
     pub fn contacts(&self) -> PathBuf {
         self.home.join("contacts.bin")

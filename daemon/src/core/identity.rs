@@ -78,7 +78,7 @@ impl Core {
         let public = identity.public().clone();
         keystore::write_atomic(&paths.identity_pub(), public.to_armored().as_bytes())
             .map_err(Error::storage)?;
-        let router = Router::new(identity, self.config()).map_err(Error::invalid)?;
+        let router = Router::new(identity, self.router_config()).map_err(Error::invalid)?;
         // A new identity starts with an empty (sealed) contact list.
         let contacts = Contacts::default();
         contacts.seal(paths, &key)?;
@@ -121,10 +121,9 @@ impl Core {
         let identity = PrivateIdentity::from_secret_bytes(&secret).map_err(Error::storage)?;
         let state = keystore::load_state(&paths.sessions(), &key).map_err(Error::storage)?;
         let router = match state {
-            Some(bytes) => {
-                Router::import_state(identity, self.config(), &bytes).map_err(Error::storage)?
-            }
-            None => Router::new(identity, self.config()).map_err(Error::invalid)?,
+            Some(bytes) => Router::import_state(identity, self.router_config(), &bytes)
+                .map_err(Error::storage)?,
+            None => Router::new(identity, self.router_config()).map_err(Error::invalid)?,
         };
         let contacts = Contacts::open(paths, &key)?;
         let mut inner = self.lock();

@@ -178,6 +178,8 @@ pub struct Core {
     events: broadcast::Sender<Event>,
     /// True while unlocked: the relay link runs only then.
     unlocked_tx: watch::Sender<bool>,
+    /// The persisted configuration; the link redials when it changes.
+    config: watch::Sender<crate::config::Config>,
     /// Cancelled to stop the daemon.
     pub shutdown: CancellationToken,
 }
@@ -212,6 +214,9 @@ impl Core {
         };
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (unlocked_tx, _) = watch::channel(false);
+        let (config, _) = watch::channel(
+            crate::config::Config::load(&paths.config()).map_err(|e| anyhow::anyhow!("{e}"))?,
+        );
         let relay = RelayStatus {
             state: LinkState::Offline,
             address: public.as_ref().map(|p| p.relay().to_string()),
@@ -235,6 +240,7 @@ impl Core {
             creating: Mutex::new(()),
             events,
             unlocked_tx,
+            config,
             shutdown: CancellationToken::new(),
         }))
     }
@@ -265,7 +271,36 @@ impl Core {
         self.unlocked_tx.subscribe()
     }
 
-    fn config(&self) -> Config {
+    /// The persisted configuration.
+    pub fn daemon_config(&self) -> crate::config::Config {
+        self.config.borrow().clone()
+    }
+
+    /// Watches the configuration (the link redials when it changes).
+    pub fn watch_config(&self) -> watch::Receiver<crate::config::Config> {
+        self.config.subscribe()
+    }
+
+    /// Sets (or, with `None`, removes) the proxy, persists it, and makes
+    /// the link redial through it. Persisted first: a proxy is never in
+    /// force in memory only.
+    pub fn set_proxy(&self, proxy: Option<crate::config::Proxy>) -> Result<()> {
+        let mut next = self.daemon_config();
+        if next.proxy == proxy {
+            return Ok(());
+        }
+        next.proxy = proxy;
+        next.save(&self.settings.paths.config())?;
+        if let Some(p) = &next.proxy {
+            tracing::info!(proxy = %p, "relay link goes through the proxy");
+        } else {
+            tracing::warn!("proxy removed: the relay link connects directly");
+        }
+        self.config.send_replace(next);
+        Ok(())
+    }
+
+    fn router_config(&self) -> Config {
         Config {
             cell_size: self.settings.cell_size,
             retransmit_after_ms: self.settings.retransmit_after.as_millis() as u64,

@@ -100,6 +100,11 @@ pub struct Daemon {
 }
 
 pub fn daemon(dir: &Path, name: &str) -> Daemon {
+    daemon_with(dir, name, &[])
+}
+
+/// [`daemon`] with extra command-line arguments.
+pub fn daemon_with(dir: &Path, name: &str, extra: &[&str]) -> Daemon {
     let home = dir.join(name);
     // The daemon insists on a private (0700) socket directory.
     let run = dir.join("run");
@@ -108,12 +113,15 @@ pub fn daemon(dir: &Path, name: &str) -> Daemon {
         std::fs::DirBuilder::new().mode(0o700).create(&run).unwrap();
     }
     let socket = run.join(format!("{name}.sock"));
+    // A daemon killed earlier leaves its socket file behind.
+    let _ = std::fs::remove_file(&socket);
     let child = Command::new(env!("CARGO_BIN_EXE_anonchatd"))
         .arg("--home")
         .arg(&home)
         .arg("--socket")
         .arg(&socket)
         .args(["--retransmit-s", "2"])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stderr(Stdio::null())
         .spawn()
@@ -170,8 +178,17 @@ pub fn all_delivered(h: &[HistoryEntry]) -> bool {
 
 /// Two daemons with identities that imported each other's files.
 pub async fn pair(dir: &Path, relay_addr: &str) -> (Daemon, Client, Daemon, Client) {
-    let a = daemon(dir, "alice");
-    let b = daemon(dir, "bob");
+    pair_with(dir, relay_addr, &[]).await
+}
+
+/// [`pair`], both daemons started with `extra` arguments.
+pub async fn pair_with(
+    dir: &Path,
+    relay_addr: &str,
+    extra: &[&str],
+) -> (Daemon, Client, Daemon, Client) {
+    let a = daemon_with(dir, "alice", extra);
+    let b = daemon_with(dir, "bob", extra);
     let (ca, cb) = (a.client().await, b.client().await);
     ca.identity_create("alice".into(), relay_addr.into(), Some("pw-a".into()), None)
         .await
