@@ -9,6 +9,7 @@ pub mod error;
 pub mod ipc;
 pub mod keystore;
 pub mod link;
+pub mod memlock;
 pub mod paths;
 pub mod rpc;
 

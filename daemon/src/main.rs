@@ -35,18 +35,58 @@ struct Args {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    init_logging();
     harden();
+    anonchatd::memlock::lock_all();
     let mut settings = Settings::new(Paths::resolve(args.home, args.socket)?);
     settings.retransmit_after = Duration::from_secs(args.retransmit_s.max(1));
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(anonchatd::run(settings, args.proxy))
+}
+
+/// Our own crates: they never log keys, passphrases, message text or names,
+/// so `RUST_LOG` may turn them up to TRACE.
+const OWN_TARGETS: [&str; 4] = [
+    "anonchatd",
+    "anonchat_ipc",
+    "anonchat_protocol",
+    "anonchat_relay_client",
+];
+
+/// Logs to stderr at `RUST_LOG` (default `info`), under a cap that
+/// `RUST_LOG` cannot lift: every dependency's target at most INFO, and
+/// jsonrpsee (whose DEBUG and TRACE events carry raw requests, responses
+/// and notifications: passphrases, message text, names) at most WARN.
+/// The cap is a second, separate filter layer: an event is written only if
+/// both the `EnvFilter` and the cap enable it, whatever `RUST_LOG` says.
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::filter::{LevelFilter, Targets};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let (env, invalid) = match std::env::var("RUST_LOG") {
+        Ok(spec) => match EnvFilter::try_new(&spec) {
+            Ok(env) => (env, None),
+            Err(e) => (EnvFilter::new("info"), Some(e)),
+        },
+        Err(_) => (EnvFilter::new("info"), None),
+    };
+    // Targets match by prefix ("jsonrpsee" covers jsonrpsee-core,
+    // jsonrpsee-server, jsonrpsee_core::…); the longest match wins.
+    let cap = OWN_TARGETS.iter().fold(
+        Targets::new()
+            .with_default(LevelFilter::INFO)
+            .with_target("jsonrpsee", LevelFilter::WARN),
+        |cap, own| cap.with_target(*own, LevelFilter::TRACE),
+    );
+    tracing_subscriber::registry()
+        .with(cap)
+        .with(env)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
+    if let Some(e) = invalid {
+        tracing::warn!(error = %e, "RUST_LOG is not valid; logging at info");
+    }
 }
 
 /// Keeps key material out of core dumps and away from other processes of

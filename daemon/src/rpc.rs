@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use anonchat_ipc::{
-    AnonchatServer, ContactInfo, ErrorCode, Event, HistoryEntry, IdentityInfo, SentMessage, Status,
-    rpc_error,
+    AnonchatServer, ContactInfo, DaemonConfig, ErrorCode, Event, HistoryEntry, IdentityInfo,
+    SentMessage, Status, rpc_error,
 };
 use jsonrpsee::core::{SubscriptionResult, async_trait};
 use jsonrpsee::types::ErrorObjectOwned;
@@ -49,6 +49,12 @@ pub fn message(e: &Error) -> String {
     rpc_error(e.code(), e).message().to_owned()
 }
 
+fn config_info(core: &Core) -> DaemonConfig {
+    DaemonConfig {
+        proxy: core.daemon_config().proxy.map(|p| p.to_string()),
+    }
+}
+
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> crate::error::Result<T> + Send + 'static,
 ) -> RpcResult<T> {
@@ -76,6 +82,20 @@ impl AnonchatServer for Api {
             core.shutdown.cancel();
         });
         Ok(())
+    }
+
+    async fn config(&self) -> RpcResult<DaemonConfig> {
+        Ok(config_info(&self.core))
+    }
+
+    async fn set_proxy(&self, proxy: Option<String>) -> RpcResult<DaemonConfig> {
+        let proxy = proxy
+            .filter(|p| !p.trim().is_empty() && p.trim() != "none")
+            .map(|p| p.trim().parse::<crate::config::Proxy>())
+            .transpose()
+            .map_err(|e| to_rpc(Error::InvalidInput(e)))?;
+        self.core.set_proxy(proxy).map_err(to_rpc)?;
+        Ok(config_info(&self.core))
     }
 
     async fn identity_create(

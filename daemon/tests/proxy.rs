@@ -53,6 +53,7 @@ fn microsocks() -> (Proc, u16, Arc<Mutex<Vec<String>>>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::many_single_char_names)]
 async fn two_daemons_talk_through_socks5_and_never_around_it() {
     let dir = tempfile::tempdir().unwrap();
     let r = relay(0, None).await;
@@ -77,6 +78,22 @@ async fn two_daemons_talk_through_socks5_and_never_around_it() {
         log.lock().unwrap().iter().any(|l| l.contains(&relay_port)),
         "the proxy carried the relay connections: {:?}",
         log.lock().unwrap()
+    );
+
+    // The setting is visible and checked.
+    assert_eq!(
+        ca.config().await.unwrap().proxy.as_deref(),
+        Some(proxy.as_str())
+    );
+    assert_eq!(
+        ca.status().await.unwrap().relay.proxy.as_deref(),
+        Some(proxy.as_str())
+    );
+    let e = ca.set_proxy(Some("http://nope".into())).await.unwrap_err();
+    assert!(format!("{e}").contains("socks5://"), "{e}");
+    assert_eq!(
+        ca.config().await.unwrap().proxy.as_deref(),
+        Some(proxy.as_str())
     );
 
     // The proxy goes away; alice's daemon restarts without the flag.
@@ -105,5 +122,8 @@ async fn two_daemons_talk_through_socks5_and_never_around_it() {
         2,
         "no connection may bypass the proxy"
     );
+    // Removing the proxy is explicit.
+    assert!(ca.set_proxy(None).await.unwrap().proxy.is_none());
+    assert!(ca.status().await.unwrap().relay.proxy.is_none());
     drop((b, cb));
 }

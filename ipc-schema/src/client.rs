@@ -1,17 +1,20 @@
 //! The client side of the daemon's socket, shared by `anonctl` and the GUI:
 //! a jsonrpsee client over newline-delimited JSON on a local socket.
 
+use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 use std::time::Duration;
 
 use interprocess::local_socket::tokio::Stream;
+use interprocess::local_socket::traits::StreamCommon as _;
 use interprocess::local_socket::traits::tokio::Stream as _;
 use interprocess::local_socket::{GenericFilePath, ToFsName as _};
 use jsonrpsee::async_client::{Client, ClientBuilder};
+use jsonrpsee::core::ClientError;
 use jsonrpsee::core::client::{ReceivedMessage, TransportReceiverT, TransportSenderT};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader, ReadHalf, WriteHalf};
 
-use crate::{API_VERSION, AnonchatClient as _, MAX_LINE};
+use crate::{API_VERSION, AnonchatClient as _, HistoryEntry, MAX_LINE};
 
 /// Why the daemon could not be reached or used.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +28,16 @@ pub enum ConnectError {
         path: String,
         /// The connect error.
         source: std::io::Error,
+    },
+    /// The socket, its directory or the process serving it is not ours:
+    /// nothing was sent.
+    #[error("{reason}: refusing to talk to it; is someone impersonating your daemon?")]
+    Untrusted {
+        /// The socket path.
+        path: String,
+        /// What is wrong, e.g. "the socket PATH is served by uid N, not
+        /// by you".
+        reason: String,
     },
     /// The daemon speaks another API version.
     #[error(
@@ -128,14 +141,87 @@ pub fn default_socket_path() -> Option<std::path::PathBuf> {
     })
 }
 
-/// Connects to the daemon's socket.
+/// Refuses a socket that another user could have put there: the socket
+/// file (symbolic links followed) must belong to `me`, and its directory
+/// to `me` or root and be writable by neither group nor others. A socket
+/// that does not exist (or cannot be inspected) passes: connecting to it
+/// fails and says so.
+fn check_socket_file(path: &Path, me: u32) -> Result<(), ConnectError> {
+    let untrusted = |reason: String| ConnectError::Untrusted {
+        path: path.display().to_string(),
+        reason,
+    };
+    let Ok(real) = std::fs::canonicalize(path) else {
+        return Ok(());
+    };
+    let Ok(meta) = std::fs::metadata(&real) else {
+        return Ok(());
+    };
+    if meta.uid() != me {
+        return Err(untrusted(format!(
+            "the socket {} belongs to uid {}, not to you",
+            path.display(),
+            meta.uid()
+        )));
+    }
+    let dir = real.parent().unwrap_or_else(|| Path::new("/"));
+    let dir_meta = std::fs::metadata(dir).map_err(|source| ConnectError::Unreachable {
+        path: path.display().to_string(),
+        source,
+    })?;
+    if dir_meta.uid() != me && dir_meta.uid() != 0 {
+        return Err(untrusted(format!(
+            "the socket {} is in {}, a directory of uid {}, who can replace it",
+            path.display(),
+            dir.display(),
+            dir_meta.uid()
+        )));
+    }
+    if dir_meta.mode() & 0o022 != 0 {
+        return Err(untrusted(format!(
+            "the socket {} is in {}, which other users can write to (mode {:o}), so they can replace it",
+            path.display(),
+            dir.display(),
+            dir_meta.mode() & 0o7777
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a connection whose serving process (its credentials when it
+/// started listening, from the kernel: `SO_PEERCRED` on Linux) is not
+/// `me`. Where the platform cannot tell, the file checks stand alone.
+fn check_peer(stream: &Stream, path: &Path, me: u32) -> Result<(), ConnectError> {
+    match stream.peer_creds().map(|c| c.euid()) {
+        Ok(Some(uid)) if uid == me => Ok(()),
+        Ok(Some(uid)) => Err(ConnectError::Untrusted {
+            path: path.display().to_string(),
+            reason: format!(
+                "the socket {} is served by uid {uid}, not by you",
+                path.display()
+            ),
+        }),
+        Ok(None) => Ok(()),
+        Err(source) => Err(ConnectError::Unreachable {
+            path: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+/// Connects to the daemon's socket, after checking that it is ours: the
+/// socket file and its directory (no other user can have put or replaced
+/// it), then the serving process's user. Nothing is sent before both pass.
 pub async fn connect(path: &Path) -> Result<Client, ConnectError> {
     let unreachable = |source| ConnectError::Unreachable {
         path: path.display().to_string(),
         source,
     };
+    let me = nix::unistd::geteuid().as_raw();
+    check_socket_file(path, me)?;
     let name = path.to_fs_name::<GenericFilePath>().map_err(unreachable)?;
     let stream = Stream::connect(name).await.map_err(unreachable)?;
+    check_peer(&stream, path, me)?;
     let (recv, send) = tokio::io::split(stream);
     Ok(ClientBuilder::default()
         .request_timeout(Duration::from_secs(120))
@@ -154,6 +240,52 @@ pub async fn connect_checked(path: &Path) -> Result<Client, ConnectError> {
         });
     }
     Ok(client)
+}
+
+/// The conversation with `with`, oldest first: all the daemon holds, or
+/// the last `limit` entries, paged back in time with
+/// `messages.history_page` so that no reply nears [`MAX_LINE`]. With a
+/// daemon that has no paging, one `messages.history` call.
+pub async fn history(
+    client: &Client,
+    with: &str,
+    limit: Option<u32>,
+) -> Result<Vec<HistoryEntry>, ClientError> {
+    let mut pages = Vec::new();
+    let mut count: u32 = 0;
+    let mut before = None;
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let want = limit.map(|l| l.saturating_sub(count));
+        if want == Some(0) {
+            break;
+        }
+        let page = match client
+            .messages_history_page(with.to_owned(), before, want)
+            .await
+        {
+            Err(ClientError::Call(e))
+                if before.is_none()
+                    && e.code() == jsonrpsee::types::error::METHOD_NOT_FOUND_CODE =>
+            {
+                return client.messages_history(with.to_owned(), limit).await;
+            }
+            other => other?,
+        };
+        let Some(first) = page.entries.first() else {
+            break;
+        };
+        let cursor = first.cursor();
+        count = count.saturating_add(u32::try_from(page.entries.len()).unwrap_or(u32::MAX));
+        pages.push(page.entries);
+        // A cursor seen before would page in a circle (two messages with
+        // the same direction and id): stop rather than loop.
+        if !page.more || !seen.insert(cursor) {
+            break;
+        }
+        before = Some(cursor);
+    }
+    Ok(pages.into_iter().rev().flatten().collect())
 }
 
 #[cfg(test)]

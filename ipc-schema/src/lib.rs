@@ -21,6 +21,12 @@ pub const API_VERSION: u32 = 1;
 /// Longest JSON-RPC line either side accepts, in bytes.
 pub const MAX_LINE: usize = 256 * 1024;
 
+/// The most JSON a `messages.history` or `messages.history_page` reply
+/// spends on its entries, in bytes: well under [`MAX_LINE`], and room for
+/// the largest message (16 KiB of control characters, six bytes each in
+/// JSON). A page holds at least one entry.
+pub const HISTORY_PAGE_BYTES: usize = MAX_LINE / 2;
+
 /// The whole API. Method names are namespaced with a dot; parameters are
 /// passed by name (a JSON object).
 #[rpc(server, client)]
@@ -29,9 +35,21 @@ pub trait Anonchat {
     #[method(name = "daemon.status")]
     async fn status(&self) -> Result<Status, ErrorObjectOwned>;
 
-    /// Stops the daemon (after answering). Undelivered messages are lost.
+    /// Stops the daemon (after answering). Undelivered messages are kept
+    /// (sealed) and go out after the next start.
     #[method(name = "daemon.shutdown")]
     async fn shutdown(&self) -> Result<(), ErrorObjectOwned>;
+
+    /// The daemon's persisted configuration.
+    #[method(name = "daemon.config")]
+    async fn config(&self) -> Result<DaemonConfig, ErrorObjectOwned>;
+
+    /// Sets the SOCKS5 proxy for the relay link (`socks5://HOST:PORT`, e.g.
+    /// Tor's `socks5://127.0.0.1:9050`), or removes it with `null`. Saved
+    /// at once and in force after restarts; while set, the daemon never
+    /// connects to the relay directly. The link redials.
+    #[method(name = "daemon.set_proxy", param_kind = map)]
+    async fn set_proxy(&self, proxy: Option<String>) -> Result<DaemonConfig, ErrorObjectOwned>;
 
     /// Creates the identity. Without a passphrase the keys are stored
     /// unprotected (and `daemon.status` says so).
@@ -93,13 +111,29 @@ pub trait Anonchat {
         text: String,
     ) -> Result<SentMessage, ErrorObjectOwned>;
 
-    /// The conversation with a contact, oldest first (RAM only).
+    /// The conversation with a contact, oldest first (RAM only): the last
+    /// `limit` entries if given, and never more than fit in
+    /// [`HISTORY_PAGE_BYTES`] of JSON (the newest ones). Front-ends page
+    /// with `messages.history_page` to get everything.
     #[method(name = "messages.history", param_kind = map)]
     async fn messages_history(
         &self,
         with: String,
         limit: Option<u32>,
     ) -> Result<Vec<HistoryEntry>, ErrorObjectOwned>;
+
+    /// One page of the conversation, going back in time: the newest
+    /// entries older than `before` (or the newest of all without it), at
+    /// most `limit` of them and at most [`HISTORY_PAGE_BYTES`] of JSON
+    /// (always at least one if any remain), oldest first; `more` says
+    /// whether older ones remain. `client::history` pages through it.
+    #[method(name = "messages.history_page", param_kind = map)]
+    async fn messages_history_page(
+        &self,
+        with: String,
+        before: Option<HistoryCursor>,
+        limit: Option<u32>,
+    ) -> Result<HistoryPage, ErrorObjectOwned>;
 
     /// Events: messages received, delivery states, contacts, relay state.
     #[subscription(name = "messages.subscribe" => "messages.event", unsubscribe = "messages.unsubscribe", item = Event)]

@@ -66,6 +66,17 @@ pub struct RelayStatus {
     pub round: Option<u64>,
     /// The last connection error, if any.
     pub last_error: Option<String>,
+    /// The SOCKS5 proxy (e.g. Tor) the link goes through, if configured:
+    /// then the daemon never connects to the relay directly.
+    #[serde(default)]
+    pub proxy: Option<String>,
+}
+
+/// The daemon's persisted configuration (`daemon.config`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DaemonConfig {
+    /// The SOCKS5 proxy for the relay link (`socks5://HOST:PORT`), if any.
+    pub proxy: Option<String>,
 }
 
 /// The result of `daemon.status`.
@@ -83,7 +94,8 @@ pub struct Status {
     pub relay: RelayStatus,
     /// Number of contacts.
     pub contacts: u32,
-    /// Outgoing messages not yet delivered (lost if the daemon exits).
+    /// Outgoing messages not yet acknowledged (kept, sealed, until they
+    /// are).
     pub undelivered: u32,
     /// Plain sentences for the user: unprotected keys, relay unreachable,
     /// undelivered messages lost on exit.
@@ -198,6 +210,36 @@ pub struct HistoryEntry {
     pub state: Delivery,
 }
 
+impl HistoryEntry {
+    /// Where this entry is, for `before` in `messages.history_page`.
+    pub fn cursor(&self) -> HistoryCursor {
+        HistoryCursor {
+            direction: self.direction,
+            id: self.id,
+        }
+    }
+
+    /// The length in bytes of this entry serialized as JSON, as it goes
+    /// over the socket (control characters take six bytes each there).
+    pub fn json_len(&self) -> usize {
+        /// Counts bytes instead of keeping them.
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut n = Count(0);
+        // Serializing plain fields to a writer that cannot fail: no error.
+        let _ = serde_json::to_writer(&mut n, self);
+        n.0
+    }
+}
+
 impl std::fmt::Debug for HistoryEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print message text by accident.
@@ -209,6 +251,29 @@ impl std::fmt::Debug for HistoryEntry {
             .field("state", &self.state)
             .finish_non_exhaustive()
     }
+}
+
+/// A message's place in a conversation: `before` in
+/// `messages.history_page`. Ids are per contact and direction, so the
+/// direction is part of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct HistoryCursor {
+    /// Which way the message went.
+    pub direction: Direction,
+    /// Its id.
+    pub id: u64,
+}
+
+/// One page of a conversation (`messages.history_page`): the newest
+/// entries before the cursor that fit in
+/// [`HISTORY_PAGE_BYTES`](crate::HISTORY_PAGE_BYTES) of JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    /// Oldest first.
+    pub entries: Vec<HistoryEntry>,
+    /// Whether older entries remain: ask again with `before` set to the
+    /// first entry's [`cursor`](HistoryEntry::cursor).
+    pub more: bool,
 }
 
 /// What `messages.subscribe` streams, tagged by `type`.
@@ -347,6 +412,35 @@ mod tests {
             assert_eq!(s.as_str(), wire(serde_json::to_value(s).unwrap()));
         }
         assert_eq!(Delivery::Delivered.mark(), "✓✓");
+    }
+
+    #[test]
+    fn json_len_is_the_serialized_length() {
+        for text in ["", "hi \"there\"", "\u{1b}[31m\u{1b}]0;x\u{7}", "é\u{202e}\n\t\\"] {
+            let e = HistoryEntry {
+                id: u64::MAX,
+                direction: Direction::Out,
+                text: text.into(),
+                time_ms: 1_795_608_175_040,
+                state: Delivery::Delivered,
+            };
+            assert_eq!(e.json_len(), serde_json::to_string(&e).unwrap().len());
+            assert_eq!(
+                e.cursor(),
+                HistoryCursor {
+                    direction: Direction::Out,
+                    id: u64::MAX
+                }
+            );
+        }
+        let page = HistoryPage {
+            entries: Vec::new(),
+            more: true,
+        };
+        assert_eq!(
+            serde_json::to_string(&page).unwrap(),
+            r#"{"entries":[],"more":true}"#
+        );
     }
 
     #[test]

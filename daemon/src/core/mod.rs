@@ -223,6 +223,7 @@ impl Core {
             shard: public.as_ref().map(PublicIdentity::shard),
             round: None,
             last_error: None,
+            proxy: None,
         };
         Ok(Arc::new(Self {
             settings,
@@ -346,7 +347,10 @@ impl Core {
             daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
             identity,
             keys_protected: inner.public.as_ref().map(|_| inner.protected),
-            relay: inner.relay.clone(),
+            relay: RelayStatus {
+                proxy: self.daemon_config().proxy.map(|p| p.to_string()),
+                ..inner.relay.clone()
+            },
             contacts: inner.contacts.len() as u32,
             undelivered,
             warnings,

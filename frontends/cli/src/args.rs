@@ -43,6 +43,10 @@ pub(crate) enum Cmd {
         /// The relay shard to listen on (your contacts must use the same relay and shard).
         #[arg(long)]
         shard: Option<u32>,
+        /// Reach the relay only through this SOCKS5 proxy, e.g. socks5://127.0.0.1:9050
+        /// (Tor). Saved in the daemon's configuration: in force after restarts.
+        #[arg(long)]
+        proxy: Option<String>,
     },
     /// Unlock the keys (asks for the passphrase).
     Unlock {
@@ -97,6 +101,11 @@ pub(crate) enum Cmd {
         method: String,
         params: Option<String>,
     },
+    /// Show the daemon's configuration; `config proxy URL|none` sets the proxy.
+    Config {
+        #[command(subcommand)]
+        action: Option<ConfigCmd>,
+    },
     /// Start or stop the daemon.
     Daemon {
         #[command(subcommand)]
@@ -136,12 +145,21 @@ pub(crate) enum ContactCmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub(crate) enum ConfigCmd {
+    /// Reach the relay only through this SOCKS5 proxy (socks5://HOST:PORT,
+    /// Tor: socks5://127.0.0.1:9050), or `none` to connect directly. Saved;
+    /// while set, the daemon never connects to the relay directly.
+    Proxy { url: String },
+}
+
+#[derive(Subcommand, Debug)]
 pub(crate) enum DaemonCmd {
     /// Start anonchatd in the background if it is not running.
     Start {
         #[arg(long, env = "ANONCHAT_HOME")]
         home: Option<PathBuf>,
-        /// SOCKS5 proxy for the relay connection, e.g. socks5://127.0.0.1:9050 (Tor).
+        /// SOCKS5 proxy for the relay connection, e.g. socks5://127.0.0.1:9050 (Tor);
+        /// the daemon saves it (see `anonctl config`).
         #[arg(long)]
         proxy: Option<String>,
     },

@@ -36,7 +36,7 @@ impl Ctx {
     }
 
     /// Connects to the daemon, checking that it speaks our API version.
-    async fn connect(&self) -> Result<Client, Fail> {
+    pub(crate) async fn connect(&self) -> Result<Client, Fail> {
         let socket = self.socket_path()?;
         anonchat_ipc::client::connect_checked(&socket)
             .await
@@ -78,16 +78,20 @@ pub(crate) async fn init(
     ctx: &Ctx,
     name: String,
     relay: String,
-    passphrase_file: Option<&Path>,
-    no_passphrase: bool,
+    passphrase: Passphrase<'_>,
     shard: Option<u32>,
+    proxy: Option<String>,
 ) -> Result<(), Fail> {
     let c = ctx.connect().await?;
-    let passphrase = if no_passphrase {
+    let passphrase = if passphrase.none {
         None
     } else {
-        Some(read_passphrase(passphrase_file, passphrase_file.is_none())?)
+        Some(read_passphrase(passphrase.file, passphrase.file.is_none())?)
     };
+    // The proxy first: the link starts as soon as the identity exists.
+    if let Some(p) = proxy {
+        c.set_proxy(Some(p)).await?;
+    }
     let info = c
         .identity_create(
             name,
@@ -98,6 +102,14 @@ pub(crate) async fn init(
         .await?;
     show::identity(&info, ctx.json, true);
     Ok(())
+}
+
+/// Where `init` takes the passphrase from.
+pub(crate) struct Passphrase<'a> {
+    /// A file whose first line is the passphrase (else: ask).
+    pub(crate) file: Option<&'a Path>,
+    /// No passphrase at all.
+    pub(crate) none: bool,
 }
 
 /// `unlock`: unlocks the keys with the passphrase.

@@ -8,6 +8,7 @@
 mod args;
 mod chat;
 mod commands;
+mod configure;
 mod daemonctl;
 mod demo;
 mod fail;
@@ -16,7 +17,7 @@ mod show;
 
 use std::process::ExitCode;
 
-use args::{Cli, Cmd, ContactCmd, DaemonCmd, IdCmd};
+use args::{Cli, Cmd, ConfigCmd, ContactCmd, DaemonCmd, IdCmd};
 use clap::{CommandFactory as _, Parser as _};
 use commands::Ctx;
 use fail::Fail;
@@ -56,17 +57,18 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             passphrase_file,
             no_passphrase,
             shard,
+            proxy,
         } => {
-            commands::init(
-                &ctx,
-                name,
-                relay,
-                passphrase_file.as_deref(),
-                no_passphrase,
-                shard,
-            )
-            .await
+            let passphrase = commands::Passphrase {
+                file: passphrase_file.as_deref(),
+                none: no_passphrase,
+            };
+            commands::init(&ctx, name, relay, passphrase, shard, proxy).await
         }
+        Cmd::Config { action: None } => configure::show(&ctx).await,
+        Cmd::Config {
+            action: Some(ConfigCmd::Proxy { url }),
+        } => configure::proxy(&ctx, &url).await,
         Cmd::Unlock { passphrase_file } => commands::unlock(&ctx, passphrase_file.as_deref()).await,
         Cmd::Lock => commands::lock(&ctx).await,
         Cmd::Id { action: None } => commands::id_show(&ctx).await,

@@ -116,10 +116,27 @@ pub(crate) fn status(s: &Status, json_out: bool) {
                 .unwrap_or_default()
         );
     }
+    match &s.relay.proxy {
+        Some(p) => println!("proxy:     {p} (never a direct connection to the relay)"),
+        None => println!("proxy:     none (the relay sees your IP address)"),
+    }
     println!("contacts:  {}", s.contacts);
     println!("waiting:   {} undelivered message(s)", s.undelivered);
     for w in &s.warnings {
         println!("warning:   {w}");
+    }
+}
+
+/// The daemon's configuration.
+pub(crate) fn config(c: &anonchat_ipc::DaemonConfig, json_out: bool) {
+    if json_out {
+        return json(c);
+    }
+    match &c.proxy {
+        Some(p) => println!("proxy: {p} (the daemon never connects to the relay directly)"),
+        None => println!(
+            "proxy: none (direct connection; `anonctl config proxy socks5://127.0.0.1:9050` for Tor)"
+        ),
     }
 }
 

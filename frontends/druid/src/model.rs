@@ -145,12 +145,16 @@ pub fn apply_status(state: &mut AppState, s: &Status) {
     state.banner = banners.join("  ");
     state.relay_line = s.relay.address.clone().unwrap_or_default();
     state.status_line = format!(
-        "relay {}{}   ·   {} contact(s)   ·   {} undelivered",
+        "relay {}{}   ·   {}   ·   {} contact(s)   ·   {} undelivered",
         link_word(s.relay.state),
         s.relay
             .round
             .map(|r| format!(", round {r}"))
             .unwrap_or_default(),
+        s.relay
+            .proxy
+            .as_deref()
+            .map_or_else(|| "no proxy".to_owned(), |p| format!("via {p}")),
         s.contacts,
         s.undelivered
     );
@@ -321,6 +325,7 @@ mod tests {
                 shard: Some(0),
                 round: Some(42),
                 last_error: Some("connection refused".into()),
+                proxy: None,
             },
             contacts: 1,
             undelivered: 0,
@@ -362,6 +367,11 @@ mod tests {
         assert!(s.banner.contains("without a passphrase"));
         assert!(s.banner.contains("unreachable (connection refused)"));
         assert!(s.status_line.contains("round 42"));
+        assert!(s.status_line.contains("no proxy"));
+        let mut via = status(IdentityState::Unlocked, Some(true), LinkState::Connected);
+        via.relay.proxy = Some("socks5://127.0.0.1:9050".into());
+        apply_status(&mut s, &via);
+        assert!(s.status_line.contains("via socks5://127.0.0.1:9050"));
         daemon_unreachable(&mut s, "no socket".into());
         assert_eq!(s.screen, Screen::NoDaemon);
     }
