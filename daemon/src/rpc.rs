@@ -7,8 +7,8 @@
 use std::sync::Arc;
 
 use anonchat_ipc::{
-    AnonchatServer, ContactInfo, DaemonConfig, ErrorCode, Event, HistoryEntry, IdentityInfo,
-    SentMessage, Status, rpc_error,
+    AnonchatServer, ContactInfo, DaemonConfig, ErrorCode, Event, HistoryCursor, HistoryEntry,
+    HistoryPage, IdentityInfo, SentMessage, Status, rpc_error,
 };
 use jsonrpsee::core::{SubscriptionResult, async_trait};
 use jsonrpsee::types::ErrorObjectOwned;
@@ -170,7 +170,22 @@ impl AnonchatServer for Api {
         with: String,
         limit: Option<u32>,
     ) -> RpcResult<Vec<HistoryEntry>> {
-        self.core.messages_history(&with, limit).map_err(to_rpc)
+        // The newest entries that fit well under the client's line limit.
+        self.core
+            .messages_history_page(&with, None, limit, anonchat_ipc::HISTORY_PAGE_BYTES)
+            .map(|page| page.entries)
+            .map_err(to_rpc)
+    }
+
+    async fn messages_history_page(
+        &self,
+        with: String,
+        before: Option<HistoryCursor>,
+        limit: Option<u32>,
+    ) -> RpcResult<HistoryPage> {
+        self.core
+            .messages_history_page(&with, before, limit, anonchat_ipc::HISTORY_PAGE_BYTES)
+            .map_err(to_rpc)
     }
 
     async fn events(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {

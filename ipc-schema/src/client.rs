@@ -292,6 +292,64 @@ pub async fn history(
 mod tests {
     use super::*;
 
+    /// A listening socket of ours in a private directory, and its path.
+    fn our_socket() -> (
+        tempfile::TempDir,
+        std::os::unix::net::UnixListener,
+        std::path::PathBuf,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        (dir, listener, path)
+    }
+
+    #[test]
+    fn socket_files_of_others_are_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let me = nix::unistd::geteuid().as_raw();
+        let (dir, _listener, path) = our_socket();
+        check_socket_file(&path, me).unwrap();
+        // Missing: connecting says so.
+        check_socket_file(&dir.path().join("none.sock"), me).unwrap();
+        // Another owner (seen as another user would be: `me` differs).
+        let e = check_socket_file(&path, me + 1).unwrap_err().to_string();
+        assert!(e.contains("belongs to uid"), "{e}");
+        assert!(e.contains("is someone impersonating your daemon?"), "{e}");
+        // A directory others can write to: they could have swapped it.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = check_socket_file(&path, me).unwrap_err().to_string();
+        assert!(e.contains("other users can write to (mode 777)"), "{e}");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o720)).unwrap();
+        assert!(check_socket_file(&path, me).is_err());
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        check_socket_file(&path, me).unwrap();
+        // Through a symbolic link, the real socket is what counts.
+        let link = dir.path().join("link.sock");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        check_socket_file(&link, me).unwrap();
+        assert!(check_socket_file(&link, me + 1).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_server_of_another_uid_is_refused() {
+        let me = nix::unistd::geteuid().as_raw();
+        let (_dir, _listener, path) = our_socket();
+        let name = path.as_path().to_fs_name::<GenericFilePath>().unwrap();
+        let stream = Stream::connect(name).await.unwrap();
+        check_peer(&stream, &path, me).unwrap();
+        let e = check_peer(&stream, &path, me + 1).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            format!(
+                "the socket {} is served by uid {me}, not by you: refusing to talk to it; is someone impersonating your daemon?",
+                path.display()
+            )
+        );
+        // Our own socket passes the whole connect.
+        connect(&path).await.unwrap();
+    }
+
     #[tokio::test]
     async fn lines_are_bounded() {
         let data = b"short\nxxxxxxxxxxxxxxxxxxxx\n".to_vec();

@@ -150,7 +150,7 @@ pub struct SentMessage {
 }
 
 /// Which way a message went.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
     /// From the contact to us.
@@ -416,7 +416,12 @@ mod tests {
 
     #[test]
     fn json_len_is_the_serialized_length() {
-        for text in ["", "hi \"there\"", "\u{1b}[31m\u{1b}]0;x\u{7}", "é\u{202e}\n\t\\"] {
+        for text in [
+            "",
+            "hi \"there\"",
+            "\u{1b}[31m\u{1b}]0;x\u{7}",
+            "é\u{202e}\n\t\\",
+        ] {
             let e = HistoryEntry {
                 id: u64::MAX,
                 direction: Direction::Out,

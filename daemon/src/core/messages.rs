@@ -3,8 +3,10 @@
 
 use std::collections::VecDeque;
 
-use anonchat_ipc::{Delivery, Direction, Event, HistoryEntry, SentMessage};
-use anonchat_protocol::e2e::{ContactId, Event as E2eEvent, SendError};
+use anonchat_ipc::{
+    Delivery, Direction, Event, HistoryCursor, HistoryEntry, HistoryPage, SentMessage,
+};
+use anonchat_protocol::e2e::{ContactId, Event as E2eEvent, EventKind, SendError};
 use zeroize::Zeroizing;
 
 use super::{Core, Inner};
@@ -76,28 +78,79 @@ impl Core {
     }
 
     /// The conversation with `with`, oldest first; the last `limit` only if
-    /// given.
+    /// given. Unbounded: the RPC methods page with
+    /// [`Core::messages_history_page`].
     pub fn messages_history(&self, with: &str, limit: Option<u32>) -> Result<Vec<HistoryEntry>> {
+        self.messages_history_page(with, None, limit, usize::MAX)
+            .map(|page| page.entries)
+    }
+
+    /// One page of the conversation with `with`, back in time: the newest
+    /// entries older than `before` (the newest of all without it), at most
+    /// `limit` of them, and at most `max_bytes` of them serialized as JSON
+    /// (but at least one, if any remain), oldest first; `more` if older
+    /// ones remain. A `before` no longer in memory (dropped as the oldest,
+    /// or by a lock) has nothing older left: an empty page.
+    pub fn messages_history_page(
+        &self,
+        with: &str,
+        before: Option<HistoryCursor>,
+        limit: Option<u32>,
+        max_bytes: usize,
+    ) -> Result<HistoryPage> {
         let inner = self.lock();
         if inner.unlocked.is_none() {
             return Err(Error::Locked);
         }
         let id = inner.contacts.by_name(with)?.id;
-        let entries = inner.history.get(&id);
-        let len = entries.map_or(0, VecDeque::len);
-        let skip = limit.map_or(0, |l| len.saturating_sub(l as usize));
-        Ok(entries
-            .into_iter()
-            .flatten()
-            .skip(skip)
-            .map(|e| HistoryEntry {
+        let empty = VecDeque::new();
+        let history = inner.history.get(&id).unwrap_or(&empty);
+        // Searched from the newest end: ids only repeat if a contact's
+        // state went back in time, and then the newest match is the one
+        // the previous page began with.
+        let end = match before {
+            None => history.len(),
+            Some(c) => match history
+                .iter()
+                .rposition(|e| e.direction == c.direction && e.id == c.id)
+            {
+                Some(i) => i,
+                None => {
+                    return Ok(HistoryPage {
+                        entries: Vec::new(),
+                        more: false,
+                    });
+                }
+            },
+        };
+        let max_count = limit.map_or(usize::MAX, |l| l as usize);
+        let mut entries = Vec::new();
+        let mut bytes = 0usize;
+        let mut start = end;
+        while start > 0 && entries.len() < max_count {
+            let e = &history[start - 1];
+            let mut entry = HistoryEntry {
                 id: e.id,
                 direction: e.direction,
                 text: e.text.to_string(),
                 time_ms: e.time_ms,
                 state: e.state,
-            })
-            .collect())
+            };
+            // Its JSON and the comma before it.
+            let size = entry.json_len() + 1;
+            if !entries.is_empty() && bytes.saturating_add(size) > max_bytes {
+                zeroize::Zeroize::zeroize(&mut entry.text);
+                break;
+            }
+            bytes += size;
+            entries.push(entry);
+            start -= 1;
+        }
+        entries.reverse();
+        Ok(HistoryPage {
+            entries,
+            more: start > 0,
+        })
     }
 }
 
@@ -106,13 +159,9 @@ impl Core {
 /// gets no event.
 pub(super) fn apply(inner: &mut Inner, now_ms: u64, events: Vec<E2eEvent>) -> Vec<Event> {
     let mut out = Vec::new();
-    for e in events {
-        let (contact, msg_id, state) = match e {
-            E2eEvent::Received {
-                contact,
-                msg_id,
-                body,
-            } => {
+    for E2eEvent { contact, kind } in events {
+        let (msg_id, state) = match kind {
+            EventKind::Received { msg_id, body } => {
                 let text = Zeroizing::new(String::from_utf8_lossy(&body).into_owned());
                 if let Some(c) = inner.contacts.get(contact) {
                     out.push(Event::MessageReceived {
@@ -135,9 +184,9 @@ pub(super) fn apply(inner: &mut Inner, now_ms: u64, events: Vec<E2eEvent>) -> Ve
                 );
                 continue;
             }
-            E2eEvent::Sent { contact, msg_id } => (contact, msg_id, Delivery::Sent),
-            E2eEvent::Delivered { contact, msg_id } => (contact, msg_id, Delivery::Delivered),
-            E2eEvent::Retransmitting { .. } | E2eEvent::SessionStarted { .. } => continue,
+            EventKind::Sent { msg_id } => (msg_id, Delivery::Sent),
+            EventKind::Delivered { msg_id } => (msg_id, Delivery::Delivered),
+            EventKind::Retransmitting { .. } | EventKind::SessionStarted => continue,
         };
         if let Some(entry) = inner.history.get_mut(&contact).and_then(|h| {
             h.iter_mut()

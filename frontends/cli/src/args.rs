@@ -84,9 +84,12 @@ pub(crate) enum Cmd {
         #[arg(long, default_value_t = 120)]
         timeout: u64,
     },
-    /// The conversation with a contact (RAM only), with delivery marks.
+    /// The conversation with a contact (RAM only), with delivery marks; all
+    /// of it, read page by page. Control and invisible characters in the
+    /// text are shown escaped (\x1b, \u{202e}); --json gives it exact.
     History {
         name: String,
+        /// Only the last N messages.
         #[arg(long)]
         limit: Option<u32>,
     },

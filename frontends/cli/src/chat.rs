@@ -9,7 +9,9 @@ use tokio::io::{AsyncBufReadExt as _, BufReader};
 use crate::fail::Fail;
 use crate::show;
 
+/// An event as a line for people (names and text made safe).
 fn describe(e: &Event) -> String {
+    use show::safe;
     match e {
         Event::MessageReceived {
             contact,
@@ -17,14 +19,19 @@ fn describe(e: &Event) -> String {
             time_ms,
             ..
         } => {
-            format!("[{}] {contact}: {text}", show::clock(*time_ms))
+            format!(
+                "[{}] {}: {}",
+                show::clock(*time_ms),
+                safe(contact),
+                safe(text)
+            )
         }
         Event::DeliveryChanged { contact, id, state } => {
-            format!("message {id} to {contact}: {}", state.as_str())
+            format!("message {id} to {}: {}", safe(contact), state.as_str())
         }
-        Event::ContactAdded { contact } => format!("contact added: {contact}"),
-        Event::ContactRemoved { contact } => format!("contact removed: {contact}"),
-        Event::ContactVerified { contact } => format!("contact verified: {contact}"),
+        Event::ContactAdded { contact } => format!("contact added: {}", safe(contact)),
+        Event::ContactRemoved { contact } => format!("contact removed: {}", safe(contact)),
+        Event::ContactVerified { contact } => format!("contact verified: {}", safe(contact)),
         Event::RelayStateChanged { state, round } => format!(
             "relay: {}{}",
             state.as_str(),
@@ -52,16 +59,20 @@ pub(crate) async fn watch(c: &Client, json: bool) -> Result<(), Fail> {
     ))
 }
 
-/// Chats with `name`: shows the last 20 messages (not with --json), then
-/// sends each non-empty line typed and prints the events about that contact
-/// and the relay, until end of input.
+/// Chats with `name`: shows the last 20 messages (not with --json; paged,
+/// so that long ones fit the socket's lines), then sends each non-empty
+/// line typed and prints the events about that contact and the relay,
+/// until end of input.
 pub(crate) async fn chat(c: &Client, name: &str, json: bool) -> Result<(), Fail> {
     let mut events = c.events().await?;
     if !json {
-        for e in c.messages_history(name.to_owned(), Some(20)).await? {
+        for e in anonchat_ipc::client::history(c, name, Some(20)).await? {
             println!("{}", show::line(name, &e));
         }
-        println!("-- chatting with {name}; type a line and Enter to send, Ctrl-D to leave --");
+        println!(
+            "-- chatting with {}; type a line and Enter to send, Ctrl-D to leave --",
+            show::safe(name)
+        );
     }
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     loop {
@@ -71,7 +82,7 @@ pub(crate) async fn chat(c: &Client, name: &str, json: bool) -> Result<(), Fail>
                 Ok(Some(text)) => match c.messages_send(name.to_owned(), text).await {
                     Ok(sent) if json => show::json(&serde_json::json!({"sent": sent.id})),
                     Ok(_) => {}
-                    Err(e) => eprintln!("not sent: {}", Fail::from(e).message_text()),
+                    Err(e) => eprintln!("not sent: {}", show::safe(Fail::from(e).message_text())),
                 },
                 Ok(None) | Err(_) => return Ok(()),
             },

@@ -174,9 +174,11 @@ pub(crate) async fn contact_add(
     let verify = yes
         || (!json
             && {
+                let name = show::safe(&name);
                 println!(
-                    "Added {name} (nickname {:?}).\nCompare this fingerprint with {name}, aloud or in person:\n\n    {}\n",
-                    info.nickname, info.fingerprint
+                    "Added {name} (nickname \"{}\").\nCompare this fingerprint with {name}, aloud or in person:\n\n    {}\n",
+                    show::safe(&info.nickname),
+                    show::safe(&info.fingerprint)
                 );
                 ask_yes("Do both of you see the same twelve groups?")
             });
@@ -184,14 +186,17 @@ pub(crate) async fn contact_add(
         c.contacts_verify(name, info.fingerprint.clone()).await?
     } else {
         if !json {
-            println!("Not verified yet; run `anonctl verify {name}` once you have compared.");
+            println!(
+                "Not verified yet; run `anonctl verify {}` once you have compared.",
+                show::safe(&name)
+            );
         }
         info
     };
     if json {
         show::json(&info);
     } else if info.verified {
-        println!("{} is verified.", info.name);
+        println!("{} is verified.", show::safe(&info.name));
     }
     Ok(())
 }
@@ -200,7 +205,7 @@ pub(crate) async fn contact_add(
 pub(crate) async fn contact_remove(ctx: &Ctx, name: &str) -> Result<(), Fail> {
     let c = ctx.connect().await?;
     c.contacts_remove(name.to_owned()).await?;
-    show::done(ctx.json, &format!("removed {name}"));
+    show::done(ctx.json, &format!("removed {}", show::safe(name)));
     Ok(())
 }
 
@@ -226,9 +231,13 @@ pub(crate) async fn verify(
         let contact = list.iter().find(|x| x.name == name).ok_or_else(|| {
             Fail::Usage(format!("no contact named {name:?}; see `anonctl contacts`"))
         })?;
-        println!("Fingerprint of {name}:\n\n    {}\n", contact.fingerprint);
+        let shown = show::safe(&name);
+        println!(
+            "Fingerprint of {shown}:\n\n    {}\n",
+            show::safe(&contact.fingerprint)
+        );
         if !ask_yes(&format!(
-            "Does {name} read you exactly these twelve groups?"
+            "Does {shown} read you exactly these twelve groups?"
         )) {
             return Err(Fail::Usage("not verified".into()));
         }
@@ -238,7 +247,7 @@ pub(crate) async fn verify(
     if ctx.json {
         show::json(&info);
     } else {
-        println!("{} is verified.", info.name);
+        println!("{} is verified.", show::safe(&info.name));
     }
     Ok(())
 }
@@ -314,17 +323,23 @@ pub(crate) async fn send(
     if ctx.json {
         show::json(&serde_json::json!({"to": name, "id": sent.id, "state": state}));
     } else {
-        println!("message {} to {name}: {}", sent.id, state.as_str());
+        println!(
+            "message {} to {}: {}",
+            sent.id,
+            show::safe(name),
+            state.as_str()
+        );
     }
     Ok(())
 }
 
-/// `history NAME`: the conversation with a contact.
+/// `history NAME`: the conversation with a contact, all of it (or the last
+/// `limit` messages), paged so that no reply nears the socket's line limit.
 pub(crate) async fn history(ctx: &Ctx, name: &str, limit: Option<u32>) -> Result<(), Fail> {
     let c = ctx.connect().await?;
     show::history(
         name,
-        &c.messages_history(name.to_owned(), limit).await?,
+        &anonchat_ipc::client::history(&c, name, limit).await?,
         ctx.json,
     );
     Ok(())
@@ -379,13 +394,17 @@ pub(crate) async fn rpc(ctx: &Ctx, method: &str, params: Option<&str>) -> Result
             }
         },
     };
-    println!(
-        "{}",
-        if ctx.json {
-            value.to_string()
-        } else {
-            serde_json::to_string_pretty(&value).unwrap_or_default()
+    if ctx.json {
+        println!("{value}");
+    } else {
+        // JSON escapes the C0 controls but not DEL, C1 or the format
+        // characters: those are made visible line by line.
+        for line in serde_json::to_string_pretty(&value)
+            .unwrap_or_default()
+            .lines()
+        {
+            println!("{}", show::safe(line));
         }
-    );
+    }
     Ok(())
 }

@@ -26,12 +26,17 @@ pub(crate) async fn start(
     proxy: Option<&str>,
     json: bool,
 ) -> Result<(), Fail> {
-    if anonchat_ipc::client::connect(socket).await.is_ok() {
-        show::done(
-            json,
-            &format!("anonchatd is already running on {}", socket.display()),
-        );
-        return Ok(());
+    match anonchat_ipc::client::connect(socket).await {
+        Ok(_) => {
+            show::done(
+                json,
+                &format!("anonchatd is already running on {}", socket.display()),
+            );
+            return Ok(());
+        }
+        // Someone else's socket there: say so rather than start beside it.
+        Err(e @ anonchat_ipc::client::ConnectError::Untrusted { .. }) => return Err(e.into()),
+        Err(_) => {}
     }
     let mut cmd = Command::new(sibling("anonchatd"));
     cmd.arg("--socket").arg(socket);

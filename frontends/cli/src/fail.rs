@@ -28,6 +28,7 @@ impl From<ConnectError> for Fail {
             ConnectError::Version { .. } => Fail::Version(e.to_string()),
             ConnectError::Rpc(inner) => inner.into(),
             ConnectError::Unreachable { .. } => Fail::Unreachable(e.to_string()),
+            ConnectError::Untrusted { .. } => Fail::Other(e.to_string()),
         }
     }
 }
@@ -85,7 +86,8 @@ impl Fail {
                 serde_json::json!({"error": {"exit_code": code, "rpc_code": rpc_code, "message": self.message()}})
             );
         } else {
-            eprintln!("anonctl: {}", self.message());
+            // The message may quote the daemon, the relay or a contact.
+            eprintln!("anonctl: {}", crate::show::safe(self.message()));
         }
         ExitCode::from(code)
     }

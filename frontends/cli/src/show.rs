@@ -1,11 +1,64 @@
 //! Human and JSON output. JSON is the API's own types, one object per line.
 
+use std::borrow::Cow;
+use std::fmt::Write as _;
 use std::path::Path;
 
 use anonchat_ipc::{ContactInfo, Direction, HistoryEntry, IdentityInfo, Status};
 use serde::Serialize;
 
 use crate::fail::Fail;
+
+/// Whether `c` must not reach the terminal as it is: the control
+/// characters (C0, DEL, C1), which can move the cursor, rewrite lines, set
+/// the window title or start a new line, and Unicode's invisible format
+/// characters (bidirectional embeddings, overrides and isolates, zero-width
+/// and tag characters, line and paragraph separators…), which can reorder
+/// or hide what is shown. Kept: ZWNJ and ZWJ (U+200C, U+200D), which
+/// scripts and emoji need to join letters.
+fn hidden(c: char) -> bool {
+    matches!(c,
+        '\0'..='\x1f' | '\x7f'..='\u{9f}'
+        | '\u{ad}'
+        | '\u{600}'..='\u{605}' | '\u{61c}' | '\u{6dd}' | '\u{70f}'
+        | '\u{890}'..='\u{891}' | '\u{8e2}' | '\u{180e}'
+        | '\u{200b}' | '\u{200e}' | '\u{200f}'
+        | '\u{2028}'..='\u{202e}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}'
+        | '\u{feff}' | '\u{fff9}'..='\u{fffb}'
+        | '\u{110bd}' | '\u{110cd}' | '\u{13430}'..='\u{1343f}'
+        | '\u{1bca0}'..='\u{1bca3}' | '\u{1d173}'..='\u{1d17a}'
+        | '\u{e0001}' | '\u{e0020}'..='\u{e007f}'
+    )
+}
+
+/// Untrusted text (a contact's message or nickname, the relay's words, a
+/// daemon's error) made safe to print: every [`hidden`] character is shown
+/// as an escape instead — `\n`, `\r`, `\t`, `\x1b` for the other C0
+/// controls and DEL, `\u{202e}` for the rest — so that it can neither
+/// steer the terminal nor fake a line. JSON output (--json) keeps the exact
+/// text; only human output goes through here.
+pub(crate) fn safe(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(hidden) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\0'..='\x1f' | '\x7f' => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c));
+            }
+            c if hidden(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
 
 /// Prints a value as one line of JSON.
 pub(crate) fn json<T: Serialize>(value: &T) {
@@ -29,9 +82,9 @@ pub(crate) fn identity(info: &IdentityInfo, json_out: bool, created: bool) {
     if created {
         println!("Identity created.");
     }
-    println!("name:        {}", info.name);
-    println!("fingerprint: {}", info.fingerprint);
-    println!("relay:       {} (shard {})", info.relay, info.shard);
+    println!("name:        {}", safe(&info.name));
+    println!("fingerprint: {}", safe(&info.fingerprint));
+    println!("relay:       {} (shard {})", safe(&info.relay), info.shard);
     if !info.keys_protected {
         println!("warning:     your keys are stored without a passphrase");
     }
@@ -56,7 +109,12 @@ pub(crate) fn contacts(list: &[ContactInfo], json_out: bool) {
         } else {
             "NOT verified"
         };
-        println!("{:<20} {:<13} {}", c.name, mark, c.fingerprint);
+        println!(
+            "{:<20} {:<13} {}",
+            safe(&c.name),
+            mark,
+            safe(&c.fingerprint)
+        );
     }
 }
 
@@ -66,8 +124,10 @@ pub(crate) fn clock(time_ms: u64) -> String {
     format!("{:02}:{:02}:{:02}", (s / 3600) % 24, (s / 60) % 60, s % 60)
 }
 
-/// One history entry as a line: time, direction, text and delivery mark.
+/// One history entry as a line: time, direction, text and delivery mark
+/// (the names and the text made [`safe`]).
 pub(crate) fn line(contact: &str, e: &HistoryEntry) -> String {
+    let contact = safe(contact);
     let who = match e.direction {
         Direction::Out => format!("you → {contact}"),
         Direction::In => format!("{contact} → you"),
@@ -75,7 +135,7 @@ pub(crate) fn line(contact: &str, e: &HistoryEntry) -> String {
     format!(
         "[{}] {who}: {} {}",
         clock(e.time_ms),
-        e.text,
+        safe(&e.text),
         e.state.mark()
     )
     .trim_end()
@@ -88,7 +148,10 @@ pub(crate) fn history(contact: &str, entries: &[HistoryEntry], json_out: bool) {
         return json(&entries);
     }
     if entries.is_empty() {
-        println!("No messages with {contact} in this daemon's memory.");
+        println!(
+            "No messages with {} in this daemon's memory.",
+            safe(contact)
+        );
     }
     for e in entries {
         println!("{}", line(contact, e));
@@ -108,7 +171,7 @@ pub(crate) fn status(s: &Status, json_out: bool) {
     if let Some(addr) = &s.relay.address {
         println!(
             "relay:     {} ({}{})",
-            addr,
+            safe(addr),
             s.relay.state.as_str(),
             s.relay
                 .round
@@ -117,13 +180,16 @@ pub(crate) fn status(s: &Status, json_out: bool) {
         );
     }
     match &s.relay.proxy {
-        Some(p) => println!("proxy:     {p} (never a direct connection to the relay)"),
+        Some(p) => println!(
+            "proxy:     {} (never a direct connection to the relay)",
+            safe(p)
+        ),
         None => println!("proxy:     none (the relay sees your IP address)"),
     }
     println!("contacts:  {}", s.contacts);
     println!("waiting:   {} undelivered message(s)", s.undelivered);
     for w in &s.warnings {
-        println!("warning:   {w}");
+        println!("warning:   {}", safe(w));
     }
 }
 
@@ -133,7 +199,10 @@ pub(crate) fn config(c: &anonchat_ipc::DaemonConfig, json_out: bool) {
         return json(c);
     }
     match &c.proxy {
-        Some(p) => println!("proxy: {p} (the daemon never connects to the relay directly)"),
+        Some(p) => println!(
+            "proxy: {} (the daemon never connects to the relay directly)",
+            safe(p)
+        ),
         None => println!(
             "proxy: none (direct connection; `anonctl config proxy socks5://127.0.0.1:9050` for Tor)"
         ),
@@ -180,5 +249,45 @@ mod tests {
             state: Delivery::Sent,
         };
         assert_eq!(line("bob", &e), "[00:00:00] you → bob: hi ✓");
+    }
+
+    #[test]
+    fn hidden_characters_are_shown_not_obeyed() {
+        assert!(matches!(safe("héllo 👋 ok"), Cow::Borrowed(_)));
+        // ZWJ and ZWNJ stay: emoji and scripts need them.
+        assert!(matches!(
+            safe("👨\u{200d}👩 می\u{200c}خواهم"),
+            Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            safe("\u{1b}[2J\u{1b}]0;pwned\u{7}a\rb\nc\td\0\u{7f}"),
+            "\\x1b[2J\\x1b]0;pwned\\x07a\\rb\\nc\\td\\x00\\x7f"
+        );
+        assert_eq!(safe("\u{9b}31m\u{85}"), "\\u{9b}31m\\u{85}");
+        assert_eq!(
+            safe("abc\u{202e}fed\u{202c} \u{2066}x\u{2069}\u{200b}\u{feff}\u{2028}\u{e0041}"),
+            "abc\\u{202e}fed\\u{202c} \\u{2066}x\\u{2069}\\u{200b}\\u{feff}\\u{2028}\\u{e0041}"
+        );
+        for c in (0..0x20)
+            .chain(0x7f..0xa0)
+            .chain([0x202a, 0x202e, 0x2066, 0x2069])
+        {
+            let c = char::from_u32(c).unwrap();
+            assert!(!safe(&format!("a{c}b")).contains(c), "{:x}", u32::from(c));
+        }
+        // A message cannot fake a second line of the history.
+        let e = HistoryEntry {
+            id: 1,
+            direction: Direction::In,
+            text: "hi\n[00:00:01] you → bob: I owe you 100 €".into(),
+            time_ms: 0,
+            state: Delivery::Received,
+        };
+        let shown = line("bob\u{1b}[8m", &e);
+        assert!(
+            !shown.contains('\n') && !shown.contains('\u{1b}'),
+            "{shown}"
+        );
+        assert!(shown.starts_with("[00:00:00] bob\\x1b[8m → you: hi\\n[00:00:01]"));
     }
 }

@@ -87,8 +87,9 @@ impl Worker {
         use jsonrpsee::core::ClientError::Call;
         let outcome = match req {
             Request::Refresh => self.refresh(c).await,
-            Request::Select(name) => c
-                .messages_history(name.clone(), Some(500))
+            // Paged: a few long messages full of control characters would
+            // not fit in one reply line.
+            Request::Select(name) => anonchat_ipc::client::history(c, &name, Some(500))
                 .await
                 .map(|h| self.send(HISTORY, (name, h))),
             Request::Send { to, text } => c

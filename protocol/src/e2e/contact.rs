@@ -5,7 +5,6 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use rand::CryptoRng;
-use zeroize::Zeroizing;
 
 use super::identity::{PrivateIdentity, PublicIdentity};
 use super::init::{InitFragment, InitId, InitKeys, OutgoingInit, PeerInits};
@@ -13,6 +12,7 @@ use super::kdf::CellTag;
 use super::lifecycle::SessionState;
 use super::messages::{Delivery, Inbox, OutEvent, Outbox, Received};
 use super::payload::{ACK_LEN, ACKS_PER_CELL, DATA_OVERHEAD, Records};
+use super::router::EventKind as Ev;
 use super::session::{ROUND_WINDOW, Role, SESSION_OVERHEAD, Session};
 use super::writer::Writer;
 use super::{MAX_MESSAGE_LEN, SendError};
@@ -27,16 +27,6 @@ const MAX_PENDING_ACKS: usize = 64;
 pub(crate) enum Slot {
     Init,
     Session,
-}
-
-/// What happened, for the router to attach a contact id to.
-#[derive(Debug)]
-pub(crate) enum Ev {
-    Received(u64, Zeroizing<Vec<u8>>),
-    Sent(u64),
-    Delivered(u64),
-    Retransmitting(u64),
-    SessionStarted,
 }
 
 pub(crate) struct Contact {
@@ -139,7 +129,7 @@ impl Contact {
         }
         for e in self.outbox.retransmit_due(now_ms, retransmit_after_ms) {
             if let OutEvent::Retransmitting(id) = e {
-                events.push(Ev::Retransmitting(id));
+                events.push(Ev::Retransmitting { msg_id: id });
             }
         }
         // Unconfirmed: the init may have been lost too; send it again
@@ -183,7 +173,7 @@ impl Contact {
         let mut events = Vec::new();
         if let Some((fragment, ev)) = self.outbox.next_fragment(now_ms, self.next_msg_id) {
             if let Some(OutEvent::Sent(id)) = ev {
-                events.push(Ev::Sent(id));
+                events.push(Ev::Sent { msg_id: id });
             }
             records.data = Some(fragment);
         }
@@ -303,7 +293,7 @@ impl Contact {
         self.outbox.peer_alive();
         for id in records.acks {
             if self.outbox.ack(id) {
-                events.push(Ev::Delivered(id));
+                events.push(Ev::Delivered { msg_id: id });
             }
         }
         if let Some(f) = records.data {
@@ -314,7 +304,7 @@ impl Contact {
             }
             for (id, body) in self.inbox.deliverable() {
                 self.queue_ack(id);
-                events.push(Ev::Received(id, body));
+                events.push(Ev::Received { msg_id: id, body });
             }
         }
         events

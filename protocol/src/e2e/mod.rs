@@ -32,7 +32,7 @@ pub use messages::{
 pub use payload::{ACK_LEN, ACKS_PER_CELL, DATA_OVERHEAD};
 pub use ratchet::{HEADER_LEN, MAX_SKIP, MAX_SKIPPED_KEYS};
 pub use router::{
-    CellSizeError, Config, ContactError, ContactId, Event, MAX_CONTACTS, MAX_E2E_CELL,
+    CellSizeError, Config, ContactError, ContactId, Event, EventKind, MAX_CONTACTS, MAX_E2E_CELL,
     MIN_E2E_CELL, Router, session_payload_len,
 };
 pub use session::{ROUND_WINDOW, SESSION_OVERHEAD};

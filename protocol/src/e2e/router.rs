@@ -9,7 +9,7 @@ use rand::CryptoRng;
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
-use super::contact::{Contact, Ev, Slot};
+use super::contact::{Contact, Slot};
 use super::identity::{PrivateIdentity, PublicIdentity};
 use super::kdf::{CELL_TAG_LEN, CellTag};
 use super::messages::Delivery;
@@ -46,12 +46,10 @@ pub struct Config {
     pub retransmit_after_ms: u64,
 }
 
-/// What the end-to-end layer tells its caller. `Debug` never prints a body.
-pub enum Event {
+/// What happened with one contact. `Debug` never prints a body.
+pub enum EventKind {
     /// A complete message, in order, exactly once.
     Received {
-        /// Who sent it.
-        contact: ContactId,
         /// The sender's id for it.
         msg_id: u64,
         /// The text.
@@ -59,81 +57,50 @@ pub enum Event {
     },
     /// Every fragment of the message went out once.
     Sent {
-        /// To whom.
-        contact: ContactId,
         /// The id [`Router::send`] returned.
         msg_id: u64,
     },
     /// The peer acknowledged the message.
     Delivered {
-        /// To whom.
-        contact: ContactId,
         /// The id [`Router::send`] returned.
         msg_id: u64,
     },
     /// Not acknowledged in time: going out again.
     Retransmitting {
-        /// To whom.
-        contact: ContactId,
         /// The id [`Router::send`] returned.
         msg_id: u64,
     },
     /// A session with the contact is established (or replaced).
-    SessionStarted {
-        /// With whom.
-        contact: ContactId,
-    },
+    SessionStarted,
 }
 
-impl fmt::Debug for Event {
+impl fmt::Debug for EventKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Received {
-                contact,
-                msg_id,
-                body,
-            } => write!(
-                f,
-                "Received {{ contact: {}, msg_id: {msg_id}, len: {} }}",
-                contact.0,
-                body.len()
-            ),
-            Self::Sent { contact, msg_id } => {
-                write!(f, "Sent {{ contact: {}, msg_id: {msg_id} }}", contact.0)
+            Self::Received { msg_id, body } => {
+                write!(f, "Received {{ msg_id: {msg_id}, len: {} }}", body.len())
             }
-            Self::Delivered { contact, msg_id } => {
-                write!(
-                    f,
-                    "Delivered {{ contact: {}, msg_id: {msg_id} }}",
-                    contact.0
-                )
-            }
-            Self::Retransmitting { contact, msg_id } => {
-                write!(
-                    f,
-                    "Retransmitting {{ contact: {}, msg_id: {msg_id} }}",
-                    contact.0
-                )
-            }
-            Self::SessionStarted { contact } => {
-                write!(f, "SessionStarted {{ contact: {} }}", contact.0)
-            }
+            Self::Sent { msg_id } => write!(f, "Sent {{ msg_id: {msg_id} }}"),
+            Self::Delivered { msg_id } => write!(f, "Delivered {{ msg_id: {msg_id} }}"),
+            Self::Retransmitting { msg_id } => write!(f, "Retransmitting {{ msg_id: {msg_id} }}"),
+            Self::SessionStarted => f.write_str("SessionStarted"),
         }
     }
 }
 
-fn attach(contact: ContactId, evs: Vec<Ev>) -> impl Iterator<Item = Event> {
-    evs.into_iter().map(move |e| match e {
-        Ev::Received(msg_id, body) => Event::Received {
-            contact,
-            msg_id,
-            body,
-        },
-        Ev::Sent(msg_id) => Event::Sent { contact, msg_id },
-        Ev::Delivered(msg_id) => Event::Delivered { contact, msg_id },
-        Ev::Retransmitting(msg_id) => Event::Retransmitting { contact, msg_id },
-        Ev::SessionStarted => Event::SessionStarted { contact },
-    })
+/// What the end-to-end layer tells its caller: which contact, and what
+/// happened. Made once, where the contact's events leave the router; the
+/// daemon turns it into an API event in one place.
+#[derive(Debug)]
+pub struct Event {
+    /// The contact it concerns.
+    pub contact: ContactId,
+    /// What happened.
+    pub kind: EventKind,
+}
+
+fn attach(contact: ContactId, evs: Vec<EventKind>) -> impl Iterator<Item = Event> {
+    evs.into_iter().map(move |kind| Event { contact, kind })
 }
 
 /// Why a contact could not be added.

@@ -120,9 +120,10 @@ impl Net {
         self.events[party]
             .iter()
             .filter_map(|e| match e {
-                Event::Received { contact, body, .. } if contact.0 == from => {
-                    Some(String::from_utf8(body.to_vec()).unwrap())
-                }
+                Event {
+                    contact,
+                    kind: EventKind::Received { body, .. },
+                } if contact.0 == from => Some(String::from_utf8(body.to_vec()).unwrap()),
                 _ => None,
             })
             .collect()
@@ -132,7 +133,10 @@ impl Net {
         self.events[party]
             .iter()
             .filter_map(|e| match e {
-                Event::Delivered { contact, msg_id } if contact.0 == to => Some(*msg_id),
+                Event {
+                    contact,
+                    kind: EventKind::Delivered { msg_id },
+                } if contact.0 == to => Some(*msg_id),
                 _ => None,
             })
             .collect()
@@ -451,7 +455,7 @@ fn lost_cells_are_retransmitted_and_delivered_exactly_once() {
     assert!(
         net.events[0]
             .iter()
-            .any(|e| matches!(e, Event::Retransmitting { msg_id: 1, .. }))
+            .any(|e| matches!(e.kind, EventKind::Retransmitting { msg_id: 1 }))
     );
 }
 
@@ -488,7 +492,10 @@ fn out_of_order_cells_within_the_window_are_accepted() {
     let texts: Vec<String> = got
         .iter()
         .filter_map(|e| match e {
-            Event::Received { body, .. } => Some(String::from_utf8(body.to_vec()).unwrap()),
+            Event {
+                kind: EventKind::Received { body, .. },
+                ..
+            } => Some(String::from_utf8(body.to_vec()).unwrap()),
             _ => None,
         })
         .collect();
@@ -540,7 +547,9 @@ fn any_single_flipped_bit_is_rejected_and_the_original_still_opens() {
         );
     }
     let evs = net.routers[1].receive_cell(&mut rng, round, &cell);
-    assert!(matches!(&evs[..], [Event::Received { body, .. }] if body.as_slice() == b"integrity"));
+    assert!(
+        matches!(&evs[..], [Event { kind: EventKind::Received { body, .. }, .. }] if body.as_slice() == b"integrity")
+    );
 }
 
 #[test]
@@ -625,11 +634,9 @@ fn cells_from_a_non_contact_match_nothing() {
     assert_eq!(net.received(0, 2), vec!["for alice only"]);
     assert_eq!(net.received(1, 0), vec!["for bob only"]);
     // Bob saw every cell of the shard and got nothing from Carol's.
-    assert!(
-        net.events[1]
-            .iter()
-            .all(|e| !matches!(e, Event::Received { contact, .. } if contact.0 == 2))
-    );
+    assert!(net.events[1].iter().all(
+        |e| !matches!(e, Event { contact, kind: EventKind::Received { .. } } if contact.0 == 2)
+    ));
     assert!(net.received(2, 0).is_empty());
     // Random bytes match nothing anywhere.
     let mut rng = rand::rng();
@@ -934,7 +941,10 @@ fn format_1_state_continues_every_session_where_it_stopped() {
     let started: Vec<(usize, u64)> = (0..3)
         .flat_map(|i| {
             net.events[i].iter().filter_map(move |e| match e {
-                Event::SessionStarted { contact } => Some((i, contact.0)),
+                Event {
+                    contact,
+                    kind: EventKind::SessionStarted,
+                } => Some((i, contact.0)),
                 _ => None,
             })
         })
