@@ -2,11 +2,9 @@
 //! Those that need the daemon find its socket and connect first, then make
 //! their calls and print the answers (text, or JSON with --json).
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use anonchat_ipc::{AnonchatClient as _, Delivery, Event};
+use anonchat_ipc::AnonchatClient as _;
 use clap::CommandFactory as _;
 use jsonrpsee::async_client::Client;
 use jsonrpsee::core::client::ClientT as _;
@@ -248,87 +246,6 @@ pub(crate) async fn verify(
         show::json(&info);
     } else {
         println!("{} is verified.", show::safe(&info.name));
-    }
-    Ok(())
-}
-
-/// `send NAME [TEXT]`: sends a message (the text from stdin if not given);
-/// with `wait`, waits up to `timeout` seconds for its delivery.
-/// The wait a `MessageRejected` error asks for (`data.retry_after_ms`),
-/// if it is back-pressure.
-fn retry_after(e: &jsonrpsee::types::ErrorObjectOwned) -> Option<Duration> {
-    let data: serde_json::Value = serde_json::from_str(e.data()?.get()).ok()?;
-    data.get("retry_after_ms")?
-        .as_u64()
-        .map(Duration::from_millis)
-}
-
-pub(crate) async fn send(
-    ctx: &Ctx,
-    name: &str,
-    text: Option<String>,
-    wait: bool,
-    timeout: u64,
-) -> Result<(), Fail> {
-    let c = ctx.connect().await?;
-    let text = if let Some(t) = text {
-        t
-    } else {
-        let mut t = String::new();
-        std::io::stdin()
-            .read_to_string(&mut t)
-            .map_err(|e| Fail::Usage(format!("cannot read the message from stdin: {e}")))?;
-        t.trim_end_matches('\n').to_owned()
-    };
-    // Subscribe first, so the delivery event cannot be missed.
-    let mut events = if wait { Some(c.events().await?) } else { None };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
-    let sent = loop {
-        match c.messages_send(name.to_owned(), text.clone()).await {
-            Ok(sent) => break sent,
-            // With --wait, a full outbox is back-pressure: wait as long as
-            // the daemon says, then try again, until the deadline.
-            Err(jsonrpsee::core::ClientError::Call(e))
-                if wait
-                    && retry_after(&e)
-                        .is_some_and(|d| tokio::time::Instant::now() + d < deadline) =>
-            {
-                tokio::time::sleep(retry_after(&e).unwrap_or_default()).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
-    let mut state = sent.state;
-    if let Some(events) = events.as_mut() {
-        while state != Delivery::Delivered {
-            match tokio::time::timeout_at(deadline, events.next()).await {
-                Err(_) => {
-                    return Err(Fail::Timeout(format!(
-                        "message {} to {name} not delivered within {timeout} s (it stays queued while the daemon runs)",
-                        sent.id
-                    )));
-                }
-                Ok(None | Some(Err(_))) => {
-                    return Err(Fail::Other("the daemon closed the event stream".into()));
-                }
-                Ok(Some(Ok(Event::DeliveryChanged {
-                    contact,
-                    id,
-                    state: s,
-                }))) if contact == name && id == sent.id => state = s,
-                Ok(Some(Ok(_))) => {}
-            }
-        }
-    }
-    if ctx.json {
-        show::json(&serde_json::json!({"to": name, "id": sent.id, "state": state}));
-    } else {
-        println!(
-            "message {} to {}: {}",
-            sent.id,
-            show::safe(name),
-            state.as_str()
-        );
     }
     Ok(())
 }

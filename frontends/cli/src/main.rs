@@ -13,6 +13,7 @@ mod daemonctl;
 mod demo;
 mod fail;
 mod prompt;
+mod sending;
 mod show;
 
 use std::process::ExitCode;
@@ -88,7 +89,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             text,
             wait,
             timeout,
-        } => commands::send(&ctx, &name, text, wait, timeout).await,
+        } => sending::send(&ctx, &name, text, wait, timeout).await,
         Cmd::History { name, limit } => commands::history(&ctx, &name, limit).await,
         Cmd::Watch => commands::watch(&ctx).await,
         Cmd::Chat { name } => commands::chat(&ctx, &name).await,
