@@ -87,7 +87,8 @@ impl Config {
     /// damaged file is an error: silently dropping a configured proxy would
     /// connect directly.
     pub fn load(path: &Path) -> Result<Self> {
-        if !path.exists() {
+        // An error reading the directory is an error, not "no proxy".
+        if !path.try_exists().map_err(Error::storage)? {
             return Ok(Self {
                 proxy: None,
                 isolation: fresh_isolation(),

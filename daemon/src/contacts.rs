@@ -99,7 +99,7 @@ impl Contacts {
             return Self::from_bytes(&bytes, &sealed).map_err(Error::storage);
         }
         let legacy = paths.legacy_contacts();
-        if !legacy.exists() {
+        if !legacy.try_exists().map_err(Error::storage)? {
             return Ok(Self::default());
         }
         if std::fs::metadata(&legacy).map_err(Error::storage)?.len() > MAX_FILE {

@@ -80,6 +80,8 @@ pub async fn run(core: Arc<Core>) {
         let settings = config.borrow_and_update().clone();
         let connected = tokio::select! {
             () = core.shutdown.cancelled() => return,
+            // The proxy setting changed mid-dial: drop this dial, redial.
+            r = config.changed() => { if r.is_err() { return } continue }
             r = tokio::time::timeout(CONNECT_TIMEOUT, dial(&relay, shard, resume, &settings)) => r,
         };
         let error = match connected {

@@ -56,10 +56,12 @@ impl Core {
             }
             Err(e) => return Err(Error::MessageRejected(e)),
         };
-        // The message id is persistent state: save before anything is sent.
-        unlocked
-            .save(&self.settings.paths)
-            .map_err(Error::storage)?;
+        // The message id is persistent state. It is queued now; if this
+        // save fails, no cell of it leaves before a later save succeeds
+        // (prepare_cell saves first), so the answer is still "queued".
+        if let Err(e) = unlocked.save(&self.settings.paths) {
+            tracing::error!(error = %e, "cannot save session state after queueing a message; it goes out once a save succeeds");
+        }
         push_history(
             inner,
             id,

@@ -173,7 +173,8 @@ pub struct Core {
     pub settings: Settings,
     inner: Mutex<Inner>,
     /// Held for the whole of `identity.create` (slow, and it writes the key
-    /// files outside `inner`'s lock): one creation at a time.
+    /// files outside `inner`'s lock) and of a configuration change: one at
+    /// a time.
     creating: Mutex<()>,
     events: broadcast::Sender<Event>,
     /// True while unlocked: the relay link runs only then.
@@ -286,6 +287,11 @@ impl Core {
     /// the link redial through it. Persisted first: a proxy is never in
     /// force in memory only.
     pub fn set_proxy(&self, proxy: Option<crate::config::Proxy>) -> Result<()> {
+        // One change at a time, so memory and disk never disagree.
+        let _one = self
+            .creating
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut next = self.daemon_config();
         if next.proxy == proxy {
             return Ok(());

@@ -159,17 +159,22 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), KeystoreError> {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(format!(".{}.{n}.tmp", std::process::id()));
     let tmp = path.with_file_name(name);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
-    f.write_all(bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    drop(f);
-    fs::rename(&tmp, path).map_err(io)?;
+    let written = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        // A failed write (a full disk) leaves no temporary behind.
+        let _ = fs::remove_file(&tmp);
+        return Err(io(e));
+    }
     if let Some(dir) = path.parent() {
         File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
     }
@@ -287,7 +292,12 @@ fn load_sealed(
     key: &DataKey,
     magic: [u8; 4],
 ) -> Result<Option<Zeroizing<Vec<u8>>>, KeystoreError> {
-    if !path.exists() {
+    // Only a file that is really absent is "none yet": an unreadable
+    // directory must not turn into an empty contact list or state.
+    if !path
+        .try_exists()
+        .map_err(|e| KeystoreError::Io(path.display().to_string(), e))?
+    {
         return Ok(None);
     }
     let file = read_bounded(path)?;

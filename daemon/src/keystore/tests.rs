@@ -96,3 +96,19 @@ fn state_round_trips_and_tampering_is_detected() {
     ));
     assert!(!dir.path().join("sessions.tmp").exists());
 }
+
+/// A write that fails (here: the target is a directory) leaves no
+/// temporary file behind, so a full disk retried every round cannot fill
+/// the directory with them.
+#[test]
+fn a_failed_write_leaves_no_temporary() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("sessions.bin");
+    std::fs::create_dir(&target).unwrap();
+    assert!(write_atomic(&target, b"state").is_err());
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["sessions.bin"], "no temporary left: {names:?}");
+}

@@ -27,10 +27,22 @@ pub(crate) async fn start(
     json: bool,
 ) -> Result<(), Fail> {
     match anonchat_ipc::client::connect(socket).await {
-        Ok(_) => {
+        Ok(c) => {
+            // Running already: a proxy asked for must not be ignored.
+            if let Some(p) = proxy {
+                anonchat_ipc::AnonchatClient::set_proxy(&c, Some(p.to_owned())).await?;
+            }
             show::done(
                 json,
-                &format!("anonchatd is already running on {}", socket.display()),
+                &format!(
+                    "anonchatd is already running on {}{}",
+                    socket.display(),
+                    if proxy.is_some() {
+                        "; the proxy is set (saved)"
+                    } else {
+                        ""
+                    }
+                ),
             );
             return Ok(());
         }
