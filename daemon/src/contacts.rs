@@ -169,9 +169,16 @@ impl Contacts {
             .map_err(Error::storage)
     }
 
-    fn insert(&mut self, c: Contact) {
+    /// Puts `c` in both maps (replacing a contact of the same id).
+    fn insert(&mut self, c: Contact) -> &Contact {
         self.by_name.insert(c.name.clone(), c.id);
-        self.by_id.insert(c.id, c);
+        match self.by_id.entry(c.id) {
+            std::collections::btree_map::Entry::Vacant(v) => v.insert(c),
+            std::collections::btree_map::Entry::Occupied(mut o) => {
+                o.insert(c);
+                o.into_mut()
+            }
+        }
     }
 
     /// How many contacts there are.
@@ -202,18 +209,16 @@ impl Contacts {
             .ok_or_else(|| Error::UnknownContact(name.to_owned()))
     }
 
-    /// Adds a contact under `name` (checked), and to the router if the
-    /// daemon is unlocked. `me` is the user's own identity, refused as a
-    /// contact.
+    /// Adds a contact under `name` (checked), to the list and to the
+    /// (unlocked) router, whose own identity is refused as a contact.
     pub fn add(
         &mut self,
         identity: PublicIdentity,
         name: &str,
-        me: Option<&PublicIdentity>,
-        router: Option<&mut Router>,
+        router: &mut Router,
     ) -> Result<&Contact> {
         check_name(name).map_err(Error::invalid)?;
-        if me.is_some_and(|p| p.fingerprint() == identity.fingerprint()) {
+        if router.identity().fingerprint() == identity.fingerprint() {
             return Err(Error::invalid("that identity file is your own"));
         }
         if self.by_name.contains_key(name) {
@@ -234,28 +239,22 @@ impl Contacts {
             return Err(Error::invalid("too many contacts"));
         }
         let id = ContactId(self.by_id.keys().next_back().map_or(0, |id| id.0) + 1);
-        if let Some(router) = router {
-            router
-                .add_contact(id, identity.clone())
-                .map_err(Error::invalid)?;
-        }
-        self.insert(Contact {
+        router
+            .add_contact(id, identity.clone())
+            .map_err(Error::invalid)?;
+        Ok(self.insert(Contact {
             id,
             name: name.to_owned(),
             verified: false,
             identity,
-        });
-        self.get(id)
-            .ok_or_else(|| Error::Busy("contact lost".into()))
+        }))
     }
 
-    /// Removes a contact (and its sessions from the router, if unlocked).
-    pub fn remove(&mut self, id: ContactId, router: Option<&mut Router>) -> Option<Contact> {
+    /// Removes a contact from the list and its sessions from the router.
+    pub fn remove(&mut self, id: ContactId, router: &mut Router) -> Option<Contact> {
         let c = self.by_id.remove(&id)?;
         self.by_name.remove(&c.name);
-        if let Some(router) = router {
-            router.remove_contact(id);
-        }
+        router.remove_contact(id);
         Some(c)
     }
 

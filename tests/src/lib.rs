@@ -124,16 +124,27 @@ impl World {
     /// `anonchatd` for `user`, retransmitting after `retransmit_s` seconds
     /// (the daemon's default is 30).
     pub fn daemon_with(&self, user: &str, retransmit_s: u64) -> Proc {
-        let child = Command::new(self.bins.join("anonchatd"))
-            .arg("--home")
+        let mut cmd = self.daemon_command(user, retransmit_s);
+        cmd.env("RUST_LOG", "warn").stderr(Stdio::null());
+        self.start_daemon(user, cmd)
+    }
+
+    /// The `anonchatd` command line for `user` (its home and socket in the
+    /// world), to adjust (environment, output) before
+    /// [`World::start_daemon`].
+    pub fn daemon_command(&self, user: &str, retransmit_s: u64) -> Command {
+        let mut cmd = Command::new(self.bins.join("anonchatd"));
+        cmd.arg("--home")
             .arg(self.path().join(user))
             .arg("--socket")
             .arg(self.socket(user))
-            .args(["--retransmit-s", &retransmit_s.to_string()])
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+            .args(["--retransmit-s", &retransmit_s.to_string()]);
+        cmd
+    }
+
+    /// Spawns `cmd` (`user`'s daemon) and waits for its socket.
+    pub fn start_daemon(&self, user: &str, mut cmd: Command) -> Proc {
+        let child = cmd.spawn().unwrap();
         let deadline = Instant::now() + Duration::from_secs(15);
         while !self.socket(user).exists() {
             assert!(Instant::now() < deadline, "{user}'s daemon did not start");

@@ -7,8 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Stdio;
 
 use anonchat_e2e::{Proc, World};
 
@@ -22,23 +21,11 @@ jsonrpsee_core::server::rpc_module=trace,anonchatd=trace";
 /// stderr in a file of the world, whose path is returned.
 fn logged_daemon(w: &World, user: &str) -> (Proc, PathBuf) {
     let log = w.path().join(format!("{user}.stderr"));
-    let child = Command::new(w.bins.join("anonchatd"))
-        .arg("--home")
-        .arg(w.path().join(user))
-        .arg("--socket")
-        .arg(w.socket(user))
-        .args(["--retransmit-s", "2"])
-        .env("RUST_LOG", HOSTILE_RUST_LOG)
+    let mut cmd = w.daemon_command(user, 2);
+    cmd.env("RUST_LOG", HOSTILE_RUST_LOG)
         .env("NO_COLOR", "1")
-        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !w.socket(user).exists() {
-        assert!(Instant::now() < deadline, "{user}'s daemon did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (Proc(child), log)
+        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()));
+    (w.start_daemon(user, cmd), log)
 }
 
 #[test]

@@ -17,18 +17,9 @@ impl Core {
         let unlocked = inner.unlocked.as_mut().ok_or(Error::Locked)?;
         let info = inner
             .contacts
-            .add(
-                identity,
-                name,
-                inner.public.as_ref(),
-                Some(&mut unlocked.router),
-            )?
+            .add(identity, name, &mut unlocked.router)?
             .info();
-        inner.save_contacts(&self.settings.paths)?;
-        inner
-            .unlocked()?
-            .save(&self.settings.paths)
-            .map_err(Error::storage)?;
+        inner.save_contacts_and_sessions(&self.settings.paths)?;
         drop(guard);
         self.emit(Event::ContactAdded {
             contact: name.to_owned(),
@@ -53,13 +44,9 @@ impl Core {
         let inner = &mut *guard;
         let unlocked = inner.unlocked.as_mut().ok_or(Error::Locked)?;
         let id = inner.contacts.by_name(name)?.id;
-        inner.contacts.remove(id, Some(&mut unlocked.router));
+        inner.contacts.remove(id, &mut unlocked.router);
         inner.history.remove(&id);
-        inner.save_contacts(&self.settings.paths)?;
-        inner
-            .unlocked()?
-            .save(&self.settings.paths)
-            .map_err(Error::storage)?;
+        inner.save_contacts_and_sessions(&self.settings.paths)?;
         drop(guard);
         self.emit(Event::ContactRemoved {
             contact: name.to_owned(),

@@ -51,7 +51,7 @@ impl Core {
         // One creation at a time: a second caller waits, then finds the
         // identity the first one made.
         let _creating = self
-            .creating
+            .exclusive_writes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if self.lock().public.is_some() {

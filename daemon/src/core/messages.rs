@@ -38,9 +38,8 @@ impl Core {
         let now = self.now_ms();
         let mut guard = self.lock();
         let inner = &mut *guard;
-        inner.unlocked()?;
+        let unlocked = inner.unlocked.as_mut().ok_or(Error::Locked)?;
         let id = inner.contacts.by_name(to)?.id;
-        let unlocked = inner.unlocked()?;
         let msg_id = match unlocked.router.send(id, text.as_bytes()) {
             Ok(id) => id,
             Err(SendError::OutboxFull(waiting)) => {

@@ -159,6 +159,13 @@ impl Inner {
         self.contacts.seal(paths, &u.key)
     }
 
+    /// After a change to the address book: the sealed list, then the
+    /// sessions the router added or dropped.
+    fn save_contacts_and_sessions(&mut self, paths: &Paths) -> Result<()> {
+        self.save_contacts(paths)?;
+        self.unlocked()?.save(paths).map_err(Error::storage)
+    }
+
     /// Forgets what exists only while unlocked: keys, contacts, history.
     fn forget(&mut self) {
         self.unlocked = None;
@@ -173,9 +180,9 @@ pub struct Core {
     pub settings: Settings,
     inner: Mutex<Inner>,
     /// Held for the whole of `identity.create` (slow, and it writes the key
-    /// files outside `inner`'s lock) and of a configuration change: one at
-    /// a time.
-    creating: Mutex<()>,
+    /// files outside `inner`'s lock) and of a configuration change: one
+    /// such writer at a time.
+    exclusive_writes: Mutex<()>,
     events: broadcast::Sender<Event>,
     /// True while unlocked: the relay link runs only then.
     unlocked_tx: watch::Sender<bool>,
@@ -239,7 +246,7 @@ impl Core {
                 round_ms: None,
                 rng,
             }),
-            creating: Mutex::new(()),
+            exclusive_writes: Mutex::new(()),
             events,
             unlocked_tx,
             config,
@@ -289,7 +296,7 @@ impl Core {
     pub fn set_proxy(&self, proxy: Option<crate::config::Proxy>) -> Result<()> {
         // One change at a time, so memory and disk never disagree.
         let _one = self
-            .creating
+            .exclusive_writes
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut next = self.daemon_config();

@@ -15,6 +15,17 @@ use crate::paths::Paths;
 const ROUND_MS: u64 = 500;
 const RELAY: &str = "anonchat://127.0.0.1:7766/#AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
 
+/// Settings for a core whose home is `home`: cheap key derivation, the
+/// system clock (the harness replaces it where it matters).
+fn test_settings(home: &std::path::Path) -> Settings {
+    let mut settings = Settings::new(Paths {
+        home: home.to_path_buf(),
+        socket: home.join("unused.sock"),
+    });
+    settings.kdf_cost = crate::keystore::KdfCost::INSECURE_FOR_TESTS;
+    settings
+}
+
 struct Node {
     name: &'static str,
     core: Arc<Core>,
@@ -38,13 +49,9 @@ impl World {
             .iter()
             .map(|&name| {
                 let home = tempfile::tempdir().unwrap();
-                let mut settings = Settings::new(Paths {
-                    home: home.path().to_path_buf(),
-                    socket: home.path().join("unused.sock"),
-                });
+                let mut settings = test_settings(home.path());
                 settings.retransmit_after = retransmit_after;
                 settings.clock = Clock::Manual(Arc::clone(&clock));
-                settings.kdf_cost = crate::keystore::KdfCost::INSECURE_FOR_TESTS;
                 let core = Core::open(settings).unwrap();
                 core.identity_create(name, RELAY, Some(""), Some(1))
                     .unwrap();
@@ -238,12 +245,7 @@ fn no_file_under_the_home_names_a_contact() {
     // The harness's homes have no passphrase; make one that has, with the
     // harness's bob as its contact.
     let dir = tempfile::tempdir().unwrap();
-    let mut settings = Settings::new(Paths {
-        home: dir.path().to_path_buf(),
-        socket: dir.path().join("s"),
-    });
-    settings.kdf_cost = crate::keystore::KdfCost::INSECURE_FOR_TESTS;
-    let core = Core::open(settings).unwrap();
+    let core = Core::open(test_settings(dir.path())).unwrap();
     core.identity_create("carol", RELAY, Some("a passphrase"), Some(1))
         .unwrap();
     let bob_file = w.core("robertbobson").identity_export().unwrap();
@@ -280,12 +282,7 @@ fn no_file_under_the_home_names_a_contact() {
         "identity.key, identity.pub, sessions.bin, contacts.bin"
     );
     // And the list is all there after an unlock.
-    let mut settings = Settings::new(Paths {
-        home: dir.path().to_path_buf(),
-        socket: dir.path().join("s"),
-    });
-    settings.kdf_cost = crate::keystore::KdfCost::INSECURE_FOR_TESTS;
-    let core = Core::open(settings).unwrap();
+    let core = Core::open(test_settings(dir.path())).unwrap();
     assert!(matches!(
         core.contacts_list(),
         Err(crate::error::Error::Locked)
@@ -301,12 +298,7 @@ fn no_file_under_the_home_names_a_contact() {
 #[test]
 fn concurrent_creates_make_exactly_one_identity() {
     let dir = tempfile::tempdir().unwrap();
-    let paths = Paths {
-        home: dir.path().to_path_buf(),
-        socket: dir.path().join("s"),
-    };
-    let mut settings = Settings::new(paths.clone());
-    settings.kdf_cost = crate::keystore::KdfCost::INSECURE_FOR_TESTS;
+    let settings = test_settings(dir.path());
     let core = Core::open(settings.clone()).unwrap();
     let results: Vec<_> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..8)

@@ -44,16 +44,19 @@ pub(crate) async fn send(
     let sent = loop {
         match c.messages_send(name.to_owned(), text.clone()).await {
             Ok(sent) => break sent,
-            // With --wait, a full outbox is back-pressure: wait as long as
-            // the daemon says, then try again, until the deadline.
-            Err(jsonrpsee::core::ClientError::Call(e))
-                if wait
-                    && retry_after(&e)
-                        .is_some_and(|d| tokio::time::Instant::now() + d < deadline) =>
-            {
-                tokio::time::sleep(retry_after(&e).unwrap_or_default()).await;
+            Err(e) => {
+                // With --wait, a full outbox is back-pressure: wait as long
+                // as the daemon says, then try again, until the deadline.
+                let pause = match &e {
+                    jsonrpsee::core::ClientError::Call(obj) if wait => retry_after(obj),
+                    _ => None,
+                }
+                .filter(|d| tokio::time::Instant::now() + *d < deadline);
+                match pause {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => return Err(e.into()),
+                }
             }
-            Err(e) => return Err(e.into()),
         }
     };
     let mut state = sent.state;
