@@ -178,7 +178,10 @@ impl<S: AsyncRead> BatchReceiver<S> {
         Ok(self.opener.open_relay(&self.buf)?)
     }
 
-    /// The next batch (or the relay's close notice).
+    /// The next batch (or the relay's close notice). A batch whose body
+    /// does not match the hash in its header is refused with
+    /// [`WireError::BatchBodyMismatch`]; the stream is still aligned, but
+    /// the link can no longer be trusted: drop it and reconnect.
     pub async fn next(&mut self) -> Result<Incoming, ClientError> {
         match self.next_frame().await? {
             RelayFrame::Batch {
@@ -186,11 +189,21 @@ impl<S: AsyncRead> BatchReceiver<S> {
                 closed_at_us,
                 cells,
                 key,
+                body_hash,
             } => {
                 let mut body = vec![0u8; sealed_body_len(cells, self.params.cell_size)];
                 self.rd.read_exact(&mut body).await?;
-                let batch =
-                    open_batch(&key, self.shard, round, cells, self.params.cell_size, &body)?;
+                // Checks the body against the hash in our own (Noise) header
+                // before opening it: another member of the shard knows `key`.
+                let batch = open_batch(
+                    &key,
+                    &body_hash,
+                    self.shard,
+                    round,
+                    cells,
+                    self.params.cell_size,
+                    &body,
+                )?;
                 Ok(Incoming::Batch(ReceivedBatch {
                     round,
                     closed_at_us,

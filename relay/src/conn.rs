@@ -233,7 +233,8 @@ async fn write_loop(
     Ok(())
 }
 
-/// The per-client header (sealed under this client's Noise keys), then the
+/// The per-client header (sealed under this client's Noise keys, carrying
+/// the round's key and the body hash computed once at sealing), then the
 /// shared sealed body: one vectored write, no copy of the body.
 async fn write_batch(
     wr: &mut OwnedWriteHalf,
@@ -246,6 +247,7 @@ async fn write_batch(
         closed_at_us: b.closed_at_us,
         cells: b.cells,
         key: b.key.clone(),
+        body_hash: b.body_hash,
     })?;
     write_all_vectored(wr, &header, &b.body)
         .await

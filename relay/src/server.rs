@@ -11,12 +11,11 @@ use std::time::{Duration, Instant};
 use anonchat_protocol::wire::{RelayAddress, RelayKeypair};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::conn::{self, Ctx};
-use crate::shard::{Shards, unix_micros};
+use crate::shard::{Shards, unix_micros, until_round_end};
 use crate::{RelayConfig, Stats};
 
 /// How often the relay logs its counters.
@@ -151,14 +150,20 @@ pub async fn run(listener: TcpListener, relay: Relay, shutdown: CancellationToke
     stats
 }
 
+/// Closes each round at its end by the wall clock. A tick that comes late
+/// (a busy machine) skips the round numbers it missed instead of pushing
+/// every later round back: round numbers stay `unix_ms / round_ms`
+/// (`docs/protocol.md`, "Rounds").
 async fn round_clock(ctx: Arc<Ctx>) {
-    let mut tick = tokio::time::interval(ctx.config.round);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    tick.tick().await;
+    let round_ms = u64::from(ctx.config.round_ms());
+    let mut open = ctx.shards.open_round();
     loop {
+        let wait = until_round_end(open, unix_micros(), round_ms);
         tokio::select! {
             () = ctx.shutdown.cancelled() => return,
-            _ = tick.tick() => ctx.shards.close_round(Instant::now(), unix_micros()),
+            () = tokio::time::sleep(wait) => {
+                open = ctx.shards.close_round(Instant::now(), unix_micros());
+            }
         }
     }
 }

@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use anonchat_protocol::wire::{BatchKey, CloseCode, SealedBatch, Welcome, seal_batch};
+use anonchat_protocol::wire::{
+    BODY_HASH_LEN, BatchKey, CloseCode, SealedBatch, Welcome, seal_batch,
+};
 use bytes::Bytes;
 use rand::seq::SliceRandom as _;
 use tokio::sync::mpsc;
@@ -28,12 +30,14 @@ pub(crate) enum Outgoing {
 }
 
 /// A closed round as written to every client: the header fields, the key,
-/// and the sealed body shared by reference.
+/// the body hash (computed once, when sealing) and the sealed body shared
+/// by reference.
 pub(crate) struct StoredBatch {
     pub(crate) round: u64,
     pub(crate) closed_at_us: u64,
     pub(crate) cells: u32,
     pub(crate) key: BatchKey,
+    pub(crate) body_hash: [u8; BODY_HASH_LEN],
     pub(crate) body: Bytes,
     closed_at: Instant,
 }
@@ -114,8 +118,9 @@ pub(crate) struct Shards {
     config: RelayConfig,
     stats: Arc<Stats>,
     backlog_bytes: AtomicUsize,
-    /// Rounds closed so far: a new shard opens at this number so that all
-    /// shards move in lockstep.
+    /// The round open now: a new shard opens at this number so that all
+    /// shards move in lockstep. Kept in step with the wall clock
+    /// ([`next_open_round`]).
     tick: Mutex<u64>,
 }
 
@@ -126,10 +131,19 @@ impl Shards {
             config,
             stats,
             backlog_bytes: AtomicUsize::new(0),
-            // Rounds count on from the wall clock, so they keep increasing
-            // across relay restarts and a resuming client sees the gap.
-            tick: Mutex::new(unix_micros() / 1000 / u64::from(config.round_ms().max(1))),
+            // Rounds are numbered from the wall clock, so they keep
+            // increasing across relay restarts and a resuming client sees
+            // the gap.
+            tick: Mutex::new(wall_clock_round(
+                unix_micros() / 1000,
+                u64::from(config.round_ms()),
+            )),
         }
+    }
+
+    /// The round open now.
+    pub(crate) fn open_round(&self) -> u64 {
+        *lock(&self.tick)
     }
 
     /// Adds a member to a shard (created on demand), queues its welcome and,
@@ -189,23 +203,36 @@ impl Shards {
         Ok(shard)
     }
 
-    /// Closes the open round of every shard. `closed_at_us` is the wall
-    /// clock (for latency measurement), `now` the monotonic one (for expiry).
-    pub(crate) fn close_round(&self, now: Instant, closed_at_us: u64) {
+    /// Closes the open round of every shard and returns the round opened
+    /// next. `closed_at_us` is the wall clock (for latency measurement and
+    /// the round numbers: [`next_open_round`]), `now` the monotonic one
+    /// (for expiry).
+    pub(crate) fn close_round(&self, now: Instant, closed_at_us: u64) -> u64 {
         let shards: Vec<Arc<Shard>> = lock(&self.registry).values().cloned().collect();
-        *lock(&self.tick) += 1;
+        let unix_ms = closed_at_us / 1000;
+        let round_ms = u64::from(self.config.round_ms());
+        let next = {
+            let mut tick = lock(&self.tick);
+            *tick = next_open_round(*tick, unix_ms, round_ms);
+            *tick
+        };
         for shard in &shards {
             self.close_shard_round(shard, now, closed_at_us);
         }
         Stats::inc(&self.stats.rounds_closed);
         self.remove_empty_shards();
+        next
     }
 
     fn close_shard_round(&self, shard: &Shard, now: Instant, closed_at_us: u64) {
         let (round, cells) = {
             let mut st = lock(&shard.state);
             let round = st.open_round;
-            st.open_round += 1;
+            st.open_round = next_open_round(
+                round,
+                closed_at_us / 1000,
+                u64::from(self.config.round_ms()),
+            );
             if st.members.is_empty() && st.pending.is_empty() {
                 self.expire(&mut st, now);
                 return;
@@ -220,6 +247,7 @@ impl Shards {
         let SealedBatch {
             cells: sealed_cells,
             key,
+            body_hash,
             body,
             ..
         } = match seal_batch(
@@ -242,6 +270,7 @@ impl Shards {
             closed_at_us,
             cells: sealed_cells,
             key,
+            body_hash,
             body: Bytes::from(body),
             closed_at: now,
         });
@@ -329,6 +358,38 @@ impl Shards {
     }
 }
 
+/// The round the wall clock is in: rounds are numbered
+/// `unix_ms / round_ms`, round `r` spanning `[r * round_ms, (r + 1) *
+/// round_ms)` milliseconds since the Unix epoch.
+pub(crate) fn wall_clock_round(unix_ms: u64, round_ms: u64) -> u64 {
+    unix_ms / round_ms.max(1)
+}
+
+/// The round to open when `open_round` closes at wall-clock time
+/// `unix_ms`: `max(open_round + 1, unix_ms / round_ms)`. On time, that is
+/// the next round; after a late tick it is the wall clock's round, skipping
+/// the numbers of the rounds that were not held, so the relay never drifts
+/// behind the wall clock (clients refuse round numbers too far from their
+/// own clock). Rounds never go backwards, even if the wall clock is set
+/// back: then they advance by one per tick until the clock catches up.
+pub(crate) fn next_open_round(open_round: u64, unix_ms: u64, round_ms: u64) -> u64 {
+    open_round
+        .saturating_add(1)
+        .max(wall_clock_round(unix_ms, round_ms))
+}
+
+/// How long the round clock waits, at wall-clock time `unix_us`, before
+/// closing `open_round`: until the round's end by the wall clock
+/// (`(open_round + 1) * round_ms`), so that round closes stay on the wall
+/// clock's round boundaries and a late tick is not carried into the next
+/// round. At once if that end has passed; never longer than one round (if
+/// the wall clock was set back, rounds go on at the usual pace).
+pub(crate) fn until_round_end(open_round: u64, unix_us: u64, round_ms: u64) -> Duration {
+    let one_round = round_ms.max(1).saturating_mul(1000);
+    let end_us = open_round.saturating_add(1).saturating_mul(one_round);
+    Duration::from_micros(end_us.saturating_sub(unix_us).min(one_round))
+}
+
 /// Microseconds since the Unix epoch, for batch headers.
 pub(crate) fn unix_micros() -> u64 {
     std::time::SystemTime::now()
@@ -391,7 +452,7 @@ mod tests {
         assert_eq!(sh.submit(2, round, vec![2; C]), Submit::Late);
         let (a, b) = (next_batch(&mut rx1), next_batch(&mut rx2));
         assert!(Arc::ptr_eq(&a, &b), "sealed once, shared by all");
-        let opened = open_batch(&a.key, 1, round, a.cells, C, &a.body).unwrap();
+        let opened = open_batch(&a.key, &a.body_hash, 1, round, a.cells, C, &a.body).unwrap();
         let mut firsts: Vec<u8> = opened.cells().map(|c| c[0]).collect();
         firsts.sort_unstable();
         assert_eq!(firsts, vec![1, 2]);
@@ -474,6 +535,96 @@ mod tests {
             while rx.try_recv().is_ok() {}
         }
         assert!(tight.counts().2 <= 3 * (C + 16));
+    }
+
+    #[test]
+    fn the_next_round_is_the_next_one_or_the_wall_clocks() {
+        const MS: u64 = 500;
+        // On time (the tick at round 10's end, or a hair before it).
+        assert_eq!(next_open_round(10, 11 * MS, MS), 11);
+        assert_eq!(next_open_round(10, 11 * MS - 1, MS), 11);
+        // Late by a fraction of a round: still the next one.
+        assert_eq!(next_open_round(10, 11 * MS + MS / 2, MS), 11);
+        // Late by three rounds: the rounds not held are skipped.
+        assert_eq!(next_open_round(10, 14 * MS + 1, MS), 14);
+        // The wall clock set back: forward by one, never backwards.
+        assert_eq!(next_open_round(10, 3 * MS, MS), 11);
+        assert_eq!(next_open_round(u64::MAX, 0, MS), u64::MAX);
+        assert_eq!(next_open_round(0, u64::MAX, 0), u64::MAX);
+    }
+
+    #[test]
+    fn the_clock_waits_for_the_wall_clock_end_of_the_round() {
+        const MS: u64 = 500;
+        let us = |ms: u64| ms * 1000;
+        // Round 10 ends at 5500 ms.
+        assert_eq!(
+            until_round_end(10, us(5000), MS),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            until_round_end(10, us(5400), MS),
+            Duration::from_millis(100)
+        );
+        // Late: close at once.
+        assert_eq!(until_round_end(10, us(5600), MS), Duration::ZERO);
+        assert_eq!(until_round_end(10, us(9000), MS), Duration::ZERO);
+        // Ahead of the wall clock (it was set back): one round, no more.
+        assert_eq!(
+            until_round_end(10, us(1000), MS),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            until_round_end(u64::MAX, u64::MAX, u64::MAX),
+            Duration::ZERO
+        );
+    }
+
+    /// Issue 10, finding 4 (relay side): a late tick must not leave the
+    /// relay's round numbers behind the wall clock for good, as the old
+    /// counter (`open_round += 1` under `MissedTickBehavior::Delay`) did.
+    /// Time is injected through `close_round`'s wall-clock argument.
+    ///
+    /// Checked against the mutation "`next_open_round` returns
+    /// `open_round + 1`" (the old counter): after the late tick the relay
+    /// then opens round `r0 + 2`, two behind the wall clock, and this test
+    /// fails.
+    #[test]
+    fn a_late_tick_skips_the_missed_rounds_instead_of_drifting() {
+        const MS: u64 = 500;
+        let s = shards(RelayConfig {
+            round: Duration::from_millis(MS),
+            ..RelayConfig::default()
+        });
+        let (sh, mut rx, _) = member(&s, 1, 1, 64);
+        let r0 = s.open_round();
+        assert_eq!(lock(&sh.state).open_round, r0);
+        // The wall-clock time at which round `r` ends, in microseconds.
+        let end_us = |r: u64| (r + 1) * MS * 1000;
+
+        // On time.
+        assert_eq!(s.close_round(Instant::now(), end_us(r0)), r0 + 1);
+        // Round r0 + 1 closes two and a half rounds late: rounds r0 + 2 and
+        // r0 + 3 were never open, the wall clock is in r0 + 4.
+        let late = end_us(r0 + 1) + 5 * MS * 1000 / 2;
+        assert_eq!(s.close_round(Instant::now(), late), r0 + 4);
+        assert_eq!(lock(&sh.state).open_round, r0 + 4);
+        // A new shard joins in step.
+        let (other, _rx2, _) = member(&s, 2, 2, 64);
+        assert_eq!(lock(&other.state).open_round, r0 + 4);
+        // The wall clock set back an hour: forward by one all the same.
+        let back = end_us(r0 + 4) - 3_600 * 1_000_000;
+        assert_eq!(s.close_round(Instant::now(), back), r0 + 5);
+        assert_eq!(lock(&sh.state).open_round, r0 + 5);
+
+        let rounds: Vec<u64> = std::iter::from_fn(|| match rx.try_recv() {
+            Ok(Outgoing::Batch(b)) => Some(Some(b.round)),
+            Ok(_) => Some(None),
+            Err(_) => None,
+        })
+        .flatten()
+        .collect();
+        assert_eq!(rounds, vec![r0, r0 + 1, r0 + 4]);
     }
 
     #[test]

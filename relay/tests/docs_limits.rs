@@ -1,14 +1,16 @@
 //! The limits table of `docs/protocol.md` ("Limits") against the constants
 //! the relay is built from (`anonchat_relay::defaults`, the wire protocol's
-//! bounds) and against the defaults `anonchat-relay --help` shows. Changing
-//! a value on one side only fails here.
+//! bounds) and against the defaults `anonchat-relay --help` shows; the wire
+//! version and the BATCH frame layout against the code. Changing a value on
+//! one side only fails here.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::process::Command;
 
 use anonchat_protocol::wire::{
-    AEAD_TAG_LEN, MAX_BATCH_CELLS, MAX_CLOSE_REASON, MAX_HANDSHAKE_MSG, frame_wire_len,
+    AEAD_TAG_LEN, BatchKey, MAX_BATCH_CELLS, MAX_CLOSE_REASON, MAX_HANDSHAKE_MSG, PROTOCOL_VERSION,
+    RelayFrame, frame_wire_len,
 };
 use anonchat_relay::RelayConfig;
 use anonchat_relay::defaults::{
@@ -305,6 +307,53 @@ fn flag_default(help: &str, flag: &str) -> Option<String> {
     let start = entry.find("[default: ")? + "[default: ".len();
     let len = entry[start..].find(']')?;
     Some(entry[start..start + len].to_owned())
+}
+
+/// The version in the document's opening list is the code's, and the BATCH
+/// row gives each field at the offset the encoder writes it.
+#[test]
+fn the_wire_version_and_the_batch_layout_match_the_code() {
+    assert!(
+        PROTOCOL_MD.contains(&format!(
+            "served by `relay/`. Version **{PROTOCOL_VERSION}**"
+        )),
+        "docs/protocol.md does not say wire version {PROTOCOL_VERSION}"
+    );
+    let row = PROTOCOL_MD
+        .lines()
+        .find(|l| l.starts_with("| `0x82` | BATCH |"))
+        .expect("docs/protocol.md has a BATCH row");
+    let plain = RelayFrame::Batch {
+        round: 0x0101_0101_0101_0101,
+        closed_at_us: 0x0202_0202_0202_0202,
+        cells: 0x0303_0303,
+        key: BatchKey::from_bytes([4; 32]),
+        body_hash: [5; 32],
+    }
+    .encode(anonchat_protocol::wire::MIN_CELL_SIZE);
+    let span = |fill: u8| {
+        let start = plain.iter().position(|&b| b == fill).unwrap();
+        let len = plain[start..].iter().take_while(|&&b| b == fill).count();
+        format!("[{start}..{}]", start + len)
+    };
+    assert_eq!(plain[0], 0x82);
+    for (fill, field) in [
+        (1, "round: u64"),
+        (2, "closed_at_us: u64"),
+        (3, "cells: u32"),
+        (4, "batch_key: 32 bytes"),
+        (5, "body_hash: 32 bytes"),
+    ] {
+        let documented = format!("{} {field}", span(fill));
+        assert!(
+            row.contains(&documented),
+            "the BATCH row should say `{documented}`: {row}"
+        );
+    }
+    // The hash is the last field: zero padding follows it.
+    let end = plain.iter().rposition(|&b| b != 0).unwrap() + 1;
+    assert!(span(5).ends_with(&format!("..{end}]")), "{}", span(5));
+    assert!(row.contains("body_hash: 32 bytes`, zeros"), "{row}");
 }
 
 #[test]

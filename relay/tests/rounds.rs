@@ -102,6 +102,19 @@ async fn rounds_close_on_the_relay_clock() {
         (80_000..=130_000).contains(&median),
         "median round {median} µs"
     );
+    // Rounds are numbered from the wall clock and close on its boundaries:
+    // round r ends at (r + 1) * round_ms since the Unix epoch. (The median
+    // leaves room for a late tick on a busy machine.)
+    let mut late: Vec<i128> = closes
+        .iter()
+        .map(|&(round, at)| i128::from(at) - i128::from((round + 1) * 100_000))
+        .collect();
+    late.sort_unstable();
+    let median = late[late.len() / 2];
+    assert!(
+        (0..30_000).contains(&median),
+        "rounds close {median} µs after their wall-clock end: {closes:?}"
+    );
     relay.stop();
 }
 
@@ -166,7 +179,8 @@ async fn a_client_of_another_version_is_refused_clearly() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let relay = RelayProc::start(&[]);
     let mut s = common::raw(&relay.addr).await;
-    let (hs, msg1) = ClientHandshake::start_with_version(relay.addr.key(), 2).unwrap();
+    // A version 1 client: message 1 of version 1 is this, byte for byte.
+    let (hs, msg1) = ClientHandshake::start_with_version(relay.addr.key(), 1).unwrap();
     s.write_all(&msg1).await.unwrap();
     let mut prefix = [0u8; 2];
     s.read_exact(&mut prefix).await.unwrap();

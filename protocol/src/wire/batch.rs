@@ -6,18 +6,35 @@
 //! channel (the [`RelayFrame::Batch`](super::RelayFrame) header). The key is
 //! used for exactly one message, so the nonce is fixed at zero; the
 //! associated data binds the shard, the round and the shape of the batch.
+//!
+//! The key is the same for every member of the shard and the body travels
+//! outside Noise, so the AEAD tag alone does not stop another member (who
+//! knows the key) or anyone on the path in league with one from re-sealing
+//! an altered body. The header therefore also carries the SHA-256 of the
+//! exact body bytes ([`batch_body_hash`]), inside each client's own Noise
+//! channel, and [`open_batch`] checks it, in constant time, before opening.
 
 use std::fmt;
 
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce, Tag};
 use rand::CryptoRng;
+use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::{AEAD_TAG_LEN, MAX_BATCH_CELLS, PROTOCOL_VERSION, WireError};
 
 const BATCH_AAD_LABEL: &[u8] = b"anonchat batch";
+
+/// Bytes of a batch body hash (SHA-256).
+pub const BODY_HASH_LEN: usize = 32;
+
+/// SHA-256 of a sealed batch body: exactly the bytes written on the stream
+/// after the batch header (ciphertext and tag).
+pub fn batch_body_hash(body: &[u8]) -> [u8; BODY_HASH_LEN] {
+    Sha256::digest(body).into()
+}
 
 /// A single-use batch key. Zeroized on drop; prints as `BatchKey(..)`.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
@@ -73,6 +90,9 @@ pub struct SealedBatch {
     pub cells: u32,
     /// The key the body is sealed under (sent in the batch header).
     pub key: BatchKey,
+    /// [`batch_body_hash`] of `body`, computed once when sealing (sent in
+    /// every member's batch header).
+    pub body_hash: [u8; BODY_HASH_LEN],
     /// `cells * cell_size + AEAD_TAG_LEN` bytes.
     pub body: Vec<u8>,
 }
@@ -96,6 +116,26 @@ pub fn seal_batch<R: CryptoRng + ?Sized>(
     round: u64,
     closed_at_us: u64,
     cell_size: usize,
+    plaintext: Vec<u8>,
+) -> Result<SealedBatch, WireError> {
+    seal_with_key(
+        BatchKey::generate(rng),
+        shard,
+        round,
+        closed_at_us,
+        cell_size,
+        plaintext,
+    )
+}
+
+/// [`seal_batch`] under a given key: what any member of the shard could do
+/// with the key from its header (the tests play that member).
+fn seal_with_key(
+    key: BatchKey,
+    shard: u32,
+    round: u64,
+    closed_at_us: u64,
+    cell_size: usize,
     mut plaintext: Vec<u8>,
 ) -> Result<SealedBatch, WireError> {
     if cell_size == 0 || !plaintext.len().is_multiple_of(cell_size) {
@@ -108,7 +148,6 @@ pub fn seal_batch<R: CryptoRng + ?Sized>(
         .ok()
         .filter(|&n| n <= MAX_BATCH_CELLS)
         .ok_or(WireError::BatchTooLarge(u32::MAX))?;
-    let key = BatchKey::generate(rng);
     let tag = key
         .cipher()
         .encrypt_inout_detached(
@@ -124,6 +163,7 @@ pub fn seal_batch<R: CryptoRng + ?Sized>(
         closed_at_us,
         cells,
         key,
+        body_hash: batch_body_hash(&plaintext),
         body: plaintext,
     })
 }
@@ -169,10 +209,13 @@ impl fmt::Debug for OpenedBatch {
     }
 }
 
-/// Opens a sealed batch body with the key from its header. Refuses a body
-/// of the wrong length or any altered byte.
+/// Opens a sealed batch body with the key and body hash from its header.
+/// Refuses a body of the wrong length, a body whose SHA-256 is not
+/// `body_hash` ([`WireError::BatchBodyMismatch`], checked in constant time
+/// before any decryption), and any altered byte.
 pub fn open_batch(
     key: &BatchKey,
+    body_hash: &[u8; BODY_HASH_LEN],
     shard: u32,
     round: u64,
     cells: u32,
@@ -189,7 +232,32 @@ pub fn open_batch(
             got: body.len(),
         });
     }
-    let (ct, tag) = body.split_at(body.len() - AEAD_TAG_LEN);
+    if !bool::from(batch_body_hash(body).ct_eq(body_hash)) {
+        return Err(WireError::BatchBodyMismatch { round });
+    }
+    let data = decrypt_body(key, shard, round, cells, cell_size, body)?;
+    Ok(OpenedBatch {
+        round,
+        cell_size,
+        data,
+    })
+}
+
+/// The AEAD half of [`open_batch`]: what a holder of the round's key can
+/// satisfy on its own. `body` has the length `cells` implies.
+fn decrypt_body(
+    key: &BatchKey,
+    shard: u32,
+    round: u64,
+    cells: u32,
+    cell_size: usize,
+    body: &[u8],
+) -> Result<Vec<u8>, WireError> {
+    let (ct, tag) = body
+        .len()
+        .checked_sub(AEAD_TAG_LEN)
+        .map(|n| body.split_at(n))
+        .ok_or(WireError::Truncated)?;
     let mut data = ct.to_vec();
     let tag = Tag::try_from(tag).map_err(|_| WireError::Decrypt)?;
     key.cipher()
@@ -200,11 +268,7 @@ pub fn open_batch(
             &tag,
         )
         .map_err(|_| WireError::Decrypt)?;
-    Ok(OpenedBatch {
-        round,
-        cell_size,
-        data,
-    })
+    Ok(data)
 }
 
 #[cfg(test)]
@@ -228,7 +292,7 @@ mod tests {
         assert_eq!(s.cells, 5);
         assert_eq!(s.body.len(), sealed_body_len(5, C));
         assert_ne!(&s.body[..plain.len()], plain.as_slice());
-        let opened = open_batch(&s.key, 9, 77, 5, C, &s.body).unwrap();
+        let opened = open_batch(&s.key, &s.body_hash, 9, 77, 5, C, &s.body).unwrap();
         let cells: Vec<&[u8]> = opened.cells().collect();
         assert_eq!(cells.len(), 5);
         assert!(cells[3].iter().all(|&b| b == 3));
@@ -238,7 +302,11 @@ mod tests {
     fn empty_batch_is_just_a_tag() {
         let s = seal_batch(&mut rand::rng(), 1, 1, 0, C, Vec::new()).unwrap();
         assert_eq!(s.body.len(), AEAD_TAG_LEN);
-        assert!(open_batch(&s.key, 1, 1, 0, C, &s.body).unwrap().is_empty());
+        assert!(
+            open_batch(&s.key, &s.body_hash, 1, 1, 0, C, &s.body)
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -247,22 +315,71 @@ mod tests {
         for i in (0..s.body.len()).step_by(37).chain([s.body.len() - 1]) {
             let mut body = s.body.clone();
             body[i] ^= 0x01;
+            // Against the header's hash: refused before any decryption.
             assert_eq!(
-                open_batch(&s.key, 9, 77, 5, C, &body).unwrap_err(),
+                open_batch(&s.key, &s.body_hash, 9, 77, 5, C, &body).unwrap_err(),
+                WireError::BatchBodyMismatch { round: 77 }
+            );
+            // Even with a hash that matches the altered bytes, the AEAD
+            // refuses them (a holder of the key is the next test).
+            assert_eq!(
+                open_batch(&s.key, &batch_body_hash(&body), 9, 77, 5, C, &body).unwrap_err(),
                 WireError::Decrypt
             );
         }
     }
 
+    /// Finding 5 of issue 10: every member of a shard knows the round's key
+    /// (it is in every member's header), so a member — or anyone on the
+    /// path in league with one — can re-seal an altered body with a valid
+    /// AEAD tag and put it on another member's link in place of the real
+    /// one. The hash in the victim's own header, which travels inside the
+    /// victim's Noise channel, is what refuses it.
+    ///
+    /// Checked against the mutation "delete the hash check in
+    /// `open_batch`": the forged body then opens and this test fails.
+    #[test]
+    fn a_member_who_knows_the_key_cannot_rewrite_the_body() {
+        let (plain, s) = sample();
+        // The attacker replaces the first cell and re-seals under the same
+        // key, shard, round and shape.
+        let mut altered = plain.clone();
+        altered[..C].fill(0xEE);
+        let forged = seal_with_key(s.key.clone(), 9, 77, 1, C, altered).unwrap();
+        assert_eq!(forged.body.len(), s.body.len());
+        assert_ne!(forged.body, s.body);
+        // The forgery is a valid AEAD message: only the hash stands in its way.
+        let cells = decrypt_body(&s.key, 9, 77, 5, C, &forged.body).unwrap();
+        assert!(cells[..C].iter().all(|&b| b == 0xEE));
+        // The victim holds the hash of the real body, from its own header.
+        assert_eq!(
+            open_batch(&s.key, &s.body_hash, 9, 77, 5, C, &forged.body).unwrap_err(),
+            WireError::BatchBodyMismatch { round: 77 }
+        );
+        let real = open_batch(&s.key, &s.body_hash, 9, 77, 5, C, &s.body).unwrap();
+        assert_eq!(real.cells().next().unwrap(), &plain[..C]);
+    }
+
+    #[test]
+    fn the_body_hash_is_sha256_of_exactly_the_body() {
+        let (_, s) = sample();
+        assert_eq!(s.body_hash, batch_body_hash(&s.body));
+        // FIPS 180-2 appendix B.1: SHA-256("abc").
+        assert_eq!(
+            hex(&batch_body_hash(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
     #[test]
     fn batch_is_bound_to_shard_round_and_key() {
         let (_, s) = sample();
-        assert!(open_batch(&s.key, 8, 77, 5, C, &s.body).is_err());
-        assert!(open_batch(&s.key, 9, 78, 5, C, &s.body).is_err());
+        assert!(open_batch(&s.key, &s.body_hash, 8, 77, 5, C, &s.body).is_err());
+        assert!(open_batch(&s.key, &s.body_hash, 9, 78, 5, C, &s.body).is_err());
         let other = BatchKey::from_bytes([1; 32]);
-        assert!(open_batch(&other, 9, 77, 5, C, &s.body).is_err());
+        assert!(open_batch(&other, &s.body_hash, 9, 77, 5, C, &s.body).is_err());
         assert!(matches!(
-            open_batch(&s.key, 9, 77, 4, C, &s.body),
+            open_batch(&s.key, &s.body_hash, 9, 77, 4, C, &s.body),
             Err(WireError::WrongFrameLength { .. })
         ));
     }

@@ -47,6 +47,17 @@ pub enum WireError {
     /// A batch with more cells than [`MAX_BATCH_CELLS`](super::MAX_BATCH_CELLS).
     #[error("batch of {0} cells exceeds the limit of {max}", max = super::MAX_BATCH_CELLS)]
     BatchTooLarge(u32),
+    /// A batch body whose SHA-256 is not the hash its header (inside
+    /// Noise) announced: the body was altered after the relay sealed it.
+    #[error(
+        "the body of batch {round} does not match the hash in its header: it was altered after \
+         the relay sealed it (by another client of the shard or on the path) and is refused; \
+         reconnect, and if it happens again connect through a proxy such as Tor or use another relay"
+    )]
+    BatchBodyMismatch {
+        /// The round the header announced.
+        round: u64,
+    },
     /// A field holds a value the protocol does not allow; the text names it.
     #[error("invalid field value: {0}")]
     BadField(&'static str),

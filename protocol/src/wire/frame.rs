@@ -6,7 +6,10 @@
 use std::fmt;
 
 use super::reader::Reader;
-use super::{BatchKey, MAX_BATCH_CELLS, WireError, frame_plaintext_len};
+use super::text::is_non_printing;
+use super::{
+    BODY_HASH_LEN, BatchKey, MAX_BATCH_CELLS, MIN_CELL_SIZE, WireError, frame_plaintext_len,
+};
 
 const KIND_HELLO: u8 = 0x01;
 const KIND_CELL: u8 = 0x02;
@@ -16,6 +19,18 @@ const KIND_CLOSE: u8 = 0x83;
 
 /// Longest close reason carried in a frame, in bytes.
 pub const MAX_CLOSE_REASON: usize = 120;
+
+/// Bytes a BATCH frame uses before its padding: kind, round, `closed_at_us`,
+/// cells, batch key, body hash.
+const BATCH_FRAME_USED: usize = 1 + 8 + 8 + 4 + 32 + BODY_HASH_LEN;
+/// Bytes a CLOSE frame uses at most: kind, code, length, reason.
+const CLOSE_FRAME_USED: usize = 1 + 1 + 1 + MAX_CLOSE_REASON;
+
+// Every relay frame fits in the smallest frame a relay may use, so that
+// all frames of a connection keep one fixed size. (Client frames fit by
+// construction: a CELL frame uses `9 + C` of `C + FRAME_HEADER` bytes.)
+const _: () = assert!(BATCH_FRAME_USED <= frame_plaintext_len(MIN_CELL_SIZE));
+const _: () = assert!(CLOSE_FRAME_USED <= frame_plaintext_len(MIN_CELL_SIZE));
 
 /// A frame sent by a client to the relay.
 #[derive(Clone, PartialEq, Eq)]
@@ -73,7 +88,8 @@ pub enum RelayFrame {
     /// The answer to [`ClientFrame::Hello`].
     Welcome(Welcome),
     /// Header of a closed round. The sealed body (`cells * cell_size +
-    /// AEAD_TAG_LEN` bytes) follows on the stream, outside Noise.
+    /// AEAD_TAG_LEN` bytes) follows on the stream, outside Noise; the
+    /// client checks it against `body_hash` before opening it.
     Batch {
         /// The closed round.
         round: u64,
@@ -82,14 +98,20 @@ pub enum RelayFrame {
         closed_at_us: u64,
         /// Number of cells in the body.
         cells: u32,
-        /// The key that opens the body.
+        /// The key that opens the body (the same for every member of the
+        /// shard).
         key: BatchKey,
+        /// SHA-256 of the sealed body, exactly the bytes that follow this
+        /// frame: binds the shared body to this member's Noise channel.
+        body_hash: [u8; BODY_HASH_LEN],
     },
     /// The relay is about to close the connection, and why.
     Close {
         /// Why, as a code.
         code: CloseCode,
-        /// Why, in words (at most [`MAX_CLOSE_REASON`] bytes on the wire).
+        /// Why, in words: at most [`MAX_CLOSE_REASON`] bytes on the wire,
+        /// no control or other non-printing character
+        /// ([`is_non_printing`](super::is_non_printing)).
         reason: String,
     },
 }
@@ -217,8 +239,11 @@ impl ClientFrame {
 }
 
 impl RelayFrame {
-    /// Encodes into a frame plaintext of the connection's fixed size. A close
-    /// reason longer than [`MAX_CLOSE_REASON`] is cut at a character boundary.
+    /// Encodes into a frame plaintext of the connection's fixed size. In a
+    /// close reason every non-printing character
+    /// ([`is_non_printing`](super::is_non_printing)) becomes U+FFFD, so the
+    /// relay never sends one, and a reason longer than [`MAX_CLOSE_REASON`]
+    /// bytes is cut at a character boundary.
     pub fn encode(&self, cell_size: usize) -> Vec<u8> {
         match self {
             Self::Welcome(w) => {
@@ -233,15 +258,21 @@ impl RelayFrame {
                 closed_at_us,
                 cells,
                 key,
+                body_hash,
             } => {
                 let mut b = frame_buf(cell_size, KIND_BATCH);
                 b.extend_from_slice(&round.to_be_bytes());
                 b.extend_from_slice(&closed_at_us.to_be_bytes());
                 b.extend_from_slice(&cells.to_be_bytes());
                 b.extend_from_slice(key.as_bytes());
+                b.extend_from_slice(body_hash);
                 pad(b, cell_size)
             }
             Self::Close { code, reason } => {
+                let reason: String = reason
+                    .chars()
+                    .map(|c| if is_non_printing(c) { '\u{fffd}' } else { c })
+                    .collect();
                 let mut end = reason.len().min(MAX_CLOSE_REASON);
                 while !reason.is_char_boundary(end) {
                     end -= 1;
@@ -274,11 +305,13 @@ impl RelayFrame {
                     return Err(WireError::BatchTooLarge(cells));
                 }
                 let key = BatchKey::from_bytes(r.array()?);
+                let body_hash = r.array()?;
                 Self::Batch {
                     round,
                     closed_at_us,
                     cells,
                     key,
+                    body_hash,
                 }
             }
             KIND_CLOSE => {
@@ -288,9 +321,16 @@ impl RelayFrame {
                     return Err(WireError::BadField("close reason length"));
                 }
                 let reason = std::str::from_utf8(r.take(len)?)
-                    .map_err(|_| WireError::BadField("close reason is not UTF-8"))?
-                    .to_owned();
-                Self::Close { code, reason }
+                    .map_err(|_| WireError::BadField("close reason is not UTF-8"))?;
+                if reason.chars().any(is_non_printing) {
+                    return Err(WireError::BadField(
+                        "close reason holds a control or other non-printing character",
+                    ));
+                }
+                Self::Close {
+                    code,
+                    reason: reason.to_owned(),
+                }
             }
             other => return Err(WireError::UnknownFrameKind(other)),
         };
@@ -343,6 +383,7 @@ mod tests {
                 closed_at_us: 123,
                 cells: 50,
                 key: BatchKey::from_bytes([5; 32]),
+                body_hash: [6; 32],
             },
             RelayFrame::Close {
                 code: CloseCode::Idle,
@@ -353,6 +394,117 @@ mod tests {
             assert_eq!(plain.len(), frame_plaintext_len(C));
             assert_eq!(RelayFrame::decode(&plain, C).unwrap(), f);
         }
+    }
+
+    /// The BATCH layout of `docs/protocol.md`, byte by byte, at the
+    /// smallest cell size (every frame of a connection has one size).
+    #[test]
+    fn batch_frame_layout_is_the_documented_one() {
+        let plain = RelayFrame::Batch {
+            round: 0x0102_0304_0506_0708,
+            closed_at_us: 0x1112_1314_1516_1718,
+            cells: 0x2122_2324,
+            key: BatchKey::from_bytes([0xAA; 32]),
+            body_hash: [0xBB; 32],
+        }
+        .encode(MIN_CELL_SIZE);
+        assert_eq!(plain.len(), MIN_CELL_SIZE + 16);
+        assert_eq!(plain[0], 0x82);
+        assert_eq!(plain[1..9], 0x0102_0304_0506_0708u64.to_be_bytes());
+        assert_eq!(plain[9..17], 0x1112_1314_1516_1718u64.to_be_bytes());
+        assert_eq!(plain[17..21], 0x2122_2324u32.to_be_bytes());
+        assert_eq!(plain[21..53], [0xAA; 32]);
+        assert_eq!(plain[53..85], [0xBB; 32]);
+        assert_eq!(BATCH_FRAME_USED, 85);
+        assert!(plain[85..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn the_longest_frames_fit_the_smallest_cell_size() {
+        let longest_close = RelayFrame::Close {
+            code: CloseCode::Full,
+            reason: "x".repeat(MAX_CLOSE_REASON),
+        }
+        .encode(MIN_CELL_SIZE);
+        assert_eq!(longest_close.len(), frame_plaintext_len(MIN_CELL_SIZE));
+        assert_eq!(
+            longest_close[3 + MAX_CLOSE_REASON - 1..3 + MAX_CLOSE_REASON],
+            [b'x']
+        );
+        assert!(CLOSE_FRAME_USED <= frame_plaintext_len(MIN_CELL_SIZE));
+        assert!(BATCH_FRAME_USED <= frame_plaintext_len(MIN_CELL_SIZE));
+    }
+
+    /// A close frame as a hostile relay could write it: any bytes as reason.
+    fn raw_close(reason: &[u8]) -> Vec<u8> {
+        let mut plain = vec![0u8; frame_plaintext_len(C)];
+        plain[0] = KIND_CLOSE;
+        plain[1] = CloseCode::Violation as u8;
+        plain[2] = reason.len() as u8;
+        plain[3..3 + reason.len()].copy_from_slice(reason);
+        plain
+    }
+
+    /// Issue 10, finding 9: the relay's words are shown to the user, so a
+    /// reason that could hide, reorder or fake text is refused outright.
+    ///
+    /// Checked against the mutation "delete the `is_non_printing` check in
+    /// `RelayFrame::decode`": every case below then decodes and the test
+    /// fails.
+    #[test]
+    fn close_reason_with_control_bidi_or_invisible_characters_is_refused() {
+        assert!(RelayFrame::decode(&raw_close(b"relay full; try later"), C).is_ok());
+        for reason in [
+            "line one\nline two",
+            "tab\there",
+            "bell\u{7}",
+            "escape \u{1b}[31mred",
+            "C1 \u{9b}31m",
+            "reversed \u{202e}txt.exe",
+            "embedded \u{202a}x\u{202c}",
+            "isolate \u{2066}x\u{2069}",
+            "zero\u{200b}width",
+            "joiner\u{200d}",
+            "bom\u{feff}",
+            "soft\u{ad}hyphen",
+            "line\u{2028}separator",
+            "paragraph\u{2029}separator",
+            "private \u{e000}",
+            "nonchar \u{fffe}",
+            "tag \u{e0041}",
+        ] {
+            assert_eq!(
+                RelayFrame::decode(&raw_close(reason.as_bytes()), C),
+                Err(WireError::BadField(
+                    "close reason holds a control or other non-printing character"
+                )),
+                "{reason:?}"
+            );
+        }
+    }
+
+    /// The relay never sends such a reason: encoding replaces each
+    /// non-printing character with U+FFFD (before the length cut).
+    #[test]
+    fn close_reason_is_cleaned_on_encode() {
+        let plain = RelayFrame::Close {
+            code: CloseCode::Violation,
+            reason: "bad\u{202e}\nfrobs\u{200b}".into(),
+        }
+        .encode(C);
+        let RelayFrame::Close { reason, .. } = RelayFrame::decode(&plain, C).unwrap() else {
+            panic!("not a close frame")
+        };
+        assert_eq!(reason, "bad\u{fffd}\u{fffd}frobs\u{fffd}");
+        let long = RelayFrame::Close {
+            code: CloseCode::Violation,
+            reason: "\u{7}".repeat(200),
+        }
+        .encode(C);
+        let RelayFrame::Close { reason, .. } = RelayFrame::decode(&long, C).unwrap() else {
+            panic!("not a close frame")
+        };
+        assert_eq!(reason, "\u{fffd}".repeat(MAX_CLOSE_REASON / 3));
     }
 
     #[test]
@@ -438,6 +590,7 @@ mod tests {
             closed_at_us: 1,
             cells: 1,
             key: BatchKey::from_bytes([0; 32]),
+            body_hash: [0; 32],
         }
         .encode(C);
         plain[17..21].copy_from_slice(&(MAX_BATCH_CELLS + 1).to_be_bytes());
@@ -501,9 +654,25 @@ mod tests {
         }
 
         #[test]
-        fn batch_headers_round_trip(round: u64, at: u64, cells in 0..=MAX_BATCH_CELLS, key: [u8; 32]) {
-            let f = RelayFrame::Batch { round, closed_at_us: at, cells, key: BatchKey::from_bytes(key) };
-            prop_assert_eq!(RelayFrame::decode(&f.encode(C), C).unwrap(), f);
+        fn batch_headers_round_trip(round: u64, at: u64, cells in 0..=MAX_BATCH_CELLS,
+                                    key: [u8; 32], body_hash: [u8; 32],
+                                    cell_size in MIN_CELL_SIZE..=MAX_CELL_SIZE) {
+            let f = RelayFrame::Batch { round, closed_at_us: at, cells, key: BatchKey::from_bytes(key), body_hash };
+            let plain = f.encode(cell_size);
+            prop_assert_eq!(plain.len(), frame_plaintext_len(cell_size));
+            prop_assert_eq!(RelayFrame::decode(&plain, cell_size).unwrap(), f);
+        }
+
+        #[test]
+        fn close_reasons_decode_only_when_printable(
+            chars in proptest::collection::vec(any::<char>(), 0..=MAX_CLOSE_REASON / 4),
+            code in 1u8..=4,
+        ) {
+            let reason: String = chars.into_iter().collect();
+            let mut plain = raw_close(reason.as_bytes());
+            plain[1] = code;
+            let printable = !reason.chars().any(is_non_printing);
+            prop_assert_eq!(RelayFrame::decode(&plain, C).is_ok(), printable);
         }
     }
 }

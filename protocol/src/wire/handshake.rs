@@ -122,10 +122,16 @@ pub enum Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Version { relay, client } => write!(
+            Self::Version { relay, client } if client < relay => write!(
                 f,
                 "the relay speaks wire protocol version {relay} and this program speaks version \
-                 {client}; update anonchat, or ask the relay operator which version to use"
+                 {client}; update anonchat to a release that speaks version {relay}"
+            ),
+            Self::Version { relay, client } => write!(
+                f,
+                "the relay speaks wire protocol version {relay}, older than this program's \
+                 version {client}; ask the relay operator to update the relay, or use a relay \
+                 that speaks version {client}"
             ),
         }
     }
@@ -477,8 +483,34 @@ mod tests {
             }
         );
         let err = client.finish(&out.reply[2..]).unwrap_err();
-        assert!(err.to_string().contains("version 1"), "{err}");
-        assert!(err.to_string().contains("version 99"), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains(&format!("version {PROTOCOL_VERSION}")),
+            "{err}"
+        );
+        assert!(text.contains("version 99"), "{err}");
+        assert!(text.contains("ask the relay operator to update"), "{err}");
+    }
+
+    /// A version 1 client (no body hash in its BATCH frames) meets a
+    /// version 2 relay: refused in the handshake, told to upgrade. The
+    /// message 1 of version 1 is `start_with_version(key, 1)` byte for
+    /// byte; the text a version 1 build shows is its own ("update anonchat,
+    /// or ask the relay operator which version to use"), this is the text
+    /// of this build.
+    #[test]
+    fn a_version_1_client_is_told_to_upgrade() {
+        assert_eq!(PROTOCOL_VERSION, 2);
+        let kp = RelayKeypair::generate(&mut rand::rng());
+        let (client, msg1) = ClientHandshake::start_with_version(kp.public(), 1).unwrap();
+        let out = respond(&kp, &msg1[2..], P).unwrap();
+        assert!(out.link.is_err());
+        let err = client.finish(&out.reply[2..]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the relay refused the connection: the relay speaks wire protocol version 2 and this \
+             program speaks version 1; update anonchat to a release that speaks version 2"
+        );
     }
 
     #[test]

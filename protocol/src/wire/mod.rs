@@ -8,7 +8,8 @@
 //!    one frame size per connection, derived from the cell size.
 //! 3. Batches: after a [`RelayFrame::Batch`] header the relay writes the
 //!    sealed batch body ([`SealedBatch`]), the same bytes to every client of
-//!    the shard; [`open_batch`] turns it back into cells.
+//!    the shard; [`open_batch`] checks it against the body hash of the
+//!    client's own header and turns it back into cells.
 
 mod address;
 mod batch;
@@ -16,19 +17,27 @@ mod error;
 mod frame;
 mod handshake;
 pub(crate) mod reader;
+mod text;
 
 pub use address::{AddressError, MAX_ADDRESS_LEN, RELAY_KEY_LEN, RelayAddress, SCHEME};
-pub use batch::{BatchKey, OpenedBatch, SealedBatch, open_batch, seal_batch, sealed_body_len};
+pub use batch::{
+    BODY_HASH_LEN, BatchKey, OpenedBatch, SealedBatch, batch_body_hash, open_batch, seal_batch,
+    sealed_body_len,
+};
 pub use error::WireError;
 pub use frame::{ClientFrame, CloseCode, MAX_CLOSE_REASON, RelayFrame, Welcome};
 pub use handshake::{
     ClientHandshake, HandshakeOutcome, Link, LinkOpener, LinkSealer, Refusal, RelayKeypair,
     RelayParams, handshake_len, respond,
 };
+pub use text::is_non_printing;
 
 /// The wire protocol version. A peer speaking another version is refused
 /// during the handshake with [`Refusal::Version`].
-pub const PROTOCOL_VERSION: u16 = 1;
+///
+/// Version 2 added the body hash to the BATCH frame: a version 1 client
+/// could not check it, so it is refused rather than served.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The Noise protocol name used on every relay link.
 pub const NOISE_PARAMS: &str = "Noise_NK_25519_ChaChaPoly_BLAKE2s";
