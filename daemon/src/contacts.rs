@@ -213,6 +213,7 @@ impl Contacts {
     /// (unlocked) router, whose own identity is refused as a contact.
     pub fn add(
         &mut self,
+        rng: &mut dyn rand::CryptoRng,
         identity: PublicIdentity,
         name: &str,
         router: &mut Router,
@@ -240,7 +241,7 @@ impl Contacts {
         }
         let id = ContactId(self.by_id.keys().next_back().map_or(0, |id| id.0) + 1);
         router
-            .add_contact(id, identity.clone())
+            .add_contact(rng, id, identity.clone())
             .map_err(Error::invalid)?;
         Ok(self.insert(Contact {
             id,
@@ -275,7 +276,7 @@ impl Contacts {
     /// Makes a freshly unlocked router follow this list: contacts it has
     /// that the list does not are dropped, contacts it lacks are added.
     /// The list is the truth.
-    pub fn attach(&self, router: &mut Router) {
+    pub fn attach(&self, rng: &mut dyn rand::CryptoRng, router: &mut Router) {
         let stale: Vec<ContactId> = router
             .contact_ids()
             .filter(|id| !self.by_id.contains_key(id))
@@ -285,7 +286,7 @@ impl Contacts {
         }
         let known: std::collections::BTreeSet<ContactId> = router.contact_ids().collect();
         for c in self.iter().filter(|c| !known.contains(&c.id)) {
-            if let Err(e) = router.add_contact(c.id, c.identity.clone()) {
+            if let Err(e) = router.add_contact(rng, c.id, c.identity.clone()) {
                 tracing::warn!(contact = c.id.0, error = %e, "a contact cannot have sessions");
             }
         }

@@ -56,6 +56,10 @@ pub enum Error {
     /// A file of the home cannot be read or written.
     #[error("{0}")]
     Storage(String),
+    /// The relay's rounds were refused (a round length outside the range,
+    /// or a round number that disagrees with the wall clock).
+    #[error("{0}")]
+    RelayRefused(anonchat_protocol::e2e::RoundError),
     /// The operation could not run (a worker thread failed).
     #[error("{0}")]
     Busy(String),
@@ -75,7 +79,7 @@ impl Error {
             Self::FingerprintMismatch => ErrorCode::FingerprintMismatch,
             Self::MessageRejected(_) | Self::OutboxFull { .. } => ErrorCode::MessageRejected,
             Self::InvalidInput(_) => ErrorCode::InvalidInput,
-            Self::InvalidRelay(_) => ErrorCode::InvalidRelay,
+            Self::InvalidRelay(_) | Self::RelayRefused(_) => ErrorCode::InvalidRelay,
             Self::Storage(_) => ErrorCode::Storage,
             Self::Busy(_) => ErrorCode::Busy,
         }

@@ -90,8 +90,14 @@ pub async fn run(core: Arc<Core>) {
                 conn.params.cell_size, core.settings.cell_size
             ),
             Ok(Ok(conn)) => {
+                if let Err(e) = core.set_round_ms(conn.params.round_ms) {
+                    core.set_link(LinkState::Retrying, Some(e.to_string()));
+                    if !retry_wait(&core, &mut config, &mut backoff).await {
+                        return;
+                    }
+                    continue;
+                }
                 backoff = BACKOFF_MIN;
-                core.set_round_ms(conn.params.round_ms);
                 core.set_link(LinkState::Connected, None);
                 tracing::info!("connected to the relay");
                 let end = tokio::select! {
@@ -108,14 +114,25 @@ pub async fn run(core: Arc<Core>) {
             Err(_) => "timed out".to_owned(),
         };
         core.set_link(LinkState::Retrying, Some(error));
-        // Exponential backoff with full jitter.
-        let wait = rand::rng().random_range(BACKOFF_MIN..=backoff);
-        backoff = (backoff * 2).min(BACKOFF_MAX);
-        tokio::select! {
-            () = core.shutdown.cancelled() => return,
-            () = tokio::time::sleep(wait) => {}
-            r = config.changed() => if r.is_err() { return },
+        if !retry_wait(&core, &mut config, &mut backoff).await {
+            return;
         }
+    }
+}
+
+/// Waits before the next dial: exponential backoff with full jitter, cut
+/// short by a change of the proxy setting. False once the daemon stops.
+async fn retry_wait(
+    core: &Core,
+    config: &mut tokio::sync::watch::Receiver<Config>,
+    backoff: &mut Duration,
+) -> bool {
+    let wait = rand::rng().random_range(BACKOFF_MIN..=*backoff);
+    *backoff = (*backoff * 2).min(BACKOFF_MAX);
+    tokio::select! {
+        () = core.shutdown.cancelled() => false,
+        () = tokio::time::sleep(wait) => true,
+        r = config.changed() => r.is_ok(),
     }
 }
 
@@ -138,7 +155,7 @@ async fn lockstep(core: &Arc<Core>, conn: Connected<TcpStream>) -> String {
     };
     let cell = match first {
         Ok(Ok(cell)) => cell,
-        Ok(Err(_)) => return "locked".to_owned(),
+        Ok(Err(e)) => return e.to_string(),
         Err(_) => return "internal error".to_owned(),
     };
     if let Err(e) = sender.send_cell(welcome.open_round, cell).await {
@@ -168,7 +185,7 @@ async fn lockstep(core: &Arc<Core>, conn: Connected<TcpStream>) -> String {
         .await;
         let cell = match out {
             Ok(Ok(cell)) => cell,
-            Ok(Err(_)) => return "locked".to_owned(),
+            Ok(Err(e)) => return e.to_string(),
             Err(_) => return "internal error".to_owned(),
         };
         let (Some(reply), Some(cell)) = (reply, cell) else {

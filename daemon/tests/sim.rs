@@ -338,6 +338,7 @@ impl Sim {
         let rng = StdRng::seed_from_u64(seed ^ ((node as u64 + 1) << 56) ^ (generation << 40));
         let core = Core::open_with_rng(settings(home, clock), Box::new(rng)).unwrap();
         core.identity_unlock("").unwrap();
+        core.set_round_ms(ROUND_MS as u32).unwrap();
         core
     }
 

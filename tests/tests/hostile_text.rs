@@ -34,12 +34,20 @@ fn hostile_text_is_shown_escaped_and_long_histories_page() {
     let w = World::new();
     let (_relay, addr) = w.relay_with(0, 50);
     let _daemons = [w.daemon("alice"), w.daemon("bob")];
-    // Alice's nickname carries a right-to-left override.
+    // A nickname with a right-to-left override could pass for another
+    // contact's: refused, with the reason.
     let nick = "ali\u{202e}ecil";
-    w.json(
+    let out = w.ctl(
         "alice",
         &["init", "--name", nick, "--relay", &addr, "--no-passphrase"],
     );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("direction-changing"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    w.init("alice", &addr);
     w.init("bob", &addr);
     w.introduce("alice", "bob");
     w.introduce("bob", "alice");
@@ -89,9 +97,13 @@ fn hostile_text_is_shown_escaped_and_long_histories_page() {
     assert!(!newest.is_empty() && newest.len() < texts.len());
     assert_eq!(newest.last().unwrap()["text"], texts[3].as_str());
 
-    // A nickname with a bidi override: shown escaped, exact in JSON.
-    let shown = stdout_of(&w.ctl("alice", &["id"]));
-    assert!(!shown.contains('\u{202e}'), "{shown}");
+    // A message with a bidi override: shown escaped, exact in JSON.
+    w.json("alice", &["send", "bob", nick]);
+    eventually(60, "bob received the bidi message", || {
+        w.received("bob", "alice").len() == texts.len() + 1
+    });
+    assert_eq!(w.received("bob", "alice").last().unwrap(), nick);
+    let shown = stdout_of(&w.ctl("bob", &["history", "alice"]));
+    assert!(!shown.contains('\u{202e}'), "raw bidi override");
     assert!(shown.contains("ali\\u{202e}ecil"), "{shown}");
-    assert_eq!(w.json("alice", &["id"])["name"], nick);
 }

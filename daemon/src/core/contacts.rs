@@ -17,7 +17,7 @@ impl Core {
         let unlocked = inner.unlocked.as_mut().ok_or(Error::Locked)?;
         let info = inner
             .contacts
-            .add(identity, name, &mut unlocked.router)?
+            .add(&mut *inner.rng, identity, name, &mut unlocked.router)?
             .info();
         inner.save_contacts_and_sessions(&self.settings.paths)?;
         drop(guard);

@@ -86,7 +86,7 @@ impl Core {
         if inner.public.is_some() {
             return Err(Error::IdentityExists);
         }
-        let unlocked = Unlocked::start(router, key, &contacts, paths)?;
+        let unlocked = Unlocked::start(router, key, &contacts, paths, &mut *inner.rng)?;
         inner.contacts = contacts;
         inner.public = Some(public.clone());
         inner.protected = !passphrase.is_empty();
@@ -121,8 +121,11 @@ impl Core {
         let identity = PrivateIdentity::from_secret_bytes(&secret).map_err(Error::storage)?;
         let state = keystore::load_state(&paths.sessions(), &key).map_err(Error::storage)?;
         let router = match state {
-            Some(bytes) => Router::import_state(identity, self.router_config(), &bytes)
-                .map_err(Error::storage)?,
+            Some(bytes) => {
+                let mut inner = self.lock();
+                Router::import_state(&mut *inner.rng, identity, self.router_config(), &bytes)
+                    .map_err(Error::storage)?
+            }
             None => Router::new(identity, self.router_config()).map_err(Error::invalid)?,
         };
         let contacts = Contacts::open(paths, &key)?;
@@ -130,7 +133,7 @@ impl Core {
         if inner.unlocked.is_some() {
             return Ok(());
         }
-        let unlocked = Unlocked::start(router, key, &contacts, paths)?;
+        let unlocked = Unlocked::start(router, key, &contacts, paths, &mut *inner.rng)?;
         inner.contacts = contacts;
         inner.unlocked = Some(unlocked);
         drop(inner);

@@ -111,8 +111,14 @@ struct Unlocked {
 impl Unlocked {
     /// The unlocked state: the router made to follow the contact registry,
     /// and saved so that the file on disk matches it.
-    fn start(mut router: Router, key: DataKey, contacts: &Contacts, paths: &Paths) -> Result<Self> {
-        contacts.attach(&mut router);
+    fn start(
+        mut router: Router,
+        key: DataKey,
+        contacts: &Contacts,
+        paths: &Paths,
+        rng: &mut dyn CryptoRng,
+    ) -> Result<Self> {
+        contacts.attach(rng, &mut router);
         let mut unlocked = Self {
             router,
             key,

@@ -5,10 +5,11 @@
 //! other than saving the session state.
 
 use anonchat_ipc::{Event, LinkState};
+use anonchat_protocol::e2e::{RoundClock, RoundError};
 use anonchat_protocol::wire::RelayAddress;
 use rand::Rng as _;
 
-use super::{Core, messages};
+use super::{Core, Inner, messages};
 use crate::error::{Error, Result};
 
 impl Core {
@@ -21,10 +22,27 @@ impl Core {
         Some((p.relay().clone(), p.shard(), inner.relay.round))
     }
 
-    /// Records the round length the relay announced (used to tell a
-    /// sender with a full outbox how long to wait).
-    pub fn set_round_ms(&self, round_ms: u32) {
+    /// Records the round length the relay announced (the end-to-end layer
+    /// checks rounds against the wall clock with it; it also tells a sender
+    /// with a full outbox how long to wait). A length outside the
+    /// documented range is refused, whatever the relay says.
+    pub fn set_round_ms(&self, round_ms: u32) -> Result<()> {
+        RoundClock::new(u64::from(round_ms)).map_err(Error::RelayRefused)?;
         self.lock().round_ms = Some(round_ms);
+        Ok(())
+    }
+
+    /// Gives the router the relay's round length, so that it can check
+    /// rounds against the wall clock.
+    fn apply_round_ms(inner: &mut Inner) -> Result<()> {
+        let unlocked = inner.unlocked.as_mut().ok_or(Error::Locked)?;
+        let round_ms = inner
+            .round_ms
+            .ok_or(Error::RelayRefused(RoundError::NoRoundLength))?;
+        unlocked
+            .router
+            .set_round_ms(u64::from(round_ms))
+            .map_err(Error::RelayRefused)
     }
 
     /// Records the link's state (shown by `status`, announced as an event).
@@ -50,11 +68,14 @@ impl Core {
         let now = self.now_ms();
         let mut guard = self.lock();
         let inner = &mut *guard;
+        Self::apply_round_ms(inner)?;
         let unlocked = inner.unlocked.as_mut().ok_or(Error::Locked)?;
-        let mut events = Vec::new();
-        for cell in cells {
-            events.extend(unlocked.router.receive_cell(&mut *inner.rng, round, cell));
-        }
+        // A batch whose round the wall clock refutes is refused whole (the
+        // link then drops the connection).
+        let events = unlocked
+            .router
+            .receive_batch(&mut *inner.rng, round, now, cells)
+            .map_err(Error::RelayRefused)?;
         if unlocked.dirty()
             && let Err(e) = unlocked.save(&self.settings.paths)
         {
@@ -78,8 +99,12 @@ impl Core {
         let now = self.now_ms();
         let mut guard = self.lock();
         let inner = &mut *guard;
+        Self::apply_round_ms(inner)?;
         let unlocked = inner.unlocked.as_mut().ok_or(Error::Locked)?;
-        let (mut cell, events) = unlocked.router.next_cell(&mut *inner.rng, round, now);
+        let (mut cell, events) = unlocked
+            .router
+            .next_cell(&mut *inner.rng, round, now)
+            .map_err(Error::RelayRefused)?;
         if unlocked.dirty()
             && let Err(e) = unlocked.save(&self.settings.paths)
         {

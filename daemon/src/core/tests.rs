@@ -44,7 +44,8 @@ struct World {
 
 impl World {
     fn new(names: &[&'static str], retransmit_after: Duration) -> Self {
-        let clock = Arc::new(AtomicU64::new(1_000_000));
+        // Rounds are numbered from the wall clock: round = ms / ROUND_MS.
+        let clock = Arc::new(AtomicU64::new(1_764_000_000_000));
         let nodes: Vec<Node> = names
             .iter()
             .map(|&name| {
@@ -55,6 +56,7 @@ impl World {
                 let core = Core::open(settings).unwrap();
                 core.identity_create(name, RELAY, Some(""), Some(1))
                     .unwrap();
+                core.set_round_ms(ROUND_MS as u32).unwrap();
                 Node {
                     name,
                     core,
@@ -71,10 +73,11 @@ impl World {
             }
         }
         let sent = vec![0; nodes.len()];
+        let round = clock.load(Ordering::Relaxed) / ROUND_MS;
         Self {
             nodes,
             clock,
-            round: 100,
+            round,
             sent,
         }
     }

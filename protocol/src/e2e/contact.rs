@@ -1,17 +1,20 @@
-//! One contact: the init keys, the session's lifecycle, the replay record,
-//! and the message state machines on both sides. Init cells are in
-//! [`init`](super::init), the lifecycle in [`lifecycle`](super::lifecycle).
+//! One contact: the handshake cell keys, the sessions, the replay record,
+//! and the message state machines on both sides. Handshake cells are in
+//! [`init`](super::init), the handshake in [`handshake`](super::handshake),
+//! the sessions' lifecycle in [`lifecycle`](super::lifecycle).
 
 use std::collections::{BTreeSet, VecDeque};
 
 use rand::CryptoRng;
 
+use super::handshake::{self, Incarnation, Initiator, Message};
 use super::identity::{PrivateIdentity, PublicIdentity};
-use super::init::{InitFragment, InitId, InitKeys, OutgoingInit, PeerInits};
+use super::init::{Added, InitFragment, InitId, InitKeys, OutgoingInit, PeerInits};
 use super::kdf::CellTag;
-use super::lifecycle::SessionState;
+use super::lifecycle::{self, Active, Sessions, Starting};
 use super::messages::{Delivery, Inbox, OutEvent, Outbox, Received};
 use super::payload::{ACK_LEN, ACKS_PER_CELL, DATA_OVERHEAD, Records};
+use super::ratchet::Epoch;
 use super::router::EventKind as Ev;
 use super::session::{ROUND_WINDOW, Role, SESSION_OVERHEAD, Session};
 use super::writer::Writer;
@@ -23,10 +26,14 @@ use crate::wire::reader::Reader;
 const MAX_PENDING_ACKS: usize = 64;
 
 /// Which kind of cell a tag announces.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Slot {
-    Init,
-    Session,
+    /// A handshake cell (INIT or ACCEPT).
+    Handshake,
+    /// A cell of the active session, in one of its receiving epochs.
+    Active(Epoch),
+    /// A cell of the session being started (our answer to the peer's INIT).
+    Starting(Epoch),
 }
 
 pub(crate) struct Contact {
@@ -38,11 +45,18 @@ pub(crate) struct Contact {
     /// The newest such round.
     newest: u64,
     peer_inits: PeerInits,
-    state: SessionState,
+    sessions: Sessions,
     outbox: Outbox,
     inbox: Inbox,
     acks: VecDeque<u64>,
     next_msg_id: u64,
+    /// Ours for this contact record (see [`Incarnation`]).
+    incarnation: Incarnation,
+    /// The peer's, as its last proven session start carried it.
+    peer_incarnation: Option<Incarnation>,
+    /// We finished a session start as initiator: send a cell on it soon
+    /// even with nothing else to say, so that the peer can prove it.
+    confirm: bool,
 }
 
 /// Payload bytes of a session cell.
@@ -56,7 +70,8 @@ pub(crate) fn fragment_len(cell_size: usize) -> usize {
 }
 
 impl Contact {
-    pub(crate) fn new(
+    pub(crate) fn new<R: CryptoRng + ?Sized>(
+        rng: &mut R,
         me: &PrivateIdentity,
         peer: PublicIdentity,
         cell_size: usize,
@@ -69,11 +84,14 @@ impl Contact {
             seen: BTreeSet::new(),
             newest: 0,
             peer_inits: PeerInits::default(),
-            state: SessionState::None,
+            sessions: Sessions::default(),
             outbox: Outbox::default(),
             inbox: Inbox::new(0),
             acks: VecDeque::new(),
             next_msg_id: 1,
+            incarnation: rng.next_u64(),
+            peer_incarnation: None,
+            confirm: false,
         })
     }
 
@@ -104,12 +122,14 @@ impl Contact {
         self.outbox.len()
     }
 
+    /// Whether a session both sides have proven exists.
     pub(crate) fn has_session(&self) -> bool {
-        self.state.session().is_some()
+        self.sessions.active.is_some()
     }
 
-    /// Timers and session start. Returns events and whether the expected
-    /// tags changed.
+    /// Timers and session start: starts a handshake when messages wait and
+    /// no session exists, and sends handshake messages again when due.
+    /// Returns events and whether the expected tags changed.
     pub(crate) fn poll<R: CryptoRng + ?Sized>(
         &mut self,
         me: &PrivateIdentity,
@@ -119,47 +139,67 @@ impl Contact {
     ) -> (Vec<Ev>, bool) {
         let mut events = Vec::new();
         let mut reindex = false;
-        if matches!(self.state, SessionState::None)
-            && self.outbox.len() > 0
-            && let Some((session, data)) = Session::initiate(rng, me, &self.peer)
-        {
-            let init = OutgoingInit::new(rng, data, self.cell_size);
-            self.state = SessionState::Initiating { session, init };
-            reindex = true;
+        // An answer to an INIT that nobody follows up (a replay, or a peer
+        // that started over) must not keep us from starting ourselves.
+        let stale_answer = matches!(
+            self.sessions.starting,
+            Some(Starting::Responding { since_ms, .. })
+                if now_ms.saturating_sub(since_ms) >= retransmit_after_ms
+        );
+        let idle = self.sessions.starting.is_none() || stale_answer;
+        if self.sessions.active.is_none() && idle && self.outbox.len() > 0 {
+            match Initiator::start(rng, me, &self.peer, self.incarnation) {
+                Ok((hs, data)) => {
+                    let out = OutgoingInit::new(rng, data, self.cell_size);
+                    self.sessions.starting = Some(Starting::Initiating {
+                        hs: Box::new(hs),
+                        out,
+                    });
+                    reindex = true;
+                }
+                Err(_) => return (events, reindex),
+            }
         }
         for e in self.outbox.retransmit_due(now_ms, retransmit_after_ms) {
             if let OutEvent::Retransmitting(id) = e {
                 events.push(Ev::Retransmitting { msg_id: id });
             }
         }
-        // Unconfirmed: the init may have been lost too; send it again
-        // (same data, fresh tags).
-        if !events.is_empty()
-            && let SessionState::Initiating { init, .. } = &mut self.state
-        {
-            init.requeue(self.cell_size);
+        // No answer yet: the INIT or the ACCEPT may have been lost; send
+        // the INIT again (same data, fresh tags), backing off.
+        if let Some(Starting::Initiating { out, .. }) = &mut self.sessions.starting {
+            out.resend_if_due(now_ms, retransmit_after_ms, self.cell_size);
         }
         (events, reindex)
     }
 
     pub(crate) fn has_output(&self) -> bool {
-        if let SessionState::Initiating { init, .. } = &self.state
-            && init.has_output()
+        if self
+            .sessions
+            .starting
+            .as_ref()
+            .is_some_and(|s| s.out().has_output())
         {
             return true;
         }
-        self.state.session().is_some_and(Session::can_send)
-            && (!self.acks.is_empty() || self.outbox.has_pending_fragment())
+        self.sessions
+            .active
+            .as_ref()
+            .is_some_and(|a| a.session.can_send())
+            && (self.confirm || !self.acks.is_empty() || self.outbox.has_pending_fragment())
     }
 
     /// The next real cell for this contact, sent in `round`, if any.
     pub(crate) fn produce(&mut self, round: u64, now_ms: u64) -> Option<(Vec<u8>, Vec<Ev>)> {
-        if let SessionState::Initiating { init, .. } = &mut self.state
-            && let Some(cell) = init.next_cell(&self.init_keys, round, self.cell_size)
+        if let Some(starting) = &mut self.sessions.starting
+            && let Some(cell) =
+                starting
+                    .out_mut()
+                    .next_cell(&self.init_keys, round, now_ms, self.cell_size)
         {
             return Some((cell, Vec::new()));
         }
-        let session = self.state.session_mut()?;
+        let session = &mut self.sessions.active.as_mut()?.session;
         if !session.can_send() {
             return None;
         }
@@ -177,11 +217,12 @@ impl Contact {
             }
             records.data = Some(fragment);
         }
-        if records.is_empty() {
+        if records.is_empty() && !self.confirm {
             return None;
         }
         let payload = records.encode(payload_len(self.cell_size));
         let cell = session.seal(round, &payload).ok()?;
+        self.confirm = false;
         Some((cell, events))
     }
 
@@ -200,94 +241,196 @@ impl Contact {
         }
     }
 
+    /// Forgets a replay record that lies in the future of `latest` (a
+    /// relay's lie persisted by an older version): it would refuse every
+    /// honest round from now on.
+    pub(crate) fn forget_future(&mut self, latest: u64) {
+        if self.newest > latest {
+            self.newest = 0;
+            self.seen.clear();
+        }
+    }
+
     /// The tags a cell from this contact in `round` may carry.
     pub(crate) fn expected(&self, round: u64) -> Vec<(CellTag, Slot)> {
         if !self.accepts(round) {
             return Vec::new();
         }
-        let mut v = vec![(self.init_keys.recv_tag(round), Slot::Init)];
-        if let Some(s) = self.state.session() {
-            v.push((s.recv_tag(round), Slot::Session));
+        let mut v = vec![(self.init_keys.recv_tag(round), Slot::Handshake)];
+        if let Some(a) = &self.sessions.active {
+            v.extend(
+                a.session
+                    .expected(round)
+                    .into_iter()
+                    .filter_map(|(t, e)| Some((t?, Slot::Active(e)))),
+            );
+        }
+        if let Some(s) = self.sessions.starting_session() {
+            v.extend(
+                s.expected(round)
+                    .into_iter()
+                    .filter_map(|(t, e)| Some((t?, Slot::Starting(e)))),
+            );
         }
         v
     }
 
     /// The tag expected for `slot` in `round`, for the constant-time check.
     pub(crate) fn tag_at(&self, slot: Slot, round: u64) -> Option<CellTag> {
-        if !self.accepts(round) {
-            return None;
-        }
-        match slot {
-            Slot::Init => Some(self.init_keys.recv_tag(round)),
-            Slot::Session => Some(self.state.session()?.recv_tag(round)),
-        }
+        self.expected(round)
+            .into_iter()
+            .find(|(_, s)| *s == slot)
+            .map(|(t, _)| t)
     }
 
+    /// Opens a cell whose tag matched `slot`. `None` if it does not
+    /// authenticate (nothing changed then); else the events.
     pub(crate) fn receive<R: CryptoRng + ?Sized>(
         &mut self,
         me: &PrivateIdentity,
         rng: &mut R,
         slot: Slot,
         round: u64,
+        now_ms: u64,
         cell: &[u8],
-    ) -> Vec<Ev> {
+    ) -> Option<Vec<Ev>> {
         match slot {
-            Slot::Init => self.receive_init(me, round, cell),
-            Slot::Session => self.receive_session(rng, round, cell),
+            Slot::Handshake => self.receive_handshake(me, rng, round, now_ms, cell),
+            Slot::Active(epoch) => {
+                let session = &mut self.sessions.active.as_mut()?.session;
+                let payload = session.open(rng, epoch, round, cell).ok()?;
+                self.mark_seen(round);
+                Some(self.apply_records(&payload, Vec::new()))
+            }
+            Slot::Starting(epoch) => {
+                let Some(Starting::Responding { session, .. }) = &mut self.sessions.starting else {
+                    return None;
+                };
+                let payload = session.open(rng, epoch, round, cell).ok()?;
+                self.mark_seen(round);
+                // The peer proved the session: it replaces the old one.
+                let Some(Starting::Responding {
+                    session,
+                    peer_incarnation,
+                    ..
+                }) = self.sessions.starting.take()
+                else {
+                    return None;
+                };
+                self.activate(*session, Role::Responder, peer_incarnation);
+                Some(self.apply_records(&payload, vec![Ev::SessionStarted]))
+            }
         }
     }
 
-    fn receive_init(&mut self, me: &PrivateIdentity, round: u64, cell: &[u8]) -> Vec<Ev> {
-        let Some(plain) = self.init_keys.open(round, cell) else {
-            return Vec::new();
-        };
-        self.mark_seen(round);
-        let Some((id, data)) = InitFragment::parse(&plain).and_then(|f| self.peer_inits.add(&f))
-        else {
-            return Vec::new();
-        };
-        self.peer_started(me, id, &data)
-    }
-
-    /// The peer started a session. If both sides started at once, the
-    /// session of the side with the smaller fingerprint wins, a rule both
-    /// compute the same way.
-    fn peer_started(&mut self, me: &PrivateIdentity, id: InitId, data: &[u8]) -> Vec<Ev> {
-        if matches!(self.state, SessionState::Initiating { .. })
-            && me.public().fingerprint() < self.peer.fingerprint()
-        {
-            return Vec::new();
-        }
-        let Some(session) = Session::respond(me, &self.peer, data) else {
-            return Vec::new();
-        };
-        self.state = SessionState::Established {
-            session,
-            role: Role::Responder,
-            init_id: id,
-        };
-        self.outbox.restart_all();
-        vec![Ev::SessionStarted]
-    }
-
-    fn receive_session<R: CryptoRng + ?Sized>(
+    fn receive_handshake<R: CryptoRng + ?Sized>(
         &mut self,
+        me: &PrivateIdentity,
         rng: &mut R,
-        i: u64,
+        round: u64,
+        now_ms: u64,
         cell: &[u8],
-    ) -> Vec<Ev> {
-        let Some(session) = self.state.session_mut() else {
-            return Vec::new();
+    ) -> Option<Vec<Ev>> {
+        let plain = self.init_keys.open(round, cell)?;
+        self.mark_seen(round);
+        let Some(fragment) = InitFragment::parse(&plain) else {
+            return Some(Vec::new());
         };
-        let Ok(payload) = session.open(rng, i, cell) else {
-            return Vec::new();
-        };
-        self.mark_seen(i);
-        let mut events = Vec::new();
-        if self.state.confirm() {
-            events.push(Ev::SessionStarted);
+        let mut added = self.peer_inits.add(&fragment);
+        if let Added::Repeat(id) = added {
+            if let Some(Starting::Responding {
+                their_init, out, ..
+            }) = &mut self.sessions.starting
+                && *their_init == id
+            {
+                // The peer sends its INIT again: our ACCEPT did not arrive.
+                out.requeue(self.cell_size);
+                return Some(Vec::new());
+            }
+            // A message read before whose answer we no longer hold (we
+            // gave up on it, or started one ourselves since): read it again
+            // in full, so that it is answered by today's rules rather than
+            // ignored for good.
+            self.peer_inits.forget(id);
+            added = self.peer_inits.add(&fragment);
         }
-        let Some(records) = Records::decode(&payload) else {
+        if let Added::Complete(id, data) = added {
+            return Some(self.handshake_message(me, rng, id, &data, now_ms));
+        }
+        Some(Vec::new())
+    }
+
+    /// A complete INIT or ACCEPT from the peer.
+    fn handshake_message<R: CryptoRng + ?Sized>(
+        &mut self,
+        me: &PrivateIdentity,
+        rng: &mut R,
+        id: InitId,
+        data: &[u8],
+        now_ms: u64,
+    ) -> Vec<Ev> {
+        match Message::parse(data) {
+            Ok(Message::Init(init)) => {
+                // Both sides started at once: the INIT of the side with the
+                // smaller fingerprint wins, a rule both compute the same way.
+                if matches!(self.sessions.starting, Some(Starting::Initiating { .. }))
+                    && me.public().fingerprint() < self.peer.fingerprint()
+                {
+                    return Vec::new();
+                }
+                let Ok((session, accept, peer_incarnation)) =
+                    handshake::respond(rng, me, &self.peer, id, init, self.incarnation)
+                else {
+                    return Vec::new();
+                };
+                let out = OutgoingInit::new(rng, accept, self.cell_size);
+                self.sessions.starting = Some(Starting::Responding {
+                    their_init: id,
+                    session: Box::new(session),
+                    out,
+                    since_ms: now_ms,
+                    peer_incarnation,
+                });
+                Vec::new()
+            }
+            Ok(Message::Accept { answers, body }) => {
+                let Some(Starting::Initiating { hs, out }) = &self.sessions.starting else {
+                    return Vec::new();
+                };
+                if out.id != answers {
+                    return Vec::new();
+                }
+                // An ACCEPT that does not authenticate is not the peer's:
+                // keep waiting for the real one.
+                let Ok((session, peer_incarnation)) = hs.finish(rng, me, answers, body) else {
+                    return Vec::new();
+                };
+                self.activate(session, Role::Initiator, peer_incarnation);
+                self.confirm = true;
+                vec![Ev::SessionStarted]
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// A proven session becomes the one we use. If the peer's contact
+    /// record is not the one we talked to before (it removed and re-added
+    /// us), its message numbering started over: so does our inbox.
+    fn activate(&mut self, session: Session, role: Role, peer_incarnation: Incarnation) {
+        self.sessions.active = Some(Active { session, role });
+        self.sessions.starting = None;
+        self.outbox.restart_all();
+        if self.peer_incarnation != Some(peer_incarnation) {
+            if self.peer_incarnation.is_some() || self.inbox.delivered_upto() > 0 {
+                self.inbox.rebase();
+                self.acks.clear();
+            }
+            self.peer_incarnation = Some(peer_incarnation);
+        }
+    }
+
+    fn apply_records(&mut self, payload: &[u8], mut events: Vec<Ev>) -> Vec<Ev> {
+        let Some(records) = Records::decode(payload) else {
             return events;
         };
         self.outbox.peer_alive();
@@ -321,8 +464,9 @@ impl Contact {
         }
     }
 
-    /// Persistent state: keys, counters, session, and the outbox (messages
-    /// not yet acknowledged). Received messages stay in RAM.
+    /// Persistent state: the peer, the replay record, the sessions, the
+    /// counters and the outbox (messages not yet acknowledged). Received
+    /// messages stay in RAM.
     pub(crate) fn encode(&self, w: &mut Writer) {
         w.u16_prefixed(self.peer.signed_bytes());
         w.u64(self.newest);
@@ -331,14 +475,20 @@ impl Contact {
             w.u64(*r);
         }
         self.peer_inits.encode(w);
-        self.state.encode(w);
+        self.sessions.encode(w);
         w.u64(self.next_msg_id);
-        w.u64(self.inbox.delivered_upto());
+        self.inbox.encode(w);
+        w.u64(self.incarnation);
+        w.bool(self.peer_incarnation.is_some());
+        w.u64(self.peer_incarnation.unwrap_or(0));
         self.outbox.encode(w);
     }
 
-    /// Reads a contact of state `version` (1: no outbox; 2: with it).
-    pub(crate) fn decode(
+    /// Reads a contact of state `version`. Formats 1 and 2 (protocol v1)
+    /// keep the contact, its counters and its outbox; their sessions are
+    /// dropped, and a v2 handshake starts when a message waits.
+    pub(crate) fn decode<R: CryptoRng + ?Sized>(
+        rng: &mut R,
         me: &PrivateIdentity,
         r: &mut Reader<'_>,
         cell_size: usize,
@@ -346,7 +496,7 @@ impl Contact {
     ) -> Result<Self, super::StateError> {
         let signed_len = usize::from(r.u16()?);
         let peer = PublicIdentity::from_signed_bytes(r.take(signed_len)?)?;
-        let mut c = Self::new(me, peer, cell_size).ok_or(super::StateError::Damaged)?;
+        let mut c = Self::new(rng, me, peer, cell_size).ok_or(super::StateError::Damaged)?;
         c.newest = r.u64()?;
         let seen = r.u32()? as usize;
         if seen > ROUND_WINDOW as usize + 1 {
@@ -355,13 +505,26 @@ impl Contact {
         for _ in 0..seen {
             c.seen.insert(r.u64()?);
         }
-        c.peer_inits = PeerInits::decode(r)?;
-        c.state = SessionState::decode(r)?;
+        if version >= 3 {
+            c.peer_inits = PeerInits::decode(r)?;
+            c.sessions = Sessions::decode(r)?;
+        } else {
+            r.take(9)?;
+            lifecycle::skip_v1(r)?;
+        }
         c.next_msg_id = r.u64()?;
         if c.next_msg_id == 0 {
             return Err(WireError::BadField("message counter").into());
         }
-        c.inbox = Inbox::new(r.u64()?);
+        if version >= 3 {
+            c.inbox = Inbox::decode(r)?;
+            c.incarnation = r.u64()?;
+            let known = super::writer::read_bool(r)?;
+            let peer = r.u64()?;
+            c.peer_incarnation = known.then_some(peer);
+        } else {
+            c.inbox = Inbox::new(r.u64()?);
+        }
         if version >= 2 {
             c.outbox = Outbox::decode(r, c.next_msg_id, fragment_len(cell_size))?;
         }

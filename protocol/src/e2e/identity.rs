@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use ml_kem::kem::{Decapsulate as _, Encapsulate as _, KeyExport as _};
+use ml_kem::kem::{Decapsulate as _, KeyExport as _};
 use ml_kem::{DecapsulationKey768, EncapsulationKey768, Seed};
 use rand::CryptoRng;
 use rsa::pkcs8::{
@@ -147,6 +147,11 @@ fn validate_nickname(name: &str) -> Result<(), IdentityError> {
     }
     if name.chars().any(char::is_control) {
         return Err(IdentityError::BadNickname("it contains control characters"));
+    }
+    if name.chars().any(crate::wire::is_non_printing) {
+        return Err(IdentityError::BadNickname(
+            "it contains invisible or direction-changing characters",
+        ));
     }
     Ok(())
 }
@@ -370,11 +375,6 @@ impl PrivateIdentity {
         Some(SharedSecret::from_bytes(shared.into()))
     }
 
-    /// Signs `message` with the identity key (RSA-PSS/SHA-256).
-    pub fn sign<R: CryptoRng + ?Sized>(&self, rng: &mut R, message: &[u8]) -> Vec<u8> {
-        self.signing.sign_with_rng(rng, message).to_vec()
-    }
-
     /// Every secret, versioned, for the daemon to encrypt at rest.
     pub fn to_secret_bytes(&self) -> Result<Zeroizing<Vec<u8>>, IdentityError> {
         let pkcs8 = self
@@ -426,14 +426,5 @@ impl PrivateIdentity {
             mlkem,
             public,
         })
-    }
-
-    /// Encapsulates to a peer's ML-KEM key: (ciphertext, shared secret).
-    pub(crate) fn encapsulate_to<R: CryptoRng + ?Sized>(
-        rng: &mut R,
-        peer: &PublicIdentity,
-    ) -> (Vec<u8>, SharedSecret) {
-        let (ct, shared) = peer.mlkem().encapsulate_with_rng(rng);
-        (ct.to_vec(), SharedSecret::from_bytes(shared.into()))
     }
 }

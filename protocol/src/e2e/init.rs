@@ -1,10 +1,14 @@
-//! Init cells: how a session start travels before any session exists.
+//! Handshake cells: how the INIT and the ACCEPT of a session start travel
+//! before any session exists.
 //!
-//! Init cell: `cell_tag(16) || AEAD(k_j, aad = cell_tag, init_id(8) ||
+//! Handshake cell: `cell_tag(16) || AEAD(k_r, aad = cell_tag, hs_id(8) ||
 //! index(1) || count(1) || len(2) || data || zeros)`, the AEAD ciphertext
 //! ending in its 16-byte tag. Cell tags and keys come from the
 //! static-static X25519 secret only, so the peer recognises them before any
-//! session exists.
+//! session exists. They only hide and carry the handshake: its security
+//! comes from the handshake itself ([`handshake`](super::handshake)), so
+//! whoever holds one side's X25519 secret and can forge these cells still
+//! cannot finish a session as the other side.
 
 use std::collections::VecDeque;
 
@@ -13,20 +17,22 @@ use zeroize::Zeroizing;
 
 use super::identity::{PrivateIdentity, PublicIdentity};
 use super::kdf::{
-    AEAD_TAG_LEN, CELL_TAG_LEN, CellTag, InitCellKey, KeyBytes as _, LABEL_INIT, LABEL_INIT_CELLS,
+    AEAD_TAG_LEN, CELL_TAG_LEN, CellTag, InitCellKey, LABEL_INIT, LABEL_INIT_CELLS,
     LABEL_INIT_TAGS, TagKey, hkdf, hkdf_key, open, seal,
 };
-use super::session::x25519;
 use super::writer::Writer;
 use crate::wire::WireError;
 use crate::wire::reader::Reader;
 
 /// Bytes of an init cell's plaintext before its data: id, index, count, len.
 const INIT_HEADER: usize = 8 + 1 + 1 + 2;
-/// Most cells an init may span.
+/// Most cells a handshake message may span.
 const MAX_INIT_FRAGMENTS: u8 = 16;
+/// Completed handshake messages remembered per contact (their fragments
+/// keep arriving until the answer gets through, and must not count again).
+const RECENT: usize = 4;
 
-/// The id of one session start, random per start.
+/// The id of one handshake message, random per message.
 pub(crate) type InitId = [u8; 8];
 
 /// Init data bytes one init cell carries.
@@ -46,7 +52,10 @@ impl InitKeys {
     /// Derives the init keys from the static-static secret; `None` if the
     /// peer's X25519 key gives a non-contributory secret.
     pub(crate) fn derive(me: &PrivateIdentity, peer: &PublicIdentity) -> Option<Self> {
-        let dh = x25519(me, peer.x25519().as_bytes())?;
+        let shared = me.x25519().diffie_hellman(peer.x25519());
+        if !shared.was_contributory() {
+            return None;
+        }
         let mine = me.public().fingerprint().0;
         let theirs = peer.fingerprint().0;
         let (low, high) = if mine < theirs {
@@ -54,7 +63,7 @@ impl InitKeys {
         } else {
             (theirs, mine)
         };
-        let secret = hkdf::<32>(&[0u8; 32], dh.as_bytes(), &[LABEL_INIT, &low, &high]);
+        let secret = hkdf::<32>(&[0u8; 32], shared.as_bytes(), &[LABEL_INIT, &low, &high]);
         let from_to = |from: &[u8; 32], to: &[u8; 32]| -> (TagKey, InitCellKey) {
             (
                 hkdf_key(&[0u8; 32], secret.as_ref(), &[LABEL_INIT_TAGS, from, to]),
@@ -69,6 +78,19 @@ impl InitKeys {
             recv_tags,
             recv_cells,
         })
+    }
+
+    /// The keys the peer derives for this pair: ours with the directions
+    /// swapped (a test's attacker, who computes the same static-static
+    /// secret from the other side).
+    #[cfg(test)]
+    pub(crate) fn mirrored(self) -> Self {
+        Self {
+            send_tags: self.recv_tags,
+            send_cells: self.recv_cells,
+            recv_tags: self.send_tags,
+            recv_cells: self.send_cells,
+        }
     }
 
     /// The tag of the peer's init cell if sent in `round`.
@@ -90,6 +112,10 @@ pub(crate) struct OutgoingInit {
     pub(crate) id: InitId,
     data: Zeroizing<Vec<u8>>,
     queue: VecDeque<u8>,
+    /// When the last fragment went out (ms; RAM only).
+    done_at: Option<u64>,
+    /// Times it was queued again without an answer (RAM only).
+    attempts: u32,
 }
 
 impl OutgoingInit {
@@ -113,6 +139,8 @@ impl OutgoingInit {
             id,
             data,
             queue: VecDeque::new(),
+            done_at: None,
+            attempts: 0,
         }
     }
 
@@ -128,6 +156,24 @@ impl OutgoingInit {
         }
     }
 
+    /// Queues every fragment again if the last went out long enough ago
+    /// with no answer (the wait doubles as for messages, see
+    /// [`retransmit_wait`](super::messages::retransmit_wait)), or never
+    /// went out since a restart.
+    pub(crate) fn resend_if_due(&mut self, now_ms: u64, after_ms: u64, cell_size: usize) {
+        if !self.queue.is_empty() {
+            return;
+        }
+        let wait = super::messages::retransmit_wait(after_ms, self.attempts);
+        if self
+            .done_at
+            .is_none_or(|at| now_ms.saturating_sub(at) >= wait)
+        {
+            self.attempts = self.attempts.saturating_add(1);
+            self.requeue(cell_size);
+        }
+    }
+
     /// Whether a fragment is waiting to go out.
     pub(crate) fn has_output(&self) -> bool {
         !self.queue.is_empty()
@@ -138,10 +184,14 @@ impl OutgoingInit {
         &mut self,
         keys: &InitKeys,
         round: u64,
+        now_ms: u64,
         cell_size: usize,
     ) -> Option<Vec<u8>> {
         let per_cell = data_per_cell(cell_size);
         let index = self.queue.pop_front()?;
+        if self.queue.is_empty() {
+            self.done_at = Some(now_ms);
+        }
         let count = self.count(cell_size) as u8;
         let start = usize::from(index) * per_cell;
         let chunk = &self.data[start..(start + per_cell).min(self.data.len())];
@@ -174,7 +224,7 @@ impl OutgoingInit {
     }
 }
 
-/// One fragment of a peer's init, as an opened init cell carries it.
+/// One fragment of a peer's handshake message, as an opened cell carries it.
 pub(crate) struct InitFragment<'a> {
     id: InitId,
     index: u8,
@@ -200,30 +250,40 @@ impl<'a> InitFragment<'a> {
     }
 }
 
-/// A peer's init being reassembled.
+/// A peer's handshake message being reassembled.
 struct PartialInit {
     id: InitId,
     parts: Vec<Option<Zeroizing<Vec<u8>>>>,
 }
 
-/// The peer's inits as they arrive. Independent of our session state: the
-/// peer may start (or start over) whatever state we are in, so this sits
-/// beside [`SessionState`](super::lifecycle::SessionState), not in it.
+/// What a fragment of a peer's handshake message amounted to.
+pub(crate) enum Added {
+    /// Stored; the message is not complete yet (or the fragment was bad).
+    Pending,
+    /// A fragment of a message completed before: the peer sends it again,
+    /// so our answer (if any) did not reach it.
+    Repeat(InitId),
+    /// The last fragment of a new message: its id and data.
+    Complete(InitId, Zeroizing<Vec<u8>>),
+}
+
+/// The peer's handshake messages as they arrive. Independent of our
+/// session state: the peer may start (or start over) whatever state we are
+/// in, so this sits beside [`Sessions`](super::lifecycle::Sessions), not in
+/// it.
 #[derive(Default)]
 pub(crate) struct PeerInits {
-    /// The init being reassembled (RAM only).
+    /// The message being reassembled (RAM only).
     partial: Option<PartialInit>,
-    /// The last init completed: its fragments keep arriving until our
-    /// answer reaches the peer, and must not start a session again.
-    last: Option<InitId>,
+    /// The last messages completed, newest last.
+    recent: VecDeque<InitId>,
 }
 
 impl PeerInits {
-    /// Adds a fragment; once every fragment of a new init is in, its id and
-    /// data.
-    pub(crate) fn add(&mut self, f: &InitFragment<'_>) -> Option<(InitId, Zeroizing<Vec<u8>>)> {
-        if self.last == Some(f.id) {
-            return None;
+    /// Adds a fragment.
+    pub(crate) fn add(&mut self, f: &InitFragment<'_>) -> Added {
+        if self.recent.contains(&f.id) {
+            return Added::Repeat(f.id);
         }
         let count = usize::from(f.count);
         let fresh = self
@@ -235,34 +295,54 @@ impl PeerInits {
                 id: f.id,
                 parts: vec![None; count],
             })
+        } else if let Some(p) = self.partial.as_mut() {
+            p
         } else {
-            self.partial.as_mut()?
+            return Added::Pending;
         };
         p.parts[usize::from(f.index)] = Some(Zeroizing::new(f.data.to_vec()));
         if p.parts.iter().any(Option::is_none) {
-            return None;
+            return Added::Pending;
         }
-        let p = self.partial.take()?;
+        let Some(p) = self.partial.take() else {
+            return Added::Pending;
+        };
         let mut all = Zeroizing::new(Vec::new());
         for part in p.parts.into_iter().flatten() {
             all.extend_from_slice(&part);
         }
-        self.last = Some(f.id);
-        Some((f.id, all))
+        if self.recent.len() >= RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(f.id);
+        Added::Complete(f.id, all)
     }
 
-    /// Persistent part: the last completed init's id.
+    /// Forgets a completed message, so that its next copy is read again.
+    pub(crate) fn forget(&mut self, id: InitId) {
+        self.recent.retain(|r| *r != id);
+    }
+
+    /// Persistent part: the ids of the last messages completed.
     pub(crate) fn encode(&self, w: &mut Writer) {
-        w.bool(self.last.is_some());
-        w.bytes(&self.last.unwrap_or_default());
+        w.u8(self.recent.len() as u8);
+        for id in &self.recent {
+            w.bytes(id);
+        }
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
-        let has_last = r.u8()? == 1;
-        let last: InitId = r.array()?;
+        let n = usize::from(r.u8()?);
+        if n > RECENT {
+            return Err(WireError::BadField("handshake ids"));
+        }
+        let mut recent = VecDeque::with_capacity(n);
+        for _ in 0..n {
+            recent.push_back(r.array()?);
+        }
         Ok(Self {
             partial: None,
-            last: has_last.then_some(last),
+            recent,
         })
     }
 }

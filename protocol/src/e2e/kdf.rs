@@ -10,15 +10,17 @@ use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::{ChaCha20Poly1305, Nonce, Tag};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest as _, Sha256};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
-pub(crate) const LABEL_INIT: &[u8] = b"anonchat init v1";
-pub(crate) const LABEL_INIT_TAGS: &[u8] = b"anonchat init tags v1";
-pub(crate) const LABEL_INIT_CELLS: &[u8] = b"anonchat init cells v1";
-pub(crate) const LABEL_PQXDH: &[u8] = b"anonchat pqxdh v1";
-pub(crate) const LABEL_SESSION: &[u8] = b"anonchat session keys v1";
-const LABEL_RATCHET: &[u8] = b"anonchat ratchet v1";
+pub(crate) const LABEL_INIT: &[u8] = b"anonchat handshake cells v2";
+pub(crate) const LABEL_INIT_TAGS: &[u8] = b"anonchat handshake cell tags v2";
+pub(crate) const LABEL_INIT_CELLS: &[u8] = b"anonchat handshake cell keys v2";
+/// The handshake's protocol name: the first transcript hash is its SHA-256.
+pub(crate) const PROTOCOL_NAME: &[u8] = b"anonchat v2 KK+3KEM X25519 ML-KEM-768 ChaChaPoly SHA256";
+const LABEL_MIX: &[u8] = b"anonchat v2 mix";
+const LABEL_SPLIT: &[u8] = b"anonchat v2 split";
+const LABEL_RATCHET: &[u8] = b"anonchat v2 ratchet";
 const LABEL_TAG: &[u8] = b"tag";
 const LABEL_HEADER: &[u8] = b"header";
 const LABEL_CELL_KEY: &[u8] = b"cell";
@@ -82,12 +84,19 @@ key_types! {
     /// A Double Ratchet message key: seals exactly one cell body.
     #[derive(Clone)]
     MessageKey;
-    /// One direction's tag key (`init_tags`, `send_tags`, `recv_tags`): the
-    /// tag of each round's cell comes from it.
+    /// The tag key of one direction and ratchet epoch (or of handshake
+    /// cells): the tag of each round's cell comes from it.
+    #[derive(Clone)]
     TagKey;
-    /// One direction's header key (`send_headers`, `recv_headers`): the key
-    /// that seals each round's header comes from it.
+    /// The header key of one direction and ratchet epoch: the key that
+    /// seals each round's header comes from it.
+    #[derive(Clone)]
     HeaderKey;
+    /// The handshake's chaining key (Noise `ck`).
+    #[derive(Clone)]
+    HandshakeChainKey;
+    /// The handshake's current AEAD key (Noise `k`), used once.
+    HandshakeKey;
     /// One direction's init cell key (`init_cells`): the key that seals each
     /// round's init cell comes from it.
     InitCellKey;
@@ -95,8 +104,8 @@ key_types! {
     RoundKey;
 }
 
-impl SingleUse for MessageKey {}
 impl SingleUse for RoundKey {}
+impl SingleUse for HandshakeKey {}
 
 impl TagKey {
     /// `tag16(key, round)`: the tag of the cell sent in `round`.
@@ -122,13 +131,31 @@ impl InitCellKey {
     }
 }
 
+/// What one root step yields besides the next root key: a chain key and
+/// the header and tag keys of the epoch *after* the one that chain opens
+/// (Signal's header-encryption variant, with tag keys beside header keys).
+pub(crate) struct EpochKeys {
+    pub(crate) chain: ChainKey,
+    pub(crate) next_header: HeaderKey,
+    pub(crate) next_tags: TagKey,
+}
+
 impl RootKey {
-    /// `KDF_RK`: HKDF with the root key as salt; 64 bytes split into the
-    /// next root key and a chain key.
-    pub(crate) fn ratchet(&self, dh_out: &SharedSecret) -> (Self, ChainKey) {
-        let out = hkdf::<64>(&self.0, &dh_out.0, &[LABEL_RATCHET]);
-        let (root, chain) = (key_at(&out[..], 0), key_at(&out[..], 1));
-        (Self(*root), ChainKey(*chain))
+    /// `KDF_RK_HE`: HKDF-SHA256 with the root key as salt, the DH output as
+    /// input and `"anonchat v2 ratchet"` as info; 128 bytes split into the
+    /// next root key, a chain key, the next header key and the next tag
+    /// key, in that order.
+    pub(crate) fn ratchet(&self, dh_out: &SharedSecret) -> (Self, EpochKeys) {
+        let out = hkdf::<128>(&self.0, &dh_out.0, &[LABEL_RATCHET]);
+        let k = |i| *key_at(&out[..], i);
+        (
+            Self(k(0)),
+            EpochKeys {
+                chain: ChainKey(k(1)),
+                next_header: HeaderKey(k(2)),
+                next_tags: TagKey(k(3)),
+            },
+        )
     }
 }
 
@@ -161,6 +188,116 @@ pub(crate) fn hkdf<const N: usize>(salt: &[u8], ikm: &[u8], info: &[&[u8]]) -> Z
         .expand_multi_info(info, out.as_mut())
         .expect("N is at most 255 * 32");
     out
+}
+
+/// The handshake's symmetric state, in Noise's shape: a chaining key `ck`,
+/// a transcript hash `h`, and the AEAD key of the last `MixKey`.
+pub(crate) struct SymmetricState {
+    ck: HandshakeChainKey,
+    h: [u8; 32],
+    k: Option<HandshakeKey>,
+}
+
+impl SymmetricState {
+    /// `h = ck = SHA-256(PROTOCOL_NAME)`.
+    pub(crate) fn new() -> Self {
+        let h: [u8; 32] = Sha256::digest(PROTOCOL_NAME).into();
+        Self {
+            ck: HandshakeChainKey(h),
+            h,
+            k: None,
+        }
+    }
+
+    /// `h = SHA-256(h || data)`.
+    pub(crate) fn mix_hash(&mut self, data: &[u8]) {
+        let mut d = Sha256::new();
+        d.update(self.h);
+        d.update(data);
+        self.h = d.finalize().into();
+    }
+
+    /// `ck, k = HKDF(salt = ck, ikm, info = "anonchat v2 mix")` (64 bytes).
+    pub(crate) fn mix_key(&mut self, ikm: &SharedSecret) {
+        let out = hkdf::<64>(&self.ck.0, &ikm.0, &[LABEL_MIX]);
+        self.ck = HandshakeChainKey(*key_at(&out[..], 0));
+        self.k = Some(HandshakeKey(*key_at(&out[..], 1)));
+    }
+
+    /// Seals `plain` under `k` (nonce 0, used once) with `h` as associated
+    /// data, then mixes the ciphertext into `h`.
+    pub(crate) fn encrypt_and_hash(&mut self, plain: &[u8]) -> Option<Vec<u8>> {
+        let k = self.k.take()?;
+        let mut buf = plain.to_vec();
+        seal(&k, &self.h, &mut buf);
+        self.mix_hash(&buf);
+        Some(buf)
+    }
+
+    /// Opens what [`encrypt_and_hash`](Self::encrypt_and_hash) sealed.
+    pub(crate) fn decrypt_and_hash(&mut self, sealed: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+        let k = self.k.take()?;
+        let plain = open(&k, &self.h, sealed)?;
+        self.mix_hash(sealed);
+        Some(plain)
+    }
+
+    /// A copy to continue from (with no AEAD key pending), so that a
+    /// message that fails to authenticate leaves the original as it was.
+    pub(crate) fn fork(&self) -> Self {
+        Self {
+            ck: self.ck.clone(),
+            h: self.h,
+            k: None,
+        }
+    }
+
+    /// Saved between INIT and ACCEPT: `ck || h` (no AEAD key is pending
+    /// then: the INIT's payload used it).
+    pub(crate) fn encode(&self, w: &mut super::writer::Writer) {
+        w.bytes(&self.ck.0);
+        w.bytes(&self.h);
+    }
+
+    pub(crate) fn decode(
+        r: &mut crate::wire::reader::Reader<'_>,
+    ) -> Result<Self, crate::wire::WireError> {
+        Ok(Self {
+            ck: HandshakeChainKey(r.array()?),
+            h: r.array()?,
+            k: None,
+        })
+    }
+
+    /// The transcript hash so far.
+    #[cfg(test)]
+    pub(crate) fn hash(&self) -> [u8; 32] {
+        self.h
+    }
+
+    /// `Split`: HKDF(salt = ck, ikm = h, info = "anonchat v2 split"), 160
+    /// bytes: the root key, then the initiator's first header and tag keys,
+    /// then the responder's first header and tag keys.
+    pub(crate) fn split(self) -> SessionSeed {
+        let out = hkdf::<160>(&self.ck.0, &self.h, &[LABEL_SPLIT]);
+        let k = |i| *key_at(&out[..], i);
+        SessionSeed {
+            root: RootKey(k(0)),
+            i2r_header: HeaderKey(k(1)),
+            i2r_tags: TagKey(k(2)),
+            r2i_header: HeaderKey(k(3)),
+            r2i_tags: TagKey(k(4)),
+        }
+    }
+}
+
+/// The handshake's output: where both ratchets start.
+pub(crate) struct SessionSeed {
+    pub(crate) root: RootKey,
+    pub(crate) i2r_header: HeaderKey,
+    pub(crate) i2r_tags: TagKey,
+    pub(crate) r2i_header: HeaderKey,
+    pub(crate) r2i_tags: TagKey,
 }
 
 /// HKDF-SHA256 to one 32-byte key of role `K`.
@@ -200,6 +337,46 @@ pub(crate) fn seal(key: &impl SingleUse, aad: &[u8], buf: &mut Vec<u8>) {
         .encrypt_inout_detached(&Nonce::default(), aad, buf.as_mut_slice().into())
         .expect("a cell is far below the ChaCha20-Poly1305 limit");
     buf.extend_from_slice(&tag);
+}
+
+/// The body nonce of a session cell: four zero bytes, then the round (big
+/// endian). A message key is used once, but a restored old state (or two
+/// copies of one home) could use it again in another round: the nonce then
+/// differs, so no (key, nonce) pair ever seals two plaintexts.
+fn round_nonce(round: u64) -> Nonce {
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(&round.to_be_bytes());
+    Nonce::from(n)
+}
+
+/// Encrypts a cell body in place under its message key and the round's
+/// nonce, and appends the AEAD tag.
+#[expect(
+    clippy::expect_used,
+    reason = "ChaCha20-Poly1305 refuses only plaintexts of about 2^38 bytes (256 GiB) or more; a cell is at most MAX_CELL_SIZE bytes"
+)]
+pub(crate) fn seal_body(key: &MessageKey, round: u64, aad: &[u8], buf: &mut Vec<u8>) {
+    let tag = ChaCha20Poly1305::new(key.as_bytes().into())
+        .encrypt_inout_detached(&round_nonce(round), aad, buf.as_mut_slice().into())
+        .expect("a cell is far below the ChaCha20-Poly1305 limit");
+    buf.extend_from_slice(&tag);
+}
+
+/// Opens a body sealed by [`seal_body`] for `round`.
+pub(crate) fn open_body(
+    key: &MessageKey,
+    round: u64,
+    aad: &[u8],
+    sealed: &[u8],
+) -> Option<Zeroizing<Vec<u8>>> {
+    let split = sealed.len().checked_sub(AEAD_TAG_LEN)?;
+    let (ct, tag) = sealed.split_at(split);
+    let tag = Tag::try_from(tag).ok()?;
+    let mut buf = Zeroizing::new(ct.to_vec());
+    ChaCha20Poly1305::new(key.as_bytes().into())
+        .decrypt_inout_detached(&round_nonce(round), aad, buf.as_mut_slice().into(), &tag)
+        .ok()?;
+    Some(buf)
 }
 
 /// Opens `ct || tag` sealed by [`seal`]; `None` if anything was altered.
@@ -263,7 +440,7 @@ mod tests {
 
     #[test]
     fn seal_open_round_trip_and_tamper() {
-        let key = MessageKey([9u8; 32]);
+        let key = RoundKey([9u8; 32]);
         let mut buf = b"attack at dawn".to_vec();
         seal(&key, b"aad", &mut buf);
         assert_eq!(
@@ -312,7 +489,9 @@ mod tests {
                     TagKey,
                     HeaderKey,
                     InitCellKey,
-                    RoundKey
+                    RoundKey,
+                    HandshakeChainKey,
+                    HandshakeKey
                 ),
                 "a key type can be printed"
             );

@@ -1,151 +1,186 @@
-//! The lifecycle of the session with one contact, as one enum whose
-//! variants hold exactly what each state needs.
+//! The sessions with one contact: the one both sides have proven (if any)
+//! and the one being started (if any), each holding exactly what its stage
+//! needs.
 //!
 //! ```text
-//! None        ── messages waiting ───────────▶ Initiating
-//! Initiating  ── first session cell opened ──▶ Established (Initiator)
-//! any state   ── the peer's init completes ──▶ Established (Responder)
-//!                (ignored while Initiating if our fingerprint is the smaller)
+//! no session, messages waiting ─▶ starting: Initiating (our INIT out)
+//! Initiating ── the peer's ACCEPT opens ──▶ active (Initiator)
+//! the peer's INIT ── answered ──▶ starting: Responding (our ACCEPT out)
+//!                   (ignored while Initiating if our fingerprint is the smaller)
+//! Responding ── a cell of the peer opens under it ──▶ active (Responder),
+//!                                                     replacing the old one
 //! ```
+//!
+//! A confirmed session is therefore replaced only by one the peer has
+//! proven live: a replayed or forged INIT costs one answer and changes
+//! nothing else.
 
+use super::handshake::{Incarnation, Initiator};
 use super::init::{InitId, OutgoingInit};
 use super::session::{Role, Session};
-use super::writer::Writer;
+use super::writer::{Writer, read_bool};
 use crate::wire::WireError;
 use crate::wire::reader::Reader;
 
-/// Where the session with one contact stands.
-pub(crate) enum SessionState {
-    /// No session: we have sent no init and accepted none.
-    None,
-    /// We started the session and may send on it, but the peer has not
-    /// answered on it yet: our init goes out again with every
-    /// retransmission, and a simultaneous start is settled by fingerprints.
+/// The session both sides have.
+pub(crate) struct Active {
+    pub(crate) session: Session,
+    /// Which side started it.
+    pub(crate) role: Role,
+}
+
+/// A session start in progress.
+pub(crate) enum Starting {
+    /// We sent an INIT (`out`, whose id the ACCEPT names) and wait for the
+    /// ACCEPT.
     Initiating {
-        session: Session,
-        init: OutgoingInit,
+        hs: Box<Initiator>,
+        out: OutgoingInit,
     },
-    /// Both sides have the session.
-    Established {
-        session: Session,
-        /// Which side started it.
-        role: Role,
-        /// The init that started it (kept for the saved state).
-        init_id: InitId,
+    /// We answered the peer's INIT `their_init` with an ACCEPT (`out`); the
+    /// session waits for the peer's first cell to prove it.
+    Responding {
+        their_init: InitId,
+        session: Box<Session>,
+        out: OutgoingInit,
+        /// When we answered (ms), to give up on an INIT nobody follows up.
+        since_ms: u64,
+        /// The incarnation the INIT carried.
+        peer_incarnation: Incarnation,
     },
 }
 
-impl SessionState {
-    /// The session, in either state that has one.
-    pub(crate) fn session(&self) -> Option<&Session> {
+impl Starting {
+    /// The handshake message we are sending.
+    pub(crate) fn out_mut(&mut self) -> &mut OutgoingInit {
         match self {
-            Self::None => None,
-            Self::Initiating { session, .. } | Self::Established { session, .. } => Some(session),
+            Self::Initiating { out, .. } | Self::Responding { out, .. } => out,
         }
     }
 
-    pub(crate) fn session_mut(&mut self) -> Option<&mut Session> {
+    pub(crate) fn out(&self) -> &OutgoingInit {
         match self {
-            Self::None => None,
-            Self::Initiating { session, .. } | Self::Established { session, .. } => Some(session),
+            Self::Initiating { out, .. } | Self::Responding { out, .. } => out,
+        }
+    }
+}
+
+/// Where the sessions with one contact stand.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    pub(crate) active: Option<Active>,
+    pub(crate) starting: Option<Starting>,
+}
+
+const STARTING_NONE: u8 = 0;
+const STARTING_INITIATING: u8 = 1;
+const STARTING_RESPONDING: u8 = 2;
+
+impl Sessions {
+    /// The session being started, if it has keys yet (a responder's).
+    pub(crate) fn starting_session(&self) -> Option<&Session> {
+        match &self.starting {
+            Some(Starting::Responding { session, .. }) => Some(session),
+            _ => None,
         }
     }
 
-    /// The peer answered on the session we started: `Initiating` becomes
-    /// `Established` and our init is dropped. Returns whether that
-    /// happened.
-    pub(crate) fn confirm(&mut self) -> bool {
-        match std::mem::replace(self, Self::None) {
-            Self::Initiating { session, init } => {
-                *self = Self::Established {
-                    session,
-                    role: Role::Initiator,
-                    init_id: init.id,
-                };
-                true
-            }
-            other => {
-                *self = other;
-                false
-            }
-        }
-    }
-
-    /// Saved as in format 1: `has_session || [role || init_id || confirmed
-    /// || session] || has_init || [init]`.
+    /// `has_active || [role || session] || starting kind || ...`.
     pub(crate) fn encode(&self, w: &mut Writer) {
-        match self {
-            Self::None => {
-                w.bool(false);
-                w.bool(false);
+        w.bool(self.active.is_some());
+        if let Some(a) = &self.active {
+            w.u8(match a.role {
+                Role::Initiator => 0,
+                Role::Responder => 1,
+            });
+            a.session.encode(w);
+        }
+        match &self.starting {
+            None => w.u8(STARTING_NONE),
+            Some(Starting::Initiating { hs, out }) => {
+                w.u8(STARTING_INITIATING);
+                out.encode(w);
+                hs.encode(w);
             }
-            Self::Initiating { session, init } => {
-                encode_session(w, Role::Initiator, init.id, false, session);
-                w.bool(true);
-                init.encode(w);
-            }
-            Self::Established {
+            Some(Starting::Responding {
+                their_init,
                 session,
-                role,
-                init_id,
-            } => {
-                encode_session(w, *role, *init_id, true, session);
-                w.bool(false);
+                out,
+                since_ms,
+                peer_incarnation,
+            }) => {
+                w.u8(STARTING_RESPONDING);
+                w.bytes(their_init);
+                w.u64(*since_ms);
+                w.u64(*peer_incarnation);
+                session.encode(w);
+                out.encode(w);
             }
         }
     }
 
-    /// Reads what [`encode`](Self::encode) wrote. A combination it never
-    /// writes (an init without an unconfirmed session we started, or the
-    /// other way round) is refused.
+    /// Reads what [`encode`](Self::encode) wrote; anything else is refused.
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
-        let session = if r.u8()? == 1 {
+        let active = if read_bool(r)? {
             let role = match r.u8()? {
                 0 => Role::Initiator,
                 1 => Role::Responder,
                 _ => return Err(WireError::BadField("role")),
             };
-            let init_id: InitId = r.array()?;
-            let confirmed = r.u8()? == 1;
-            Some((role, init_id, confirmed, Session::decode(r)?))
+            Some(Active {
+                session: Session::decode(r)?,
+                role,
+            })
         } else {
             None
         };
-        let init = if r.u8()? == 1 {
-            Some(OutgoingInit::decode(r)?)
-        } else {
-            None
-        };
-        match (session, init) {
-            (None, None) => Ok(Self::None),
-            (Some((Role::Initiator, init_id, false, session)), Some(init))
-                if init.id == init_id =>
-            {
-                Ok(Self::Initiating { session, init })
-            }
-            // A responder's session is established whatever its flag says
-            // (format 1 never looked at it).
-            (Some((role, init_id, confirmed, session)), None)
-                if confirmed || role == Role::Responder =>
-            {
-                Ok(Self::Established {
-                    session,
-                    role,
-                    init_id,
+        let starting = match r.u8()? {
+            STARTING_NONE => None,
+            STARTING_INITIATING => {
+                let out = OutgoingInit::decode(r)?;
+                Some(Starting::Initiating {
+                    hs: Box::new(Initiator::decode(r)?),
+                    out,
                 })
             }
-            _ => Err(WireError::BadField("session state")),
+            STARTING_RESPONDING => Some(Starting::Responding {
+                their_init: r.array()?,
+                since_ms: r.u64()?,
+                peer_incarnation: r.u64()?,
+                session: Box::new(Session::decode(r)?),
+                out: OutgoingInit::decode(r)?,
+            }),
+            _ => return Err(WireError::BadField("session start")),
+        };
+        if active.is_some() && matches!(starting, Some(Starting::Initiating { .. })) {
+            // We only ever initiate without a session.
+            return Err(WireError::BadField("session state"));
         }
+        Ok(Self { active, starting })
     }
 }
 
-fn encode_session(w: &mut Writer, role: Role, init_id: InitId, confirmed: bool, s: &Session) {
-    w.bool(true);
-    w.u8(match role {
-        Role::Initiator => 0,
-        Role::Responder => 1,
-    });
-    w.bytes(&init_id);
-    w.bool(confirmed);
-    s.encode(w);
+/// Skips a session state saved by format 1 or 2 (protocol v1): its keys
+/// come from the v1 session start, which v2 does not continue. Layout:
+/// `has_session || [role || init_id || confirmed || ratchet || 4 keys] ||
+/// has_init || [init_id || u16 len || data]`.
+pub(crate) fn skip_v1(r: &mut Reader<'_>) -> Result<(), WireError> {
+    if read_bool(r)? {
+        r.take(1 + 8 + 1)?;
+        // Ratchet: dhs, has_dhr + dhr, rk, two chains (flag + key), ns,
+        // nr, pn, then the skipped keys (dh, n, key).
+        r.take(32 + 33 + 32 + 33 + 33 + 12)?;
+        let skipped = r.u32()? as usize;
+        if skipped > super::ratchet::MAX_SKIPPED_KEYS {
+            return Err(WireError::BadField("skipped keys"));
+        }
+        r.take(skipped * (32 + 4 + 32))?;
+        r.take(4 * 32)?;
+    }
+    if read_bool(r)? {
+        r.take(8)?;
+        let len = usize::from(r.u16()?);
+        r.take(len)?;
+    }
+    Ok(())
 }

@@ -20,6 +20,9 @@ pub const MAX_PARTIAL: usize = 8;
 pub const MAX_READY: usize = 64;
 /// How far ahead of the last delivered id a message id may be.
 pub const MAX_ID_AHEAD: u64 = 1024;
+/// The largest message id accepted (ids count up from 1, one per message,
+/// and never get near it; the bound keeps every sum below overflow).
+pub const MAX_MSG_ID: u64 = 1 << 62;
 
 /// Where an outgoing message stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,6 +261,9 @@ pub(crate) enum Received {
 
 pub(crate) struct Inbox {
     delivered_upto: u64,
+    /// The peer's numbering is unknown (its contact record is new): the
+    /// first fragment's floor sets where delivery continues.
+    rebase: bool,
     floor: u64,
     partial: HashMap<u64, Partial>,
     ready: BTreeMap<u64, Zeroizing<Vec<u8>>>,
@@ -267,6 +273,7 @@ impl Inbox {
     pub(crate) fn new(delivered_upto: u64) -> Self {
         Self {
             delivered_upto,
+            rebase: false,
             floor: 0,
             partial: HashMap::new(),
             ready: BTreeMap::new(),
@@ -277,16 +284,46 @@ impl Inbox {
         self.delivered_upto
     }
 
+    /// The peer's message numbering started over (it re-added us): forget
+    /// what we hold and continue from the floor of its next fragment.
+    pub(crate) fn rebase(&mut self) {
+        *self = Self::new(0);
+        self.rebase = true;
+    }
+
+    /// Persistent part: `delivered_upto || rebase`.
+    pub(crate) fn encode(&self, w: &mut super::writer::Writer) {
+        w.u64(self.delivered_upto);
+        w.bool(self.rebase);
+    }
+
+    pub(crate) fn decode(
+        r: &mut crate::wire::reader::Reader<'_>,
+    ) -> Result<Self, crate::wire::WireError> {
+        let mut inbox = Self::new(r.u64()?);
+        inbox.rebase = super::writer::read_bool(r)?;
+        Ok(inbox)
+    }
+
     pub(crate) fn add(&mut self, f: &Fragment) -> Received {
         let id = f.msg_id;
         // The sender's floor is its lowest unacknowledged id, so at most
         // the id of a message it is still sending: anything higher is a lie
         // (and would let a contact make us skip, or count, without end).
-        if f.floor > id {
+        if f.floor > id || id > MAX_MSG_ID {
             return Received::Dropped;
         }
-        if id <= self.delivered_upto + MAX_ID_AHEAD {
-            self.floor = self.floor.max(f.floor);
+        if self.rebase {
+            self.rebase = false;
+            self.delivered_upto = f.floor.saturating_sub(1);
+        }
+        if id <= self.delivered_upto + MAX_ID_AHEAD && f.floor > self.floor {
+            self.floor = f.floor;
+            // A message partly received and then abandoned by the sender
+            // (it restarted from an older state) lies below the new floor:
+            // it never completes and must not hold back the ones after it.
+            let floor = self.floor;
+            self.partial.retain(|&held, _| held >= floor);
         }
         if id <= self.delivered_upto {
             return Received::Duplicate;
@@ -526,6 +563,49 @@ mod tests {
         let got: Vec<u64> = inbox.deliverable().into_iter().map(|(id, _)| id).collect();
         assert_eq!(got, vec![1000]);
         assert_eq!(inbox.delivered_upto(), 1000);
+    }
+
+    /// Checked against keeping stale partials: message 3 then holds back
+    /// every later one until the partial limit drops new ones.
+    #[test]
+    fn a_message_abandoned_mid_way_does_not_block_later_ones() {
+        let mut inbox = Inbox::new(2);
+        let half = Fragment {
+            msg_id: 3,
+            floor: 3,
+            index: 0,
+            count: 2,
+            data: Zeroizing::new(b"half".to_vec()),
+        };
+        assert_eq!(inbox.add(&half), Received::Pending);
+        // The sender restarts from a state saved before message 3 went out
+        // and abandons it: its next messages say so with their floor.
+        let mut got = Vec::new();
+        for id in 4..4 + 2 * MAX_PARTIAL as u64 {
+            inbox.add(&fragment(id, 4));
+            got.extend(inbox.deliverable().into_iter().map(|(id, _)| id));
+        }
+        assert_eq!(got, (4..4 + 2 * MAX_PARTIAL as u64).collect::<Vec<_>>());
+    }
+
+    /// A hostile contact's extreme ids and floors are refused at once and
+    /// never overflow a counter (checked against removing the
+    /// `MAX_MSG_ID` bound: the sums then overflow).
+    #[test]
+    fn extreme_ids_and_floors_return_at_once() {
+        let mut inbox = Inbox::new(0);
+        assert_eq!(inbox.add(&fragment(u64::MAX, u64::MAX)), Received::Dropped);
+        inbox.rebase();
+        assert_eq!(
+            inbox.add(&fragment(u64::MAX - 1, u64::MAX - 1)),
+            Received::Dropped
+        );
+        assert!(inbox.deliverable().is_empty());
+        assert_eq!(
+            inbox.add(&fragment(MAX_MSG_ID, MAX_MSG_ID)),
+            Received::Complete
+        );
+        assert_eq!(inbox.deliverable().len(), 1);
     }
 
     #[test]

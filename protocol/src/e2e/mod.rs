@@ -1,13 +1,15 @@
-//! The end-to-end layer, sans-io: identities and identity files, the
-//! PQXDH-style session start, the Double Ratchet with encrypted headers,
-//! tags, fragmentation and acknowledgements. Bytes, randomness and the time
-//! go in; bytes and [`Event`]s come out.
+//! The end-to-end layer (protocol v2), sans-io: identities and identity
+//! files, the interactive hybrid session start (Noise KK shape with
+//! ML-KEM-768 both ways), the Double Ratchet with encrypted headers and
+//! ratcheted tag keys, fragmentation and acknowledgements. Bytes,
+//! randomness and the time go in; bytes and [`Event`]s come out.
 //!
 //! Layout and key schedule: `docs/protocol.md`, "End-to-end layer".
 
 mod armor;
 mod contact;
 mod error;
+mod handshake;
 mod identity;
 mod init;
 mod kdf;
@@ -15,22 +17,26 @@ mod lifecycle;
 mod messages;
 mod payload;
 mod ratchet;
+mod rounds;
 mod router;
 mod session;
 mod writer;
 
 pub use armor::{BEGIN, END, MAX_FILE_LEN};
 pub use error::{IdentityError, SendError, StateError};
+pub use handshake::{ACCEPT_LEN, E2E_VERSION, INIT_LEN};
 pub use identity::{
     BUNDLE_VERSION, Fingerprint, MAX_NICKNAME, MLKEM_CT_LEN, MLKEM_EK_LEN, PrivateIdentity,
     PublicIdentity, RSA_BITS, SIGNATURE_LEN,
 };
 pub use kdf::CELL_TAG_LEN;
 pub use messages::{
-    Delivery, MAX_FRAGMENTS, MAX_ID_AHEAD, MAX_MESSAGE_LEN, MAX_OUTBOX, MAX_PARTIAL, MAX_READY,
+    Delivery, MAX_FRAGMENTS, MAX_ID_AHEAD, MAX_MESSAGE_LEN, MAX_MSG_ID, MAX_OUTBOX, MAX_PARTIAL,
+    MAX_READY,
 };
 pub use payload::{ACK_LEN, ACKS_PER_CELL, DATA_OVERHEAD};
 pub use ratchet::{HEADER_LEN, MAX_SKIP, MAX_SKIPPED_KEYS};
+pub use rounds::{MAX_ROUND_MS, MIN_ROUND_MS, ROUND_LAG_MS, ROUND_SKEW_MS, RoundClock, RoundError};
 pub use router::{
     CellSizeError, Config, ContactError, ContactId, Event, EventKind, MAX_CONTACTS, MAX_E2E_CELL,
     MIN_E2E_CELL, Router, session_payload_len,
@@ -39,3 +45,14 @@ pub use session::{ROUND_WINDOW, SESSION_OVERHEAD};
 
 #[cfg(test)]
 mod tests;
+
+/// What [`crate::fuzzing`] reaches (feature `fuzzing`, for `fuzz/` only):
+/// crate-internal items of private modules, re-exported at the same
+/// visibility. Nothing else changes with the feature.
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzz_access {
+    pub(crate) use super::handshake::{Initiator, Message, respond};
+    pub(crate) use super::init::{Added, InitFragment, InitId, PeerInits};
+    pub(crate) use super::messages::Inbox;
+    pub(crate) use super::payload::Records;
+}

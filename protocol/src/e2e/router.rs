@@ -13,6 +13,7 @@ use super::contact::{Contact, Slot};
 use super::identity::{PrivateIdentity, PublicIdentity};
 use super::kdf::{CELL_TAG_LEN, CellTag};
 use super::messages::Delivery;
+use super::rounds::{RoundClock, RoundError};
 use super::session::SESSION_OVERHEAD;
 use super::writer::Writer;
 use super::{SendError, StateError};
@@ -29,9 +30,10 @@ const STATE_MAGIC: &[u8; 4] = b"ACRS";
 
 /// The tags expected in one round: tag -> contact and kind of cell.
 type TagIndex = HashMap<CellTag, (ContactId, Slot)>;
-/// Version of the exported state. 2 added the outbox; 1 still imports
-/// (with empty outboxes).
-const STATE_VERSION: u8 = 2;
+/// Version of the exported state. 3 is protocol v2 (handshake sessions,
+/// incarnations, the last round received); 2 added the outbox; 1 and 2
+/// still import, without their v1 sessions.
+const STATE_VERSION: u8 = 3;
 
 /// A contact, as the daemon numbers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -135,14 +137,18 @@ pub struct Router {
     me: PrivateIdentity,
     config: Config,
     contacts: BTreeMap<ContactId, Contact>,
-    /// Expected tags of one round: tag -> who and what. Built once per round
-    /// (two HMACs per contact); then a batch of N cells costs N look-ups.
-    index: Option<(u64, TagIndex)>,
     cursor: u64,
+    /// The relay's round length, checked against the documented range.
+    clock: Option<RoundClock>,
     /// The last round a cell was produced for: never two cells for a round.
     last_send_round: Option<u64>,
+    /// The last round whose batch was read: every batch is read once.
+    last_received_round: Option<u64>,
     /// Counts changes to the persistent state (see [`Router::changes`]).
     changes: u64,
+    /// Open attempts so far (tests of the work bound).
+    #[cfg(test)]
+    pub(crate) opens: u64,
 }
 
 impl fmt::Debug for Router {
@@ -162,10 +168,13 @@ impl Router {
             me,
             config,
             contacts: BTreeMap::new(),
-            index: None,
             cursor: 0,
+            clock: None,
             last_send_round: None,
+            last_received_round: None,
             changes: 0,
+            #[cfg(test)]
+            opens: 0,
         })
     }
 
@@ -179,8 +188,29 @@ impl Router {
         self.config
     }
 
+    /// Sets the round length the relay announced; refused outside
+    /// [`MIN_ROUND_MS`](super::MIN_ROUND_MS)`..=`[`MAX_ROUND_MS`](super::MAX_ROUND_MS),
+    /// whatever the relay says.
+    pub fn set_round_ms(&mut self, round_ms: u64) -> Result<(), RoundError> {
+        self.clock = Some(RoundClock::new(round_ms)?);
+        Ok(())
+    }
+
+    /// Checks `round` against the wall clock and the round length (see
+    /// [`RoundClock::check`]).
+    fn check_round(&self, round: u64, now_ms: u64) -> Result<RoundClock, RoundError> {
+        let clock = self.clock.ok_or(RoundError::NoRoundLength)?;
+        clock.check(round, now_ms)?;
+        Ok(clock)
+    }
+
     /// Adds a contact under `id`.
-    pub fn add_contact(&mut self, id: ContactId, peer: PublicIdentity) -> Result<(), ContactError> {
+    pub fn add_contact<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        id: ContactId,
+        peer: PublicIdentity,
+    ) -> Result<(), ContactError> {
         if peer.fingerprint() == self.me.public().fingerprint() {
             return Err(ContactError::Myself);
         }
@@ -198,9 +228,8 @@ impl Router {
             return Err(ContactError::TooMany);
         }
         let contact =
-            Contact::new(&self.me, peer, self.config.cell_size).ok_or(ContactError::BadKey)?;
+            Contact::new(rng, &self.me, peer, self.config.cell_size).ok_or(ContactError::BadKey)?;
         self.contacts.insert(id, contact);
-        self.index = None;
         self.changes += 1;
         Ok(())
     }
@@ -209,7 +238,6 @@ impl Router {
     /// existed.
     pub fn remove_contact(&mut self, id: ContactId) -> bool {
         let removed = self.contacts.remove(&id).is_some();
-        self.index = None;
         self.changes += 1;
         removed
     }
@@ -256,77 +284,102 @@ impl Router {
         self.contacts.get(&id)?.delivery(msg_id)
     }
 
-    /// The tag index of `round`, built if the one held is for another
-    /// round or was dropped.
-    fn index_for(&mut self, round: u64) -> &TagIndex {
-        if self.index.as_ref().is_some_and(|(r, _)| *r != round) {
-            self.index = None;
-        }
-        let contacts = &self.contacts;
-        let (_, map) = self.index.get_or_insert_with(|| {
-            let mut map = HashMap::with_capacity(contacts.len() * 2);
-            for (&id, c) in contacts {
-                for (tag, slot) in c.expected(round) {
-                    map.insert(tag, (id, slot));
-                }
-            }
-            (round, map)
-        });
-        map
-    }
-
-    /// Feeds one cell of the batch of `round`. A cell that matches no
-    /// expected tag (a cover cell, a stranger's, a replay) costs one hash
-    /// look-up and changes nothing.
-    pub fn receive_cell<R: CryptoRng + ?Sized>(
+    /// Reads the batch of `round`, received at `now_ms`.
+    ///
+    /// The work is bounded by the number of contacts, not by what the relay
+    /// sends: the expected tags of the round are computed once (a few
+    /// HMACs per contact); a cell whose tag is not expected costs one hash
+    /// look-up; a tag is tried at most once per round (a duplicated or
+    /// mutated copy of a cell already tried costs a look-up and nothing
+    /// else); once a contact's cell opens, nothing else of that contact is
+    /// tried in the round (a peer sends one cell per round).
+    ///
+    /// A round that disagrees with the wall clock, or that is not after the
+    /// last one read, is refused whole: the relay lies, and nothing of it
+    /// is kept.
+    pub fn receive_batch<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
         round: u64,
-        cell: &[u8],
-    ) -> Vec<Event> {
-        if cell.len() != self.config.cell_size {
-            return Vec::new();
+        now_ms: u64,
+        cells: &[&[u8]],
+    ) -> Result<Vec<Event>, RoundError> {
+        let clock = self.check_round(round, now_ms)?;
+        let latest = clock.latest(now_ms);
+        if self.last_received_round.is_some_and(|r| r > latest) {
+            // A lie persisted by an older version: forget it.
+            self.last_received_round = None;
         }
-        let Ok(tag) = CellTag::try_from(&cell[..CELL_TAG_LEN]) else {
-            return Vec::new();
-        };
-        let Some(&(id, slot)) = self.index_for(round).get(&tag) else {
-            return Vec::new();
-        };
-        let Some(contact) = self.contacts.get_mut(&id) else {
-            return Vec::new();
-        };
-        // Confirm in constant time against the contact's own record.
-        if !contact
-            .tag_at(slot, round)
-            .is_some_and(|t| bool::from(t.ct_eq(&tag)))
+        if let Some(last) = self.last_received_round
+            && round <= last
         {
-            return Vec::new();
+            return Err(RoundError::Repeated { round, last });
         }
-        let evs = contact.receive(&self.me, rng, slot, round, cell);
-        self.changes += 1;
-        // What the contact expects in this round may have changed (a cell
-        // accepted, a session started): rebuild on next use.
-        self.index = None;
-        attach(id, evs).collect()
+        // Not a change worth a save of its own: it is saved with the next.
+        self.last_received_round = Some(round);
+        let mut index: TagIndex = HashMap::with_capacity(self.contacts.len() * 5);
+        for (&id, c) in &mut self.contacts {
+            c.forget_future(latest);
+            for (tag, slot) in c.expected(round) {
+                index.insert(tag, (id, slot));
+            }
+        }
+        let mut events = Vec::new();
+        for cell in cells {
+            if cell.len() != self.config.cell_size {
+                continue;
+            }
+            let Ok(tag) = CellTag::try_from(&cell[..CELL_TAG_LEN]) else {
+                continue;
+            };
+            // Tried at most once: the entry leaves the index now.
+            let Some((id, slot)) = index.remove(&tag) else {
+                continue;
+            };
+            let Some(contact) = self.contacts.get_mut(&id) else {
+                continue;
+            };
+            // Confirm in constant time against the contact's own record.
+            if !contact
+                .tag_at(slot, round)
+                .is_some_and(|t| bool::from(t.ct_eq(&tag)))
+            {
+                continue;
+            }
+            #[cfg(test)]
+            {
+                self.opens += 1;
+            }
+            if let Some(evs) = contact.receive(&self.me, rng, slot, round, now_ms, cell) {
+                self.changes += 1;
+                index.retain(|_, (other, _)| *other != id);
+                events.extend(attach(id, evs));
+            }
+        }
+        Ok(events)
     }
 
     /// The cell to send in `round`: the next real cell of some contact
     /// (round robin), or a cover cell of random bytes. Always exactly
     /// `cell_size` bytes. Call it once per round with increasing rounds; a
-    /// second call for a round already used gets a cover cell, so no tag is
-    /// ever used twice.
+    /// second call for a round already used gets a cover cell and changes
+    /// nothing, so no tag is ever used twice. A round that disagrees with
+    /// the wall clock is refused.
     pub fn next_cell<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
         round: u64,
         now_ms: u64,
-    ) -> (Vec<u8>, Vec<Event>) {
+    ) -> Result<(Vec<u8>, Vec<Event>), RoundError> {
+        let clock = self.check_round(round, now_ms)?;
         let mut events = Vec::new();
         let mut cover = vec![0u8; self.config.cell_size];
         rng.fill_bytes(&mut cover);
-        if self.last_send_round.is_some_and(|last| round <= last) {
-            return (cover, events);
+        if self
+            .last_send_round
+            .is_some_and(|last| round <= last && last <= clock.latest(now_ms))
+        {
+            return Ok((cover, events));
         }
         self.last_send_round = Some(round);
         let ids: Vec<ContactId> = self.contacts.keys().copied().collect();
@@ -334,11 +387,8 @@ impl Router {
             let Some(c) = self.contacts.get_mut(&id) else {
                 continue;
             };
-            let (evs, changed) = c.poll(&self.me, rng, now_ms, self.config.retransmit_after_ms);
+            let (evs, _) = c.poll(&self.me, rng, now_ms, self.config.retransmit_after_ms);
             events.extend(attach(id, evs));
-            if changed {
-                self.index = None;
-            }
         }
         let start = ids.partition_point(|id| id.0 <= self.cursor);
         let order = ids[start..].iter().chain(&ids[..start]);
@@ -354,10 +404,20 @@ impl Router {
                 self.changes += 1;
                 events.extend(attach(id, evs));
                 debug_assert_eq!(cell.len(), self.config.cell_size);
-                return (cell, events);
+                return Ok((cell, events));
             }
         }
-        (cover, events)
+        Ok((cover, events))
+    }
+
+    /// Wipes every replay record, so that a test can show that only the
+    /// keys stand between an old cell and its plaintext.
+    #[cfg(test)]
+    pub(crate) fn forget_replay_records(&mut self) {
+        self.last_received_round = None;
+        for c in self.contacts.values_mut() {
+            c.forget_future(0);
+        }
     }
 
     /// Everything to persist (encrypted by the caller): sessions, counters,
@@ -371,6 +431,7 @@ impl Router {
         w.bytes(&self.me.public().fingerprint().0);
         w.u32(self.config.cell_size as u32);
         w.u64(self.last_send_round.unwrap_or(0));
+        w.u64(self.last_received_round.unwrap_or(0));
         w.u32(self.contacts.len() as u32);
         for (id, c) in &self.contacts {
             w.u64(id.0);
@@ -382,7 +443,10 @@ impl Router {
     }
 
     /// Restores a router from [`export_state`](Self::export_state).
-    pub fn import_state(
+    /// Formats 1 and 2 (protocol v1) keep contacts, counters and queued
+    /// messages but not their sessions (see `docs/protocol.md`).
+    pub fn import_state<R: CryptoRng + ?Sized>(
+        rng: &mut R,
         me: PrivateIdentity,
         config: Config,
         bytes: &[u8],
@@ -403,17 +467,19 @@ impl Router {
             return Err(StateError::Damaged);
         }
         let last_send_round = r.u64()?;
+        let last_received_round = if version >= 3 { r.u64()? } else { 0 };
         let count = r.u32()? as usize;
         if count > MAX_CONTACTS {
             return Err(StateError::Damaged);
         }
         let mut router = Self::new(me, config).map_err(|_| StateError::Damaged)?;
         router.last_send_round = (last_send_round != 0).then_some(last_send_round);
+        router.last_received_round = (last_received_round != 0).then_some(last_received_round);
         for _ in 0..count {
             let id = ContactId(r.u64()?);
             let len = r.u32()? as usize;
             let mut inner = Reader::new(r.take(len)?);
-            let contact = Contact::decode(&router.me, &mut inner, config.cell_size, version)?;
+            let contact = Contact::decode(rng, &router.me, &mut inner, config.cell_size, version)?;
             inner.expect_end()?;
             router.contacts.insert(id, contact);
         }

@@ -68,3 +68,15 @@ impl Writer {
         self.buf
     }
 }
+
+/// Reads a boolean written by [`Writer::bool`]: exactly 0 or 1, anything
+/// else is a damaged state.
+pub(crate) fn read_bool(
+    r: &mut crate::wire::reader::Reader<'_>,
+) -> Result<bool, crate::wire::WireError> {
+    match r.u8()? {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err(crate::wire::WireError::BadField("flag")),
+    }
+}

@@ -1,0 +1,297 @@
+//! The relay (and whoever stole one key) as the adversary: each test is an
+//! attack from the protocol v2 review, which must fail.
+
+use std::time::{Duration, Instant};
+
+use super::properties::{alice_cell, established};
+use super::*;
+use crate::e2e::handshake::forge;
+use crate::e2e::init::{Added, InitFragment, InitKeys, OutgoingInit, PeerInits};
+use crate::e2e::session::Session;
+
+/// Key-compromise impersonation: an attacker with only Bob's X25519
+/// secret plays Alice. Bob answers its INIT (he cannot tell yet), but the
+/// attacker cannot derive the session (se and the KEM secret sealed to
+/// Alice's static ML-KEM key are out of its reach), so Bob never opens a
+/// cell under it, delivers nothing, keeps his session with the real Alice
+/// and keeps his messages on it. Under protocol v1 (a one-shot start from
+/// ss, es and a KEM to Bob) the same forgery replaced Bob's session.
+/// Checked against a schedule without se and the third KEM secret
+/// (removed from `respond`, `finish` and the forger alike): the forger's
+/// session then opens at Bob and replaces Alice's.
+#[test]
+fn an_init_built_from_the_responders_x25519_secret_alone_gets_nowhere() {
+    let mut net = established();
+    let bob_secret = identity(1);
+    let alice = net.routers[0].identity().clone();
+    let mut rng = rand::rng();
+    // The attacker's handshake cells, under the keys Alice would use.
+    let keys = InitKeys::derive(&bob_secret, &alice).unwrap().mirrored();
+    let (forger, init) = forge::init(&mut rng, &bob_secret, &alice);
+    let mut out = OutgoingInit::new(&mut rng, init, CELL);
+    let mut answers = PeerInits::default();
+    let mut accept: Option<zeroize::Zeroizing<Vec<u8>>> = None;
+    net.routers[1]
+        .send(ContactId(0), b"for alice only")
+        .unwrap();
+    for _ in 0..60 {
+        net.round += 1;
+        let round = net.round;
+        let mut cells = Vec::new();
+        for i in 0..2 {
+            let (cell, evs) = emit(&mut net.routers[i], round);
+            net.events[i].extend(evs);
+            cells.push(cell);
+        }
+        // The attacker sends its INIT, then its best session cells; it
+        // works with the relay, which withholds Alice's cell in those
+        // rounds (Bob accepts one cell from her per round).
+        let injected = if let Some(cell) = out.next_cell(&keys, round, round * ROUND_MS, CELL) {
+            Some(cell)
+        } else if let Some(a) = &accept {
+            let mut session: Session = forger.finish(&mut rng, a).unwrap();
+            Some(
+                session
+                    .seal(round, &[0u8; CELL - SESSION_OVERHEAD])
+                    .unwrap(),
+            )
+        } else {
+            None
+        };
+        let batch = match injected {
+            Some(f) if round.is_multiple_of(2) || accept.is_none() => vec![f, cells.swap_remove(1)],
+            _ => cells,
+        };
+        // It reads Bob's ACCEPT off the shard.
+        for cell in &batch {
+            if let Some(plain) = keys.open(round, cell)
+                && let Some(f) = InitFragment::parse(&plain)
+                && let Added::Complete(_, data) = answers.add(&f)
+            {
+                accept = Some(data);
+            }
+        }
+        for i in 0..2 {
+            let evs = feed(&mut net.routers[i], round, &batch);
+            net.events[i].extend(evs);
+        }
+    }
+    assert!(accept.is_some(), "Bob answered the forged INIT");
+    assert_eq!(net.received(1, 0), vec!["setup"], "nothing from the forger");
+    assert_eq!(net.sessions_started(1), 1, "Bob's session was not replaced");
+    assert_eq!(net.received(0, 1), vec!["for alice only"]);
+    net.routers[0].send(ContactId(1), b"still us").unwrap();
+    net.rounds(6);
+    assert_eq!(net.received(1, 0), vec!["setup", "still us"]);
+}
+
+/// The relay withholds everything Bob should receive for 500 rounds (his
+/// connection stalls) and then delivers it all, Alice's INIT included,
+/// while Alice went on retransmitting. The pair keeps talking.
+#[test]
+fn an_init_delivered_500_rounds_late_desynchronises_nothing() {
+    let mut net = Net::new(parties(2, &[(0, 1)]));
+    net.routers[0].send(ContactId(1), b"early").unwrap();
+    let mut held = Vec::new();
+    for _ in 0..500 {
+        net.round += 1;
+        let round = net.round;
+        let mut batch = Vec::new();
+        for i in 0..2 {
+            let (cell, evs) = emit(&mut net.routers[i], round);
+            net.events[i].extend(evs);
+            batch.push(cell);
+        }
+        let evs = feed(&mut net.routers[0], round, &batch);
+        net.events[0].extend(evs);
+        held.push((round, batch));
+    }
+    let now = net.round * ROUND_MS;
+    for (round, batch) in held {
+        let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+        let evs = net.routers[1]
+            .receive_batch(&mut rand::rng(), round, now, &refs)
+            .unwrap();
+        net.events[1].extend(evs);
+    }
+    net.rounds(60);
+    assert_eq!(net.received(1, 0), vec!["early"]);
+    net.routers[1].send(ContactId(0), b"late reply").unwrap();
+    net.rounds(10);
+    assert_eq!(net.received(0, 1), vec!["late reply"]);
+    assert_eq!(net.sessions_started(0), 1);
+    assert_eq!(net.sessions_started(1), 1);
+}
+
+/// The relay replays every handshake cell it saw into later batches (and
+/// twice into their own): nothing restarts, nothing is lost.
+#[test]
+fn replayed_handshake_cells_change_nothing() {
+    let mut net = Net::new(parties(2, &[(0, 1)]));
+    net.routers[0].send(ContactId(1), b"hello").unwrap();
+    let mut seen: Vec<Vec<u8>> = Vec::new();
+    for _ in 0..20 {
+        net.round += 1;
+        let round = net.round;
+        let mut batch = Vec::new();
+        for i in 0..2 {
+            let (cell, evs) = emit(&mut net.routers[i], round);
+            net.events[i].extend(evs);
+            batch.push(cell.clone());
+            batch.push(cell.clone());
+            seen.push(cell);
+        }
+        batch.extend(seen.iter().cloned());
+        for i in 0..2 {
+            let evs = feed(&mut net.routers[i], round, &batch);
+            net.events[i].extend(evs);
+        }
+    }
+    assert_eq!(net.received(1, 0), vec!["hello"]);
+    net.routers[1].send(ContactId(0), b"back").unwrap();
+    net.rounds(8);
+    assert_eq!(net.received(0, 1), vec!["back"]);
+    assert_eq!(net.sessions_started(0), 1);
+    assert_eq!(net.sessions_started(1), 1);
+}
+
+/// The relay drops the whole first ACCEPT (every one of its cells): Alice
+/// sends her INIT again, Bob answers it again, and the pair talks.
+/// Checked against not answering a repeated INIT: nothing is ever
+/// delivered then.
+#[test]
+fn a_dropped_accept_is_sent_again() {
+    let mut net = Net::new(parties(2, &[(0, 1)]));
+    net.routers[0].send(ContactId(1), b"hello").unwrap();
+    let accept_cells = ACCEPT_LEN.div_ceil(CELL - CELL_TAG_LEN - 16 - 12);
+    let mut dropped = 0;
+    for _ in 0..80 {
+        net.round_with_real(|from, _, real| {
+            if from == 1 && real && dropped < accept_cells {
+                dropped += 1;
+                return false;
+            }
+            true
+        });
+    }
+    assert_eq!(dropped, accept_cells);
+    assert_eq!(net.received(1, 0), vec!["hello"]);
+    assert_eq!(net.delivered(0, 1), vec![1]);
+}
+
+/// A batch holding Alice's cell for Bob and 4,095 copies of it with one
+/// flipped bit each (all with the right tag): Bob tries at most one open
+/// per tag he expects from Alice, whatever the order, and his time for
+/// the batch stays within twice a bystander's (Carol, who knows Alice but
+/// is not the recipient). Checked against trying every matching cell
+/// (4,096 opens, and a time many times Carol's).
+#[test]
+fn mutated_copies_of_a_cell_cost_the_recipient_no_more_than_a_bystander() {
+    let mut net = Net::new(parties(3, &[(0, 1), (0, 2)]));
+    net.routers[0].send(ContactId(1), b"setup").unwrap();
+    net.rounds(20);
+    net.routers[0].send(ContactId(1), b"one").unwrap();
+    net.routers[0].send(ContactId(1), b"two").unwrap();
+    net.rounds(1);
+    // The second cell of the epoch: no DH step (one open, like any cell).
+    let (round, cell) = alice_cell(&mut net);
+    let mut batch = vec![cell.clone()];
+    for i in 1..4096 {
+        let bit = CELL_TAG_LEN * 8 + i % ((CELL - CELL_TAG_LEN) * 8);
+        let mut bad = cell.clone();
+        bad[bit / 8] ^= 1 << (bit % 8);
+        batch.push(bad);
+    }
+    let bob_state = net.routers[1].export_state();
+    let carol_state = net.routers[2].export_state();
+    let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+    let mut reversed = refs.clone();
+    reversed.reverse();
+    // Deterministic: the number of opens.
+    for order in [&refs, &reversed] {
+        let mut bob = import(1, &bob_state).unwrap();
+        bob.receive_batch(&mut rand::rng(), round, round * ROUND_MS, order)
+            .unwrap();
+        assert!(bob.opens <= 1, "{} opens", bob.opens);
+    }
+    // Measured: median of many runs, each on a fresh copy of the state.
+    let time = |party: usize, state: &[u8]| -> Duration {
+        let mut samples: Vec<Duration> = (0..31)
+            .map(|_| {
+                let mut r = import(party, state).unwrap();
+                let start = Instant::now();
+                let evs = r
+                    .receive_batch(&mut rand::rng(), round, round * ROUND_MS, &refs)
+                    .unwrap();
+                let took = start.elapsed();
+                assert_eq!(texts(&evs).len(), usize::from(party == 1));
+                took
+            })
+            .collect();
+        samples.sort();
+        samples[samples.len() / 2]
+    };
+    let bob = time(1, &bob_state);
+    let carol = time(2, &carol_state);
+    assert!(bob <= carol * 2, "recipient {bob:?} vs bystander {carol:?}");
+}
+
+/// One batch numbered `u64::MAX - 1`, one numbered 2^62, and cells asked
+/// for those rounds: all refused, nothing persisted, and messages still
+/// flow. Checked against a router without the wall-clock check: the lie
+/// moves `last_send_round` and every later cell is cover.
+#[test]
+fn lied_round_numbers_are_refused_and_mute_nobody() {
+    let mut net = established();
+    let now = (net.round + 1) * ROUND_MS;
+    for lie in [u64::MAX - 1, 1 << 62, net.round + 100_000, 3] {
+        for r in &mut net.routers {
+            let junk = [0u8; CELL];
+            assert!(matches!(
+                r.receive_batch(&mut rand::rng(), lie, now, &[&junk]),
+                Err(RoundError::OutOfStep { .. })
+            ));
+            assert!(r.next_cell(&mut rand::rng(), lie, now).is_err());
+        }
+    }
+    for r in &mut net.routers {
+        for bad in [0, 1, 9, 60_001, u64::MAX] {
+            assert_eq!(r.set_round_ms(bad), Err(RoundError::RoundLength(bad)));
+        }
+    }
+    net.routers[0]
+        .send(ContactId(1), b"after the lies")
+        .unwrap();
+    net.routers[1].send(ContactId(0), b"me too").unwrap();
+    net.rounds(8);
+    assert_eq!(net.received(1, 0), vec!["setup", "after the lies"]);
+    assert_eq!(net.received(0, 1), vec!["me too"]);
+}
+
+/// Found by the fault simulator: the side with the smaller fingerprint
+/// (`low`) starts; the other (`high`) answers, but the relay drops all of
+/// `high`'s cells until its answer goes stale and it starts a handshake of
+/// its own (it has a message waiting). `low` ignores that INIT (its own
+/// wins) and sends its INIT again; `high` must answer it even though it
+/// read that INIT before. Checked against ignoring an INIT already read
+/// (the pair then never talks again).
+#[test]
+fn a_stale_answer_and_crossed_starts_still_converge() {
+    let mut net = Net::new(parties(2, &[(0, 1)]));
+    let fp = |i: usize| net.routers[i].identity().fingerprint();
+    let (low, high) = if fp(0) < fp(1) { (0, 1) } else { (1, 0) };
+    net.routers[low]
+        .send(ContactId(high as u64), b"from low")
+        .unwrap();
+    net.rounds(6);
+    net.routers[high]
+        .send(ContactId(low as u64), b"from high")
+        .unwrap();
+    // Longer than retransmit_after (80 rounds of 500 ms).
+    for _ in 0..120 {
+        net.round_with(|from, _| from != high);
+    }
+    net.rounds(200);
+    assert_eq!(net.received(high, low as u64), vec!["from low"]);
+    assert_eq!(net.received(low, high as u64), vec!["from high"]);
+}
