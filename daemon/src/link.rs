@@ -1,7 +1,8 @@
 //! The relay connection: lockstep with the relay's rounds, one cell per
-//! round (real or cover, prepared the same way and sent at the same offset
-//! after the batch), reconnects with exponential backoff and jitter, resume
-//! from the last round seen. Runs only while the daemon is unlocked.
+//! round (real or cover), prepared ahead and sent on receipt of the batch
+//! (see [`lockstep`]); reconnects with exponential backoff and jitter;
+//! resume from the last round seen only after a short outage. Runs only
+//! while the daemon is unlocked.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use anonchat_ipc::LinkState;
 use anonchat_protocol::wire::RelayAddress;
 use anonchat_relay_client::{self as client, Connected, Incoming};
-use rand::RngExt as _;
+use rand::{Rng as _, RngExt as _};
 use tokio::net::TcpStream;
 
 use crate::config::Config;
@@ -90,7 +91,11 @@ pub async fn run(core: Arc<Core>) {
                 conn.params.cell_size, core.settings.cell_size
             ),
             Ok(Ok(conn)) => {
-                if let Err(e) = core.set_round_ms(conn.params.round_ms) {
+                if let Err(e) = core.joined(
+                    conn.params.round_ms,
+                    conn.welcome.open_round,
+                    conn.welcome.oldest_held,
+                ) {
                     core.set_link(LinkState::Retrying, Some(e.to_string()));
                     if !retry_wait(&core, &mut config, &mut backoff).await {
                         return;
@@ -136,7 +141,46 @@ async fn retry_wait(
     }
 }
 
-/// Holds one connection: answers every batch with exactly one cell.
+/// Batches read but not yet processed, at most (a daemon that falls this
+/// far behind its relay drops the connection rather than grow).
+const MAX_QUEUED_BATCHES: usize = 64;
+
+/// The cell prepared for a round, once its state is saved.
+type Prepared = Option<(u64, Vec<u8>)>;
+
+/// Reads a batch (`None`: nothing to read) and prepares the cell for
+/// `prepare` (`None`: none), on a blocking thread.
+fn spawn_job(
+    core: &Arc<Core>,
+    batch: Option<(u64, Vec<Vec<u8>>)>,
+    prepare: Option<u64>,
+) -> tokio::task::JoinHandle<crate::error::Result<Prepared>> {
+    let core = Arc::clone(core);
+    tokio::task::spawn_blocking(move || {
+        if let Some((round, cells)) = batch {
+            let refs: Vec<&[u8]> = cells.iter().map(Vec::as_slice).collect();
+            core.receive_batch(round, &refs)?;
+        }
+        prepare
+            .map(|r| core.prepare_cell(r).map(|cell| (r, cell)))
+            .transpose()
+    })
+}
+
+/// Holds one connection: answers every live batch with exactly one cell,
+/// **prepared ahead and sent on receipt**.
+///
+/// The cell for round r+1 is built, and the state it advances saved,
+/// while round r is open; when batch r arrives that cell leaves at once
+/// (offset zero, the same for every cell), and only then is batch r read
+/// and the cell for r+2 prepared, on a blocking thread, while the next
+/// batch is awaited. So no content, no save, no relay parameter and no RPC
+/// call can move a cell in time: if the prepared cell is not ready when
+/// its batch arrives (a slow disk), cover leaves instead and the real cell
+/// is dropped (its message goes out again by retransmission). Nothing
+/// answers the WELCOME: the first cell answers the first live batch like
+/// every other, from a cell prepared while that round was open. The cost:
+/// an answer to a message leaves one round later than it could.
 async fn lockstep(core: &Arc<Core>, conn: Connected<TcpStream>) -> String {
     let Connected {
         params,
@@ -144,56 +188,72 @@ async fn lockstep(core: &Arc<Core>, conn: Connected<TcpStream>) -> String {
         mut sender,
         mut receiver,
     } = conn;
-    // Cells go out a fixed time after the batch, whether real or cover, so
-    // preparing a real one (and saving state) does not show in the timing.
-    let offset = Duration::from_millis(u64::from(params.round_ms / 5).min(150));
-    // The first cell answers the round open at join.
-    let first = {
-        let core = Arc::clone(core);
-        let round = welcome.open_round;
-        tokio::task::spawn_blocking(move || core.prepare_cell(round)).await
-    };
-    let cell = match first {
-        Ok(Ok(cell)) => cell,
-        Ok(Err(e)) => return e.to_string(),
-        Err(_) => return "internal error".to_owned(),
-    };
-    if let Err(e) = sender.send_cell(welcome.open_round, cell).await {
-        return e.to_string();
-    }
+    let cell_size = params.cell_size;
+    let mut job = Some(spawn_job(core, None, welcome.open_round.checked_add(1)));
+    let mut ready: Prepared = None;
+    let mut queue: std::collections::VecDeque<(u64, Vec<Vec<u8>>)> =
+        std::collections::VecDeque::new();
     loop {
-        let batch = match receiver.next().await {
-            Ok(Incoming::Batch(b)) => b,
-            Ok(Incoming::Closed { code, reason }) => {
-                return format!("relay closed the connection ({code}): {reason}");
+        tokio::select! {
+            done = async {
+                match job.as_mut() {
+                    Some(j) => j.await,
+                    None => std::future::pending().await,
+                }
+            }, if job.is_some() => {
+                job = None;
+                match done {
+                    Ok(Ok(Some(p))) => ready = Some(p),
+                    Ok(Ok(None)) => {}
+                    Ok(Err(e)) => return e.to_string(),
+                    Err(_) => return "internal error".to_owned(),
+                }
+                if let Some((round, cells)) = queue.pop_front() {
+                    let prepare = (round >= welcome.open_round)
+                        .then(|| round.checked_add(2))
+                        .flatten();
+                    job = Some(spawn_job(core, Some((round, cells)), prepare));
+                }
             }
-            Err(e) => return e.to_string(),
-        };
-        let received = tokio::time::Instant::now();
-        // Backlog batches (rounds already over) are read, not answered.
-        // The open round already has our cell (sent above); later rounds
-        // get one each.
-        let reply = (batch.round >= welcome.open_round).then_some(batch.round + 1);
-        let core2 = Arc::clone(core);
-        let cells: Vec<Vec<u8>> = batch.batch.cells().map(<[u8]>::to_vec).collect();
-        let round = batch.round;
-        let out = tokio::task::spawn_blocking(move || {
-            let refs: Vec<&[u8]> = cells.iter().map(Vec::as_slice).collect();
-            core2.receive_batch(round, &refs)?;
-            reply.map(|r| core2.prepare_cell(r)).transpose()
-        })
-        .await;
-        let cell = match out {
-            Ok(Ok(cell)) => cell,
-            Ok(Err(e)) => return e.to_string(),
-            Err(_) => return "internal error".to_owned(),
-        };
-        let (Some(reply), Some(cell)) = (reply, cell) else {
-            continue;
-        };
-        tokio::time::sleep_until(received + offset).await;
-        if let Err(e) = sender.send_cell(reply, cell).await {
-            return e.to_string();
+            next = receiver.next() => {
+                let batch = match next {
+                    Ok(Incoming::Batch(b)) => b,
+                    Ok(Incoming::Closed { code, reason }) => {
+                        return format!("relay closed the connection ({code}): {reason}");
+                    }
+                    Err(e) => return e.to_string(),
+                };
+                // Backlog batches (rounds already over) are read, not
+                // answered; every live batch gets one cell at once.
+                if batch.round >= welcome.open_round
+                    && let Some(reply) = batch.round.checked_add(1)
+                {
+                    let cell = match ready.take() {
+                        Some((r, cell)) if r == reply => cell,
+                        _ => {
+                            let mut cover = vec![0u8; cell_size];
+                            rand::rng().fill_bytes(&mut cover);
+                            cover
+                        }
+                    };
+                    if let Err(e) = sender.send_cell(reply, cell).await {
+                        return e.to_string();
+                    }
+                }
+                if queue.len() >= MAX_QUEUED_BATCHES {
+                    return "this daemon cannot keep up with the relay's rounds".to_owned();
+                }
+                let cells = batch.batch.cells().map(<[u8]>::to_vec).collect();
+                queue.push_back((batch.round, cells));
+                if job.is_none()
+                    && let Some((round, cells)) = queue.pop_front()
+                {
+                    let prepare = (round >= welcome.open_round)
+                        .then(|| round.checked_add(2))
+                        .flatten();
+                    job = Some(spawn_job(core, Some((round, cells)), prepare));
+                }
+            }
         }
     }
 }

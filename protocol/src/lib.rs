@@ -3,4 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod e2e;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod wire;

@@ -11,6 +11,8 @@
     clippy::missing_panics_doc
 )]
 
+pub mod hostile;
+
 use std::io::{BufRead as _, BufReader};
 use std::os::unix::fs::DirBuilderExt as _;
 use std::path::{Path, PathBuf};

@@ -151,8 +151,30 @@ struct Inner {
     relay: RelayStatus,
     /// The round length of the current relay link, once connected.
     round_ms: Option<u32>,
+    /// Where a reconnect may resume (see [`Resume`]); RAM only, cleared on
+    /// lock.
+    resume: Resume,
     rng: Box<dyn CryptoRng + Send>,
 }
+
+/// The resume point of the relay link. A resume links the new connection
+/// to the old one (the relay sees the round it continues from), so it is
+/// asked for only after a short outage: the last batch read is at most
+/// the relay's backlog window old (and never more than [`MAX_RESUME_MS`]).
+/// Never across lock/unlock (cleared) or a daemon restart (not saved).
+#[derive(Debug, Clone, Copy, Default)]
+struct Resume {
+    /// The last round whose batch was read.
+    round: Option<u64>,
+    /// When it was read (ms).
+    at_ms: u64,
+    /// How much backlog the relay announced at the last join (ms).
+    window_ms: u64,
+}
+
+/// The longest outage after which the link resumes, whatever the relay's
+/// backlog (ms).
+pub const MAX_RESUME_MS: u64 = 120_000;
 
 impl Inner {
     fn unlocked(&mut self) -> Result<&mut Unlocked> {
@@ -174,6 +196,7 @@ impl Inner {
 
     /// Forgets what exists only while unlocked: keys, contacts, history.
     fn forget(&mut self) {
+        self.resume = Resume::default();
         self.unlocked = None;
         self.contacts = Contacts::default();
         self.history.clear();
@@ -250,6 +273,7 @@ impl Core {
                 history: HashMap::new(),
                 relay,
                 round_ms: None,
+                resume: Resume::default(),
                 rng,
             }),
             exclusive_writes: Mutex::new(()),

@@ -9,27 +9,43 @@ use anonchat_protocol::e2e::{RoundClock, RoundError};
 use anonchat_protocol::wire::RelayAddress;
 use rand::Rng as _;
 
-use super::{Core, Inner, messages};
+use super::{Core, Inner, MAX_RESUME_MS, messages};
 use crate::error::{Error, Result};
 
 impl Core {
     /// Where to connect: relay, shard and the round to resume after.
-    /// `None` while locked or without an identity.
+    /// `None` while locked or without an identity. The resume point is
+    /// given only after a short outage (see `Resume`): a resume links the
+    /// new connection to the old one.
     pub fn link_target(&self) -> Option<(RelayAddress, u32, Option<u64>)> {
+        let now = self.now_ms();
         let inner = self.lock();
         inner.unlocked.as_ref()?;
         let p = inner.public.as_ref()?;
-        Some((p.relay().clone(), p.shard(), inner.relay.round))
+        let r = inner.resume;
+        let fresh = now.saturating_sub(r.at_ms) <= r.window_ms.min(MAX_RESUME_MS);
+        Some((p.relay().clone(), p.shard(), r.round.filter(|_| fresh)))
     }
 
-    /// Records the round length the relay announced (the end-to-end layer
-    /// checks rounds against the wall clock with it; it also tells a sender
-    /// with a full outbox how long to wait). A length outside the
-    /// documented range is refused, whatever the relay says.
-    pub fn set_round_ms(&self, round_ms: u32) -> Result<()> {
+    /// Records what the relay announced at join: the round length (the
+    /// end-to-end layer checks rounds against the wall clock with it; it
+    /// also tells a sender with a full outbox how long to wait) and how
+    /// much backlog it holds (how long an outage may be resumed). A length
+    /// outside the documented range is refused, whatever the relay says.
+    pub fn joined(&self, round_ms: u32, open_round: u64, oldest_held: u64) -> Result<()> {
         RoundClock::new(u64::from(round_ms)).map_err(Error::RelayRefused)?;
-        self.lock().round_ms = Some(round_ms);
+        let mut inner = self.lock();
+        inner.round_ms = Some(round_ms);
+        inner.resume.window_ms = open_round
+            .saturating_sub(oldest_held)
+            .saturating_mul(u64::from(round_ms));
         Ok(())
+    }
+
+    /// Records the round length alone (tests that drive a core without a
+    /// relay).
+    pub fn set_round_ms(&self, round_ms: u32) -> Result<()> {
+        self.joined(round_ms, 0, 0)
     }
 
     /// Gives the router the relay's round length, so that it can check
@@ -84,6 +100,8 @@ impl Core {
             tracing::error!(error = %e, "cannot save session state after a batch");
         }
         inner.relay.round = Some(round);
+        inner.resume.round = Some(round);
+        inner.resume.at_ms = now;
         let out = messages::apply(inner, now, events);
         drop(guard);
         self.emit_all(out);

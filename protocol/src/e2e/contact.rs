@@ -12,15 +12,22 @@ use super::identity::{PrivateIdentity, PublicIdentity};
 use super::init::{Added, InitFragment, InitId, InitKeys, OutgoingInit, PeerInits};
 use super::kdf::CellTag;
 use super::lifecycle::{self, Active, Sessions, Starting};
-use super::messages::{Delivery, Inbox, OutEvent, Outbox, Received};
+use super::messages::{Delivery, Inbox, MAX_MSG_ID, OutEvent, Outbox, Received};
 use super::payload::{ACK_LEN, ACKS_PER_CELL, DATA_OVERHEAD, Records};
 use super::ratchet::Epoch;
 use super::router::EventKind as Ev;
 use super::session::{ROUND_WINDOW, Role, SESSION_OVERHEAD, Session};
+
+/// Rounds remembered per contact in the (RAM-only) replay record.
+const REPLAY_RECORD: usize = ROUND_WINDOW as usize;
 use super::writer::Writer;
 use super::{MAX_MESSAGE_LEN, SendError};
 use crate::wire::WireError;
 use crate::wire::reader::Reader;
+
+/// A peer unheard for this many times the longest retransmit wait, while
+/// our sent messages wait, gets a new session start.
+const DEAF_AFTER: u64 = 2;
 
 /// Pending acknowledgements kept per contact.
 const MAX_PENDING_ACKS: usize = 64;
@@ -40,10 +47,16 @@ pub(crate) struct Contact {
     pub(crate) peer: PublicIdentity,
     cell_size: usize,
     init_keys: InitKeys,
-    /// Rounds in which a cell from this contact was accepted (replays).
+    /// Round indexes (see [`Router`](super::Router)) in which a cell from
+    /// this contact was accepted: a second line against replays behind the
+    /// router's one-batch-per-round rule. RAM only: a saved record would
+    /// tell a thief of the state when this contact last talked.
     seen: BTreeSet<u64>,
-    /// The newest such round.
-    newest: u64,
+    /// Nothing at or below this index is accepted (the oldest forgotten).
+    floor: u64,
+    /// When a cell from this contact was last accepted (ms; RAM only,
+    /// `None` until the first poll after a start).
+    last_heard_ms: Option<u64>,
     peer_inits: PeerInits,
     sessions: Sessions,
     outbox: Outbox,
@@ -82,11 +95,15 @@ impl Contact {
             cell_size,
             init_keys,
             seen: BTreeSet::new(),
-            newest: 0,
+            floor: 0,
+            last_heard_ms: None,
             peer_inits: PeerInits::default(),
             sessions: Sessions::default(),
             outbox: Outbox::default(),
-            inbox: Inbox::new(0),
+            // A new record knows nothing of the peer's numbering: its first
+            // fragment's floor says where it is (the peer may have talked
+            // to an earlier record of us, removed since).
+            inbox: Inbox::new_rebasing(),
             acks: VecDeque::new(),
             next_msg_id: 1,
             incarnation: rng.next_u64(),
@@ -109,6 +126,11 @@ impl Contact {
         self.next_msg_id += 1;
         self.outbox.push(id, body, fragment_len(self.cell_size));
         Ok(id)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn skip_message_ids(&mut self, n: u64) {
+        self.next_msg_id += n;
     }
 
     pub(crate) fn delivery(&self, id: u64) -> Option<Delivery> {
@@ -147,7 +169,14 @@ impl Contact {
                 if now_ms.saturating_sub(since_ms) >= retransmit_after_ms
         );
         let idle = self.sessions.starting.is_none() || stale_answer;
-        if self.sessions.active.is_none() && idle && self.outbox.len() > 0 {
+        let heard = *self.last_heard_ms.get_or_insert(now_ms);
+        // A session the peer no longer has (it removed and re-added us, or
+        // restored an old state): our cells go unread for long. Start
+        // again; the old session stays until the new one is proven.
+        let deaf = self.sessions.active.is_some()
+            && self.outbox.has_sent()
+            && now_ms.saturating_sub(heard) >= DEAF_AFTER * retransmit_after_ms;
+        if (self.sessions.active.is_none() || deaf) && idle && self.outbox.len() > 0 {
             match Initiator::start(rng, me, &self.peer, self.incarnation) {
                 Ok((hs, data)) => {
                     let out = OutgoingInit::new(rng, data, self.cell_size);
@@ -226,27 +255,27 @@ impl Contact {
         Some((cell, events))
     }
 
-    /// Whether a cell from this contact in `round` could be new: not seen
-    /// yet, and not older than the replay record reaches.
+    /// Whether a cell from this contact at round index `round` could be
+    /// new: not seen yet, and above what the record forgot.
     fn accepts(&self, round: u64) -> bool {
-        round.saturating_add(ROUND_WINDOW) >= self.newest && !self.seen.contains(&round)
+        round > self.floor && !self.seen.contains(&round)
     }
 
-    fn mark_seen(&mut self, round: u64) {
+    fn mark_seen(&mut self, round: u64, now_ms: u64) {
+        self.last_heard_ms = Some(now_ms);
         self.seen.insert(round);
-        self.newest = self.newest.max(round);
-        let oldest = self.newest.saturating_sub(ROUND_WINDOW);
-        while self.seen.first().is_some_and(|&r| r < oldest) {
-            self.seen.pop_first();
+        while self.seen.len() > REPLAY_RECORD {
+            if let Some(oldest) = self.seen.pop_first() {
+                self.floor = self.floor.max(oldest);
+            }
         }
     }
 
     /// Forgets a replay record that lies in the future of `latest` (a
-    /// relay's lie persisted by an older version): it would refuse every
-    /// honest round from now on.
+    /// relay's lie): it would refuse every honest round from now on.
     pub(crate) fn forget_future(&mut self, latest: u64) {
-        if self.newest > latest {
-            self.newest = 0;
+        if self.floor > latest || self.seen.last().is_some_and(|&r| r > latest) {
+            self.floor = 0;
             self.seen.clear();
         }
     }
@@ -299,7 +328,7 @@ impl Contact {
             Slot::Active(epoch) => {
                 let session = &mut self.sessions.active.as_mut()?.session;
                 let payload = session.open(rng, epoch, round, cell).ok()?;
-                self.mark_seen(round);
+                self.mark_seen(round, now_ms);
                 Some(self.apply_records(&payload, Vec::new()))
             }
             Slot::Starting(epoch) => {
@@ -307,17 +336,23 @@ impl Contact {
                     return None;
                 };
                 let payload = session.open(rng, epoch, round, cell).ok()?;
-                self.mark_seen(round);
+                self.mark_seen(round, now_ms);
                 // The peer proved the session: it replaces the old one.
                 let Some(Starting::Responding {
                     session,
                     peer_incarnation,
+                    their_init,
                     ..
                 }) = self.sessions.starting.take()
                 else {
                     return None;
                 };
-                self.activate(*session, Role::Responder, peer_incarnation);
+                self.activate(
+                    *session,
+                    Role::Responder,
+                    Some(their_init),
+                    peer_incarnation,
+                );
                 Some(self.apply_records(&payload, vec![Ev::SessionStarted]))
             }
         }
@@ -332,12 +367,21 @@ impl Contact {
         cell: &[u8],
     ) -> Option<Vec<Ev>> {
         let plain = self.init_keys.open(round, cell)?;
-        self.mark_seen(round);
+        self.mark_seen(round, now_ms);
         let Some(fragment) = InitFragment::parse(&plain) else {
             return Some(Vec::new());
         };
         let mut added = self.peer_inits.add(&fragment);
         if let Added::Repeat(id) = added {
+            // The INIT our active session came from, still arriving: done.
+            if self
+                .sessions
+                .active
+                .as_ref()
+                .is_some_and(|a| a.their_init == Some(id))
+            {
+                return Some(Vec::new());
+            }
             if let Some(Starting::Responding {
                 their_init, out, ..
             }) = &mut self.sessions.starting
@@ -405,7 +449,7 @@ impl Contact {
                 let Ok((session, peer_incarnation)) = hs.finish(rng, me, answers, body) else {
                     return Vec::new();
                 };
-                self.activate(session, Role::Initiator, peer_incarnation);
+                self.activate(session, Role::Initiator, None, peer_incarnation);
                 self.confirm = true;
                 vec![Ev::SessionStarted]
             }
@@ -416,8 +460,18 @@ impl Contact {
     /// A proven session becomes the one we use. If the peer's contact
     /// record is not the one we talked to before (it removed and re-added
     /// us), its message numbering started over: so does our inbox.
-    fn activate(&mut self, session: Session, role: Role, peer_incarnation: Incarnation) {
-        self.sessions.active = Some(Active { session, role });
+    fn activate(
+        &mut self,
+        session: Session,
+        role: Role,
+        their_init: Option<InitId>,
+        peer_incarnation: Incarnation,
+    ) {
+        self.sessions.active = Some(Active {
+            session,
+            role,
+            their_init,
+        });
         self.sessions.starting = None;
         self.outbox.restart_all();
         if self.peer_incarnation != Some(peer_incarnation) {
@@ -469,11 +523,6 @@ impl Contact {
     /// messages stay in RAM.
     pub(crate) fn encode(&self, w: &mut Writer) {
         w.u16_prefixed(self.peer.signed_bytes());
-        w.u64(self.newest);
-        w.u32(self.seen.len() as u32);
-        for r in &self.seen {
-            w.u64(*r);
-        }
         self.peer_inits.encode(w);
         self.sessions.encode(w);
         w.u64(self.next_msg_id);
@@ -497,13 +546,15 @@ impl Contact {
         let signed_len = usize::from(r.u16()?);
         let peer = PublicIdentity::from_signed_bytes(r.take(signed_len)?)?;
         let mut c = Self::new(rng, me, peer, cell_size).ok_or(super::StateError::Damaged)?;
-        c.newest = r.u64()?;
-        let seen = r.u32()? as usize;
-        if seen > ROUND_WINDOW as usize + 1 {
-            return Err(WireError::BadField("replay record").into());
-        }
-        for _ in 0..seen {
-            c.seen.insert(r.u64()?);
+        if version < 3 {
+            // The replay record of formats 1 and 2 (newest round, rounds
+            // seen), no longer kept: skipped.
+            r.u64()?;
+            let seen = r.u32()? as usize;
+            if seen > ROUND_WINDOW as usize + 1 {
+                return Err(WireError::BadField("replay record").into());
+            }
+            r.take(seen * 8)?;
         }
         if version >= 3 {
             c.peer_inits = PeerInits::decode(r)?;
@@ -513,7 +564,7 @@ impl Contact {
             lifecycle::skip_v1(r)?;
         }
         c.next_msg_id = r.u64()?;
-        if c.next_msg_id == 0 {
+        if c.next_msg_id == 0 || c.next_msg_id > MAX_MSG_ID {
             return Err(WireError::BadField("message counter").into());
         }
         if version >= 3 {
@@ -523,7 +574,11 @@ impl Contact {
             let peer = r.u64()?;
             c.peer_incarnation = known.then_some(peer);
         } else {
-            c.inbox = Inbox::new(r.u64()?);
+            let delivered = r.u64()?;
+            if delivered >= MAX_MSG_ID {
+                return Err(WireError::BadField("delivered message id").into());
+            }
+            c.inbox = Inbox::new(delivered);
         }
         if version >= 2 {
             c.outbox = Outbox::decode(r, c.next_msg_id, fragment_len(cell_size))?;

@@ -300,7 +300,11 @@ impl PeerInits {
         } else {
             return Added::Pending;
         };
-        p.parts[usize::from(f.index)] = Some(Zeroizing::new(f.data.to_vec()));
+        // A fragment already held is kept: a forged copy cannot replace it.
+        let slot = &mut p.parts[usize::from(f.index)];
+        if slot.is_none() {
+            *slot = Some(Zeroizing::new(f.data.to_vec()));
+        }
         if p.parts.iter().any(Option::is_none) {
             return Added::Pending;
         }

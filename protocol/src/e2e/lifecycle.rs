@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! no session, messages waiting ─▶ starting: Initiating (our INIT out)
+//! (also with a session, if the peer has not been heard for long while
+//!  our messages wait: it may have lost that session)
 //! Initiating ── the peer's ACCEPT opens ──▶ active (Initiator)
 //! the peer's INIT ── answered ──▶ starting: Responding (our ACCEPT out)
 //!                   (ignored while Initiating if our fingerprint is the smaller)
@@ -27,6 +29,9 @@ pub(crate) struct Active {
     pub(crate) session: Session,
     /// Which side started it.
     pub(crate) role: Role,
+    /// The peer's INIT it answered (a responder's), whose late copies are
+    /// then not answered again.
+    pub(crate) their_init: Option<InitId>,
 }
 
 /// A session start in progress.
@@ -93,6 +98,8 @@ impl Sessions {
                 Role::Initiator => 0,
                 Role::Responder => 1,
             });
+            w.bool(a.their_init.is_some());
+            w.bytes(&a.their_init.unwrap_or_default());
             a.session.encode(w);
         }
         match &self.starting {
@@ -127,9 +134,12 @@ impl Sessions {
                 1 => Role::Responder,
                 _ => return Err(WireError::BadField("role")),
             };
+            let known = read_bool(r)?;
+            let their_init: InitId = r.array()?;
             Some(Active {
                 session: Session::decode(r)?,
                 role,
+                their_init: known.then_some(their_init),
             })
         } else {
             None
@@ -152,10 +162,6 @@ impl Sessions {
             }),
             _ => return Err(WireError::BadField("session start")),
         };
-        if active.is_some() && matches!(starting, Some(Starting::Initiating { .. })) {
-            // We only ever initiate without a session.
-            return Err(WireError::BadField("session state"));
-        }
         Ok(Self { active, starting })
     }
 }

@@ -182,6 +182,11 @@ impl Outbox {
         }
     }
 
+    /// Whether a message went out and waits for its acknowledgement.
+    pub(crate) fn has_sent(&self) -> bool {
+        self.queue.iter().any(|m| m.ever_sent)
+    }
+
     pub(crate) fn has_pending_fragment(&self) -> bool {
         self.queue.iter().any(|m| m.next < m.fragments.len())
     }
@@ -287,8 +292,15 @@ impl Inbox {
     /// The peer's message numbering started over (it re-added us): forget
     /// what we hold and continue from the floor of its next fragment.
     pub(crate) fn rebase(&mut self) {
-        *self = Self::new(0);
-        self.rebase = true;
+        *self = Self::new_rebasing();
+    }
+
+    /// An inbox that takes its starting point from the first fragment's
+    /// floor.
+    pub(crate) fn new_rebasing() -> Self {
+        let mut inbox = Self::new(0);
+        inbox.rebase = true;
+        inbox
     }
 
     /// Persistent part: `delivered_upto || rebase`.
@@ -300,7 +312,11 @@ impl Inbox {
     pub(crate) fn decode(
         r: &mut crate::wire::reader::Reader<'_>,
     ) -> Result<Self, crate::wire::WireError> {
-        let mut inbox = Self::new(r.u64()?);
+        let delivered = r.u64()?;
+        if delivered >= MAX_MSG_ID {
+            return Err(crate::wire::WireError::BadField("delivered message id"));
+        }
+        let mut inbox = Self::new(delivered);
         inbox.rebase = super::writer::read_bool(r)?;
         Ok(inbox)
     }

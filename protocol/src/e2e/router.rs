@@ -305,7 +305,12 @@ impl Router {
         cells: &[&[u8]],
     ) -> Result<Vec<Event>, RoundError> {
         let clock = self.check_round(round, now_ms)?;
-        let latest = clock.latest(now_ms);
+        let latest = clock.index(clock.latest(now_ms));
+        // Everything below is indexed by the round's start time, so that a
+        // change of the announced round length cannot make an index (a
+        // tag, a header key) come back.
+        let round_ms = clock.round_ms();
+        let round = clock.index(round);
         if self.last_received_round.is_some_and(|r| r > latest) {
             // A lie persisted by an older version: forget it.
             self.last_received_round = None;
@@ -313,7 +318,10 @@ impl Router {
         if let Some(last) = self.last_received_round
             && round <= last
         {
-            return Err(RoundError::Repeated { round, last });
+            return Err(RoundError::Repeated {
+                round: round / round_ms,
+                last: last / round_ms,
+            });
         }
         // Not a change worth a save of its own: it is saved with the next.
         self.last_received_round = Some(round);
@@ -372,12 +380,14 @@ impl Router {
         now_ms: u64,
     ) -> Result<(Vec<u8>, Vec<Event>), RoundError> {
         let clock = self.check_round(round, now_ms)?;
+        let latest = clock.index(clock.latest(now_ms));
+        let round = clock.index(round);
         let mut events = Vec::new();
         let mut cover = vec![0u8; self.config.cell_size];
         rng.fill_bytes(&mut cover);
         if self
             .last_send_round
-            .is_some_and(|last| round <= last && last <= clock.latest(now_ms))
+            .is_some_and(|last| round <= last && last <= latest)
         {
             return Ok((cover, events));
         }
@@ -408,6 +418,14 @@ impl Router {
             }
         }
         Ok((cover, events))
+    }
+
+    /// Moves a contact's message numbering on by `n` (tests of large ids).
+    #[cfg(test)]
+    pub(crate) fn skip_message_ids(&mut self, id: ContactId, n: u64) {
+        if let Some(c) = self.contacts.get_mut(&id) {
+            c.skip_message_ids(n);
+        }
     }
 
     /// Wipes every replay record, so that a test can show that only the

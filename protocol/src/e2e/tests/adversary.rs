@@ -46,13 +46,15 @@ fn an_init_built_from_the_responders_x25519_secret_alone_gets_nowhere() {
         // The attacker sends its INIT, then its best session cells; it
         // works with the relay, which withholds Alice's cell in those
         // rounds (Bob accepts one cell from her per round).
-        let injected = if let Some(cell) = out.next_cell(&keys, round, round * ROUND_MS, CELL) {
+        // Tags and keys are indexed by the round's start time.
+        let index = round * ROUND_MS;
+        let injected = if let Some(cell) = out.next_cell(&keys, index, index, CELL) {
             Some(cell)
         } else if let Some(a) = &accept {
             let mut session: Session = forger.finish(&mut rng, a).unwrap();
             Some(
                 session
-                    .seal(round, &[0u8; CELL - SESSION_OVERHEAD])
+                    .seal(index, &[0u8; CELL - SESSION_OVERHEAD])
                     .unwrap(),
             )
         } else {
@@ -64,7 +66,7 @@ fn an_init_built_from_the_responders_x25519_secret_alone_gets_nowhere() {
         };
         // It reads Bob's ACCEPT off the shard.
         for cell in &batch {
-            if let Some(plain) = keys.open(round, cell)
+            if let Some(plain) = keys.open(index, cell)
                 && let Some(f) = InitFragment::parse(&plain)
                 && let Added::Complete(_, data) = answers.add(&f)
             {

@@ -458,5 +458,6 @@ fn ml_kem_768_seed_vector_and_round_trip() {
 }
 
 mod adversary;
+mod kat;
 mod properties;
 mod state;

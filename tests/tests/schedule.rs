@@ -1,0 +1,408 @@
+//! The send schedule against a hostile relay (issue 14): real daemons, a
+//! relay that announces the shortest round it can, closes rounds on its
+//! own clock, lies, withholds and floods, and measures each client's
+//! batch→cell delay. Nothing a client does (send, receive, idle) may move
+//! its cells in time, and no lie may mute, hang or desynchronise anyone.
+//!
+//! Timing tests are statistical: each compares a client with itself
+//! (idle rounds against rounds it sends or receives in, interleaved in
+//! blocks so that machine load drifts alike in both) with a two-sample
+//! Kolmogorov–Smirnov test at the 1 % level, and the three clients'
+//! median shifts with each other. They take the one lock below so that
+//! they never run at the same time as each other.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::many_single_char_names,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss
+)]
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anonchat_e2e::hostile::{ConnLog, Hostile};
+use anonchat_e2e::{World, eventually};
+
+/// One timing test at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const CELL: usize = 512;
+/// The relay announces 10 ms rounds (the shortest a client accepts) but
+/// closes one every 150 ms: a schedule that took its delay from the
+/// announced length would leave the client no time at all.
+const ANNOUNCED_MS: u32 = 10;
+const PERIOD: Duration = Duration::from_millis(150);
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Starts `users`' daemons one after the other on `relay`, so that
+/// connection `i` is user `i`.
+fn join_in_order(w: &World, relay: &Hostile, users: &[&str]) -> Vec<anonchat_e2e::Proc> {
+    let mut procs = Vec::new();
+    for (i, u) in users.iter().enumerate() {
+        procs.push(w.daemon(u));
+        w.init(u, &relay.address);
+        eventually(30, "the daemon joined the hostile relay", || {
+            relay.members() == i + 1
+        });
+    }
+    procs
+}
+
+/// The two-sample Kolmogorov–Smirnov statistic.
+fn ks(a: &[f64], b: &[f64]) -> f64 {
+    let mut a = a.to_vec();
+    let mut b = b.to_vec();
+    a.sort_by(f64::total_cmp);
+    b.sort_by(f64::total_cmp);
+    let (mut i, mut j, mut d) = (0, 0, 0f64);
+    while i < a.len() && j < b.len() {
+        let x = a[i].min(b[j]);
+        while i < a.len() && a[i] <= x {
+            i += 1;
+        }
+        while j < b.len() && b[j] <= x {
+            j += 1;
+        }
+        d = d.max((i as f64 / a.len() as f64 - j as f64 / b.len() as f64).abs());
+    }
+    d
+}
+
+/// The statistic's critical value at the 1 % level.
+fn ks_critical(n: usize, m: usize) -> f64 {
+    let (n, m) = (n as f64, m as f64);
+    1.628 * ((n + m) / (n * m)).sqrt()
+}
+
+fn pct(v: &[f64], p: f64) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * p) as usize]
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Per client, the delays (ms) of rounds inside and outside the active
+/// windows, each minus the mean of all clients' delays in the same round.
+///
+/// The machine's own load moves every process's delays together: in the
+/// talking blocks the daemons and the test do more work, and the idle
+/// client's delays shift just like the talkers' (measured: all three about
+/// 0.08 ms faster). So each client is compared with itself *relative to
+/// the round's common mode*: a client that the schedule betrayed would
+/// stand out from the others in its busy rounds, whatever the machine
+/// does.
+fn relative(logs: &[ConnLog], active: &[(Instant, Instant)]) -> Vec<(Vec<f64>, Vec<f64>)> {
+    use std::collections::HashMap;
+    let per: Vec<HashMap<u64, f64>> = logs
+        .iter()
+        .map(|l| {
+            l.delays()
+                .into_iter()
+                .map(|(r, d)| (r, d.as_secs_f64() * 1000.0))
+                .collect()
+        })
+        .collect();
+    let written: HashMap<u64, Instant> = logs[0].batches.iter().copied().collect();
+    let mut out = vec![(Vec::new(), Vec::new()); logs.len()];
+    for (&round, &at) in &written {
+        let Some(ds) = per
+            .iter()
+            .map(|m| m.get(&round).copied())
+            .collect::<Option<Vec<f64>>>()
+        else {
+            continue;
+        };
+        let mean = ds.iter().sum::<f64>() / ds.len() as f64;
+        let busy = active.iter().any(|&(s, e)| at >= s && at < e);
+        for (i, d) in ds.iter().enumerate() {
+            if busy {
+                out[i].0.push(d - mean);
+            } else {
+                out[i].1.push(d - mean);
+            }
+        }
+    }
+    out
+}
+
+/// The raw delays (ms) of one connection, busy and idle.
+fn raw(log: &ConnLog, active: &[(Instant, Instant)]) -> (Vec<f64>, Vec<f64>) {
+    let written: std::collections::HashMap<u64, Instant> = log.batches.iter().copied().collect();
+    let (mut busy, mut idle) = (Vec::new(), Vec::new());
+    for (round, d) in log.delays() {
+        let at = written[&round];
+        let ms = d.as_secs_f64() * 1000.0;
+        if active.iter().any(|&(s, e)| at >= s && at < e) {
+            busy.push(ms);
+        } else {
+            idle.push(ms);
+        }
+    }
+    (busy, idle)
+}
+
+/// Alice and Bob talk in every other block of 20 rounds (a 2 KiB message
+/// each way per block), Carol idles throughout; then every client's
+/// delays in the talking blocks are compared with its own in the quiet
+/// ones.
+fn timing_is_independent_of_activity(flood: bool) {
+    let _one = serial();
+    let w = World::new();
+    let relay = Hostile::start(CELL, ANNOUNCED_MS, PERIOD, 0);
+    let _daemons = join_in_order(&w, &relay, &["alice", "bob", "carol"]);
+    w.introduce("alice", "bob");
+    w.introduce("bob", "alice");
+    // The session starts before the measurement.
+    w.json("alice", &["send", "bob", "hello"]);
+    eventually(60, "the first message", || {
+        w.received("bob", "alice").len() == 1
+    });
+    if flood {
+        // 4,095 mutated copies of Alice's cell in every batch, for all.
+        relay.behave(|b| b.mutated_copies = Some((0, 4095)));
+    }
+    let block = PERIOD * 20;
+    let mut active = Vec::new();
+    let start = Instant::now();
+    for i in 0..12 {
+        let from = Instant::now();
+        if i % 2 == 1 {
+            let a = format!("{i} {}", "a".repeat(2048));
+            let b = format!("{i} {}", "b".repeat(2048));
+            w.json("alice", &["send", "bob", &a]);
+            w.json("bob", &["send", "alice", &b]);
+        }
+        std::thread::sleep(block.saturating_sub(from.elapsed()));
+        if i % 2 == 1 {
+            active.push((from, Instant::now()));
+        }
+    }
+    assert!(start.elapsed() < Duration::from_secs(60));
+    eventually(60, "every message of the run", || {
+        w.received("bob", "alice").len() == 7 && w.received("alice", "bob").len() == 6
+    });
+    let logs = relay.logs();
+    assert_eq!(logs.len(), 3, "no client reconnected");
+    let mut shifts = Vec::new();
+    let mut results = Vec::new();
+    let rel = relative(&logs, &active);
+    for ((who, log), (rbusy, ridle)) in ["alice", "bob", "carol"].iter().zip(&logs).zip(&rel) {
+        let (busy, idle) = raw(log, &active);
+        assert!(
+            busy.len() >= 100 && idle.len() >= 100,
+            "{who}: {} / {}",
+            busy.len(),
+            idle.len()
+        );
+        let d = ks(rbusy, ridle);
+        let crit = ks_critical(rbusy.len(), ridle.len());
+        eprintln!(
+            "{who}: relative KS {d:.3} (crit {crit:.3}); raw KS {:.3}, medians busy {:.3} idle {:.3} ms, p90 busy {:.3} idle {:.3}",
+            ks(&busy, &idle),
+            median(&busy),
+            median(&idle),
+            pct(&busy, 0.9),
+            pct(&idle, 0.9)
+        );
+        results.push((who, d, crit));
+        shifts.push(median(&busy) - median(&idle));
+    }
+    for (who, d, crit) in results {
+        assert!(
+            d < crit,
+            "{who}: delays while talking differ from its idle ones relative to the others' (KS {d:.3} ≥ {crit:.3})",
+        );
+    }
+    let spread = shifts.iter().copied().fold(f64::MIN, f64::max)
+        - shifts.iter().copied().fold(f64::MAX, f64::min);
+    assert!(
+        spread <= 0.5,
+        "median shifts differ by {spread:.3} ms: {shifts:?}"
+    );
+}
+
+/// Checked against the old schedule (the cell prepared, and a real one's
+/// state saved, after the batch, then sent `min(round_ms / 5, 150)` ms
+/// later: with 10 ms announced, 2 ms after the batch): Alice's and Bob's
+/// delays while talking then include their saves.
+#[test]
+fn batch_to_cell_delay_does_not_show_who_talks() {
+    timing_is_independent_of_activity(false);
+}
+
+/// The same while the relay puts 4,095 mutated copies of Alice's cell in
+/// every batch (Bob is the one they are for).
+#[test]
+fn batch_to_cell_delay_does_not_show_who_a_flood_is_for() {
+    timing_is_independent_of_activity(true);
+}
+
+/// WELCOME→first cell does not depend on whether the daemon has a message
+/// waiting: 50 reconnects with one waiting (for a contact who never
+/// answers), 50 with none. Checked against sending a cell at the WELCOME
+/// (the old schedule: prepared, and saved if real, right then).
+#[test]
+fn the_first_cell_after_a_reconnect_does_not_show_a_queue() {
+    let _one = serial();
+    let w = World::new();
+    let relay = Hostile::start(CELL, ANNOUNCED_MS, PERIOD, 0);
+    let mut daemons = join_in_order(&w, &relay, &["alice", "zoe"]);
+    w.introduce("zoe", "alice");
+    // Zoe leaves for good: what Alice sends her is never acknowledged.
+    drop(daemons.pop());
+    let measure = |n: usize| -> Vec<f64> {
+        let mut conns = Vec::new();
+        for _ in 0..n {
+            eventually(30, "alice joined", || relay.members() == 1);
+            conns.push(relay.logs().len() - 1);
+            // Let the connection see a few rounds, then cut it.
+            std::thread::sleep(PERIOD * 3);
+            relay.behave(|b| b.kick = true);
+            eventually(10, "the kick", || relay.members() == 0);
+        }
+        let logs = relay.logs();
+        conns
+            .iter()
+            .filter_map(|&c| logs[c].first_cell_after_welcome())
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .collect()
+    };
+    eventually(30, "alice connected", || relay.members() == 1);
+    w.json("alice", &["send", "zoe", "are you there?"]);
+    let waiting = measure(50);
+    w.json("alice", &["contact", "remove", "zoe"]);
+    let none = measure(50);
+    assert!(waiting.len() >= 45 && none.len() >= 45);
+    let d = ks(&waiting, &none);
+    let crit = ks_critical(waiting.len(), none.len());
+    assert!(
+        d < crit,
+        "WELCOME→first cell differs with a queue (KS {d:.3} ≥ {crit:.3}; medians {:.3} / {:.3} ms)",
+        median(&waiting),
+        median(&none)
+    );
+}
+
+/// A relay that withholds Alice's cells from Bob's batches for 100
+/// rounds, then lies about two round numbers: every message arrives once
+/// and in order, and the lies only cost a reconnect.
+#[test]
+fn withheld_cells_and_lied_rounds_lose_and_mute_nothing() {
+    let _one = serial();
+    let w = World::new();
+    let relay = Hostile::start(CELL, 100, Duration::from_millis(100), 0);
+    let _daemons = join_in_order(&w, &relay, &["alice", "bob"]);
+    w.introduce("alice", "bob");
+    w.introduce("bob", "alice");
+    w.json("alice", &["send", "bob", "m0"]);
+    eventually(60, "the first message", || {
+        w.received("bob", "alice") == ["m0"]
+    });
+    relay.behave(|b| b.withhold = Some((0, 1)));
+    for i in 1..=5 {
+        w.json("alice", &["send", "bob", &format!("m{i}")]);
+    }
+    std::thread::sleep(Duration::from_millis(100) * 100);
+    assert_eq!(w.received("bob", "alice"), ["m0"], "withheld");
+    relay.behave(|b| b.withhold = None);
+    eventually(90, "every withheld message", || {
+        w.received("bob", "alice").len() == 6
+    });
+    assert_eq!(
+        w.received("bob", "alice"),
+        ["m0", "m1", "m2", "m3", "m4", "m5"]
+    );
+    for lie in [u64::MAX - 1, 1 << 62] {
+        relay.behave(|b| b.lie_next = Some(lie));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    w.json("alice", &["send", "bob", "after the lies"]);
+    w.json("bob", &["send", "alice", "me too"]);
+    eventually(90, "messages after the lies", || {
+        w.received("bob", "alice").len() == 7 && w.received("alice", "bob") == ["me too"]
+    });
+    assert_eq!(w.received("bob", "alice").last().unwrap(), "after the lies");
+    let status = w.json("alice", &["status"]);
+    let _ = status;
+}
+
+/// A resume links connections, so it is asked for only after a short
+/// outage: a cut within the relay's backlog window resumes; after
+/// lock/unlock, or past the window, the HELLO carries no resume point.
+#[test]
+fn a_resume_point_is_sent_only_after_a_short_outage() {
+    let _one = serial();
+    let w = World::new();
+    // 1000 announced rounds of 10 ms: a 10 s backlog window.
+    let relay = Hostile::start(CELL, ANNOUNCED_MS, PERIOD, 1000);
+    let daemons = join_in_order(&w, &relay, &["alice"]);
+    std::thread::sleep(PERIOD * 4);
+    relay.behave(|b| b.kick = true);
+    eventually(30, "a reconnect", || {
+        relay.logs().len() == 2 && relay.members() == 1
+    });
+    assert!(
+        relay.logs()[1].resume_after.is_some(),
+        "a short cut resumes"
+    );
+    std::thread::sleep(PERIOD * 4);
+    let empty = w.path().join("empty-passphrase");
+    std::fs::write(&empty, "").unwrap();
+    w.json("alice", &["lock"]);
+    w.json(
+        "alice",
+        &["unlock", "--passphrase-file", empty.to_str().unwrap()],
+    );
+    eventually(30, "a reconnect after unlock", || {
+        relay.logs().len() == 3 && relay.members() == 1
+    });
+    assert_eq!(relay.logs()[2].resume_after, None, "not across lock/unlock");
+    // A relay with a one-round backlog: any cut is past it.
+    let short = Hostile::start(CELL, ANNOUNCED_MS, PERIOD, 1);
+    drop(daemons);
+    let w2 = World::new();
+    let _d = join_in_order(&w2, &short, &["bob"]);
+    std::thread::sleep(PERIOD * 4);
+    short.behave(|b| b.kick = true);
+    eventually(30, "a reconnect", || {
+        short.logs().len() == 2 && short.members() == 1
+    });
+    assert_eq!(
+        short.logs()[1].resume_after,
+        None,
+        "past the backlog window"
+    );
+}
+
+/// A relay announcing a round length outside 10..=60 000 ms is refused
+/// with the reason, whatever it does afterwards.
+#[test]
+fn a_relay_announcing_1_ms_rounds_is_refused() {
+    let _one = serial();
+    let w = World::new();
+    let relay = Hostile::start(CELL, 1, PERIOD, 0);
+    let _d = w.daemon("alice");
+    w.init("alice", &relay.address);
+    eventually(30, "the refusal", || {
+        let s = w.json("alice", &["status"]);
+        s.to_string().contains("outside 10..=60000 ms")
+    });
+    assert!(
+        relay.logs().iter().all(|l| l.cells.is_empty()),
+        "no cell sent"
+    );
+}
