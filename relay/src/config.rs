@@ -18,10 +18,14 @@ pub struct RelayConfig {
     pub max_backlog_bytes: usize,
     /// Connections at once, handshaking ones included.
     pub max_clients: usize,
-    /// Connections at once from one source IP address.
+    /// Connections at once from one source address (one IPv4 address, or
+    /// one IPv6 /64).
     pub max_per_ip: usize,
     /// Shards at once.
     pub max_shards: usize,
+    /// Shards that connections from one source address (one IPv4 address,
+    /// or one IPv6 /64) may be in at once.
+    pub max_shards_per_ip: usize,
     /// Time allowed for the Noise handshake and the hello frame.
     pub handshake_timeout: Duration,
     /// A client that sends no frame for this long is dropped.
@@ -32,7 +36,7 @@ pub struct RelayConfig {
     /// Kernel send buffer per client socket (`SO_SNDBUF`), in bytes; `None`
     /// leaves the kernel's autotuning (bounded by `net.ipv4.tcp_wmem`).
     pub socket_send_buffer: Option<usize>,
-    /// Protocol violations tolerated before a client is cut.
+    /// Protocol violations forgiven: the next one cuts the client.
     pub max_violations: u32,
     /// Log client addresses (off by default).
     pub log_addresses: bool,
@@ -48,6 +52,7 @@ impl Default for RelayConfig {
             max_clients: defaults::MAX_CLIENTS,
             max_per_ip: defaults::MAX_PER_IP,
             max_shards: defaults::MAX_SHARDS,
+            max_shards_per_ip: defaults::MAX_SHARDS_PER_IP,
             handshake_timeout: Duration::from_millis(defaults::HANDSHAKE_TIMEOUT_MS),
             idle_timeout: Duration::from_secs(defaults::IDLE_TIMEOUT_S),
             send_queue: defaults::SEND_QUEUE,
@@ -92,6 +97,7 @@ impl RelayConfig {
             (self.max_clients, "--max-clients"),
             (self.max_per_ip, "--max-per-ip"),
             (self.max_shards, "--max-shards"),
+            (self.max_shards_per_ip, "--max-shards-per-ip"),
             (self.send_queue, "--send-queue"),
         ] {
             if value == 0 {
@@ -156,6 +162,10 @@ mod tests {
             },
             RelayConfig {
                 max_clients: 0,
+                ..RelayConfig::default()
+            },
+            RelayConfig {
+                max_shards_per_ip: 0,
                 ..RelayConfig::default()
             },
         ];

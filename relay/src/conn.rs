@@ -18,9 +18,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::per_ip::IpGuard;
 use crate::redact::Redacted;
-use crate::server::IpGuard;
-use crate::shard::{Outgoing, Shard, Shards, StoredBatch, Submit};
+use crate::shard::{JoinRefused, Outgoing, Shard, Shards, StoredBatch, Submit};
 use crate::{RelayConfig, Stats};
 
 /// What every connection shares.
@@ -49,7 +49,7 @@ pub(crate) async fn serve(
     peer: SocketAddr,
     ctx: Arc<Ctx>,
     _permit: OwnedSemaphorePermit,
-    _ip: IpGuard,
+    ip: IpGuard,
 ) {
     let who = Redacted::new(peer, ctx.config.log_addresses);
     let (mut rd, mut wr) = stream.into_split();
@@ -75,17 +75,32 @@ pub(crate) async fn serve(
     let conn = ctx.next_id.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = mpsc::channel(ctx.config.send_queue);
     let kick = CancellationToken::new();
-    let Ok(shard) = ctx
-        .shards
-        .join(shard_id, conn, tx.clone(), kick.clone(), resume_after)
-    else {
-        let _ = tx.try_send(Outgoing::Close(
-            CloseCode::Full,
-            "relay has no room for another shard; try later or another relay".into(),
-        ));
-        drop(tx);
-        let _ = tokio::time::timeout(CLOSE_GRACE, write_loop(wr, sealer, rx, &ctx.stats)).await;
-        return;
+    let joined = ctx.shards.join(
+        shard_id,
+        conn,
+        ip.key(),
+        tx.clone(),
+        kick.clone(),
+        resume_after,
+    );
+    let shard = match joined {
+        Ok(shard) => shard,
+        Err(refused) => {
+            let reason = match refused {
+                JoinRefused::Full => {
+                    "relay has no room for another shard; try later or another relay".to_owned()
+                }
+                JoinRefused::AddressShards => format!(
+                    "your address is in {} shards already, this relay's limit; \
+                     leave one, or try later or another relay",
+                    ctx.config.max_shards_per_ip
+                ),
+            };
+            let _ = tx.try_send(Outgoing::Close(CloseCode::Full, reason));
+            drop(tx);
+            let _ = tokio::time::timeout(CLOSE_GRACE, write_loop(wr, sealer, rx, &ctx.stats)).await;
+            return;
+        }
     };
     let mut writer = tokio::spawn({
         let stats = Arc::clone(&ctx.stats);
@@ -98,7 +113,7 @@ pub(crate) async fn serve(
         () = ctx.shutdown.cancelled() => None,
         _ = &mut writer => Some(End::PeerGone),
     };
-    shard.leave(conn);
+    ctx.shards.leave(&shard, conn, ip.key());
     let close = match &end {
         Some(End::Idle) => {
             Stats::inc(&ctx.stats.idle_dropped);
@@ -171,7 +186,7 @@ async fn read_loop(
     ctx: &Ctx,
 ) -> End {
     let mut buf = vec![0u8; anonchat_protocol::wire::frame_wire_len(ctx.config.cell_size)];
-    let mut violations = 0u32;
+    let mut violations = Violations::new(ctx.config.max_violations);
     loop {
         match tokio::time::timeout(ctx.config.idle_timeout, rd.read_exact(&mut buf)).await {
             Err(_) => return End::Idle,
@@ -192,13 +207,47 @@ async fn read_loop(
         match outcome {
             Submit::Accepted => {}
             Submit::Late => Stats::inc(&ctx.stats.cells_late),
-            Submit::Duplicate | Submit::Future => {
+            Submit::Unearned | Submit::Duplicate | Submit::Future => {
                 Stats::inc(&ctx.stats.violations);
-                violations += 1;
-                if violations > ctx.config.max_violations {
-                    return End::Violation("more than one cell per round, or a frame out of place");
+                if violations.one_more() {
+                    return End::Violation(violation_reason(outcome));
                 }
             }
+        }
+    }
+}
+
+/// A connection's protocol violations: `max` are forgiven, the next one
+/// cuts it (`docs/protocol.md`, "Rounds": "more than 3 violations").
+struct Violations {
+    count: u32,
+    max: u32,
+}
+
+impl Violations {
+    fn new(max: u32) -> Self {
+        Self { count: 0, max }
+    }
+
+    /// Counts one; true if that is one too many.
+    fn one_more(&mut self) -> bool {
+        self.count = self.count.saturating_add(1);
+        self.count > self.max
+    }
+}
+
+/// The close reason for the violation that cut a client: what it did, and
+/// what a client should do instead.
+fn violation_reason(last: Submit) -> &'static str {
+    match last {
+        Submit::Unearned => {
+            "more cells than batches received; send one cell per batch, for the round after it"
+        }
+        Submit::Duplicate => {
+            "two cells for one round; send one cell per batch, for the round after it"
+        }
+        _ => {
+            "a cell for a round not open yet, or a second hello; send one cell per batch, for the round after it"
         }
     }
 }
@@ -270,4 +319,33 @@ async fn write_all_vectored(wr: &mut OwnedWriteHalf, a: &[u8], b: &[u8]) -> std:
         IoSlice::advance_slices(&mut slices, n);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `docs/protocol.md` says "more than 3 violations: `CLOSE(3)`": three
+    /// are forgiven, the fourth cuts.
+    #[test]
+    fn the_fourth_violation_cuts_not_the_third() {
+        let mut v = Violations::new(crate::defaults::MAX_VIOLATIONS);
+        assert_eq!(crate::defaults::MAX_VIOLATIONS, 3);
+        assert!(!v.one_more());
+        assert!(!v.one_more());
+        assert!(!v.one_more());
+        assert!(v.one_more());
+    }
+
+    #[test]
+    fn close_reasons_fit_a_close_frame_and_say_what_to_do() {
+        for last in [Submit::Unearned, Submit::Duplicate, Submit::Future] {
+            let reason = violation_reason(last);
+            assert!(
+                reason.len() <= anonchat_protocol::wire::MAX_CLOSE_REASON,
+                "{reason}"
+            );
+            assert!(reason.contains("send one cell per batch"), "{reason}");
+        }
+    }
 }

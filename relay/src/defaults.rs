@@ -29,10 +29,15 @@ pub const MAX_BACKLOG_MIB: usize = 256;
 
 /// Connections at once, handshaking ones included (`--max-clients`).
 pub const MAX_CLIENTS: usize = 4096;
-/// Connections at once from one source IP address (`--max-per-ip`).
+/// Connections at once from one source address (`--max-per-ip`): one
+/// IPv4 address, or one IPv6 /64.
 pub const MAX_PER_IP: usize = 64;
 /// Shards at once (`--max-shards`).
 pub const MAX_SHARDS: usize = 1024;
+/// Shards that connections from one source address (one IPv4 address, or
+/// one IPv6 /64) may be in at once (`--max-shards-per-ip`), so that one
+/// address cannot take all of `--max-shards`.
+pub const MAX_SHARDS_PER_IP: usize = 4;
 
 /// Time allowed for the Noise handshake and the hello frame, in
 /// milliseconds (`--handshake-timeout-ms`).
@@ -45,5 +50,8 @@ pub const IDLE_TIMEOUT_S: u64 = 30;
 /// dropped (`--send-queue`).
 pub const SEND_QUEUE: usize = 32;
 
-/// Protocol violations tolerated before a client is cut (no flag).
+/// Protocol violations a connection is forgiven: the next one (the 4th)
+/// cuts it with `CLOSE(3)` (no flag). A late cell is a violation only when
+/// it is more than the connection's one cell per batch it was sent (see
+/// `docs/protocol.md`, "Rounds").
 pub const MAX_VIOLATIONS: u32 = 3;

@@ -8,6 +8,7 @@ mod conn;
 pub mod defaults;
 pub mod keyfile;
 pub mod loadgen;
+mod per_ip;
 mod redact;
 pub mod server;
 mod shard;

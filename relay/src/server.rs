@@ -2,10 +2,8 @@
 //! mini-redis' `server::run`, it takes its listener and a shutdown signal,
 //! so tests can run it on port 0.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anonchat_protocol::wire::{RelayAddress, RelayKeypair};
@@ -15,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::conn::{self, Ctx};
+use crate::per_ip::PerIp;
 use crate::shard::{Shards, unix_micros, until_round_end};
 use crate::{RelayConfig, Stats};
 
@@ -39,51 +38,6 @@ impl Relay {
         port: u16,
     ) -> Result<RelayAddress, anonchat_protocol::wire::AddressError> {
         RelayAddress::new(host, port, *self.keypair.public())
-    }
-}
-
-/// Counts connections per source address; the map holds only addresses
-/// with a live connection, so it is bounded by `max_clients`.
-#[derive(Clone, Default)]
-pub(crate) struct PerIp(Arc<Mutex<HashMap<IpAddr, usize>>>);
-
-/// Releases one per-address slot when dropped.
-pub(crate) struct IpGuard {
-    map: PerIp,
-    ip: IpAddr,
-}
-
-impl PerIp {
-    fn try_acquire(&self, ip: IpAddr, max: usize) -> Option<IpGuard> {
-        let mut m = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = m.entry(ip).or_insert(0);
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(IpGuard {
-            map: self.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for IpGuard {
-    fn drop(&mut self) {
-        let mut m = self
-            .map
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(n) = m.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.ip);
-            }
-        }
     }
 }
 

@@ -1,9 +1,10 @@
 //! Shards and rounds: collect at most one cell per client per round, close
 //! the round on the timer, shuffle, seal once, hand the same sealed bytes to
-//! every member's bounded queue, keep a bounded backlog.
+//! every member's bounded queue, keep a bounded backlog shared fairly
+//! between the shards.
 //!
-//! Lock order: the registry lock, then a shard's lock. No lock is held
-//! across an `.await`.
+//! Lock order: the registry lock, then one shard's lock. No two shard locks
+//! are held at once, and no lock is held across an `.await`.
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
@@ -19,6 +20,7 @@ use rand::seq::SliceRandom as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::per_ip::IpKey;
 use crate::{RelayConfig, Stats};
 
 /// What a connection's writer task sends, in order.
@@ -45,6 +47,13 @@ pub(crate) struct StoredBatch {
 struct Member {
     tx: mpsc::Sender<Outgoing>,
     kick: CancellationToken,
+    /// Live batches queued to this member (counted before it can read
+    /// them, so before it can answer them).
+    batches: u64,
+    /// Cells of this member taken (accepted, or dropped as late without a
+    /// violation). At most `batches + 1`: one per live batch, and the one
+    /// for the round open at the welcome.
+    cells: u64,
 }
 
 struct ShardState {
@@ -53,6 +62,11 @@ struct ShardState {
     /// At most one cell per member per round.
     pending: HashMap<u64, Vec<u8>>,
     backlog: VecDeque<Arc<StoredBatch>>,
+    /// Bytes of the bodies in `backlog`.
+    backlog_bytes: usize,
+    /// Dropped from the registry to make room for another shard: it takes
+    /// no more batches.
+    dropped: bool,
 }
 
 pub(crate) struct Shard {
@@ -61,20 +75,32 @@ pub(crate) struct Shard {
 }
 
 /// What happened to a submitted cell.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub(crate) enum Submit {
     Accepted,
-    /// For a round already closed: dropped, not the client's fault.
+    /// For a round already closed, within the member's one cell per batch
+    /// (it answers a batch, after a skipped round number or across a round
+    /// close): dropped, not a violation.
     Late,
+    /// More cells than one per live batch queued to the member, plus one:
+    /// dropped, a violation, whatever its round. This is what bounds late
+    /// cells.
+    Unearned,
     /// A second cell in the same round: dropped, a violation.
     Duplicate,
     /// A round not open yet: a violation.
     Future,
 }
 
-/// Why a client could not join.
-#[derive(Debug)]
-pub(crate) struct ShardsFull;
+/// Why a client could not join a shard.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum JoinRefused {
+    /// `--max-shards` shards exist and every one has members.
+    Full,
+    /// Connections from the client's address (IPv4 address or IPv6 /64)
+    /// are in `--max-shards-per-ip` other shards already.
+    AddressShards,
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding the lock cannot leave these maps half-updated in
@@ -87,34 +113,60 @@ impl Shard {
         self.id
     }
 
+    /// Takes a member's cell for `round`. A member may send one cell per
+    /// live batch it was sent, plus one (for the round open at its
+    /// welcome), whatever the cells' rounds: an honest client answers each
+    /// batch once, so its late cells (after a skipped round number, or
+    /// across a round close, or catching up after a slow round) always fit,
+    /// and a connection can never make the relay open more than that (the
+    /// violations aside, which are bounded).
     pub(crate) fn submit(&self, conn: u64, round: u64, cell: Vec<u8>) -> Submit {
-        let mut st = lock(&self.state);
-        if round < st.open_round {
+        let mut guard = lock(&self.state);
+        let st = &mut *guard;
+        let Some(member) = st.members.get_mut(&conn) else {
+            // It has left; its connection is ending.
             return Submit::Late;
+        };
+        if member.cells > member.batches {
+            return Submit::Unearned;
         }
         if round > st.open_round {
             return Submit::Future;
         }
-        if !st.members.contains_key(&conn) {
+        if round < st.open_round {
+            member.cells += 1;
             return Submit::Late;
         }
         match st.pending.entry(conn) {
             Entry::Occupied(_) => Submit::Duplicate,
             Entry::Vacant(v) => {
                 v.insert(cell);
+                member.cells += 1;
                 Submit::Accepted
             }
         }
     }
 
-    pub(crate) fn leave(&self, conn: u64) {
-        lock(&self.state).members.remove(&conn);
+    /// The round open now in this shard.
+    #[cfg(test)]
+    fn open_round(&self) -> u64 {
+        lock(&self.state).open_round
     }
+}
+
+/// The shards, and the shards each source address has members in.
+#[derive(Default)]
+struct Registry {
+    shards: HashMap<u32, Arc<Shard>>,
+    /// Per address, the shards its connections are in, with how many
+    /// connections each. Only addresses with a member, so it is bounded by
+    /// `--max-clients`.
+    by_ip: HashMap<IpKey, HashMap<u32, usize>>,
 }
 
 /// All shards of the relay, and the round clock.
 pub(crate) struct Shards {
-    registry: Mutex<HashMap<u32, Arc<Shard>>>,
+    registry: Mutex<Registry>,
     config: RelayConfig,
     stats: Arc<Stats>,
     backlog_bytes: AtomicUsize,
@@ -127,7 +179,7 @@ pub(crate) struct Shards {
 impl Shards {
     pub(crate) fn new(config: RelayConfig, stats: Arc<Stats>) -> Self {
         Self {
-            registry: Mutex::new(HashMap::new()),
+            registry: Mutex::new(Registry::default()),
             config,
             stats,
             backlog_bytes: AtomicUsize::new(0),
@@ -146,23 +198,41 @@ impl Shards {
         *lock(&self.tick)
     }
 
-    /// Adds a member to a shard (created on demand), queues its welcome and,
-    /// when resuming, the held batches after `resume_after`, atomically with
-    /// respect to round closing, so nothing is missed or doubled.
+    /// Adds a member from address `ip` to a shard (created on demand),
+    /// queues its welcome and, when resuming, the held batches after
+    /// `resume_after`, atomically with respect to round closing, so nothing
+    /// is missed or doubled.
+    ///
+    /// Refused if the address's connections are in `--max-shards-per-ip`
+    /// other shards already, or if `--max-shards` shards exist and none is
+    /// without members (one that is, is dropped with its backlog to make
+    /// room: a shard nobody is in holds nothing but its backlog, and
+    /// keeping it would let an address that joins and leaves shard after
+    /// shard fill the registry past its own limit).
     pub(crate) fn join(
         &self,
         shard_id: u32,
         conn: u64,
+        ip: IpKey,
         tx: mpsc::Sender<Outgoing>,
         kick: CancellationToken,
         resume_after: Option<u64>,
-    ) -> Result<Arc<Shard>, ShardsFull> {
-        let mut reg = lock(&self.registry);
-        let shard = if let Some(s) = reg.get(&shard_id) {
+    ) -> Result<Arc<Shard>, JoinRefused> {
+        let mut guard = lock(&self.registry);
+        let reg = &mut *guard;
+        let ip_shards = reg.by_ip.get(&ip);
+        if !ip_shards.is_some_and(|m| m.contains_key(&shard_id))
+            && ip_shards.map_or(0, HashMap::len) >= self.config.max_shards_per_ip
+        {
+            Stats::inc(&self.stats.joins_refused);
+            return Err(JoinRefused::AddressShards);
+        }
+        let shard = if let Some(s) = reg.shards.get(&shard_id) {
             Arc::clone(s)
         } else {
-            if reg.len() >= self.config.max_shards {
-                return Err(ShardsFull);
+            if reg.shards.len() >= self.config.max_shards && !self.drop_a_memberless_shard(reg) {
+                Stats::inc(&self.stats.joins_refused);
+                return Err(JoinRefused::Full);
             }
             let open_round = *lock(&self.tick);
             let s = Arc::new(Shard {
@@ -172,11 +242,18 @@ impl Shards {
                     members: HashMap::new(),
                     pending: HashMap::new(),
                     backlog: VecDeque::new(),
+                    backlog_bytes: 0,
+                    dropped: false,
                 }),
             });
-            reg.insert(shard_id, Arc::clone(&s));
+            reg.shards.insert(shard_id, Arc::clone(&s));
             s
         };
+        *reg.by_ip
+            .entry(ip)
+            .or_default()
+            .entry(shard_id)
+            .or_insert(0) += 1;
         let mut st = lock(&shard.state);
         let welcome = Welcome {
             shard: shard_id,
@@ -197,10 +274,63 @@ impl Shards {
                 let _ = tx.try_send(Outgoing::Backlog(held));
             }
         }
-        st.members.insert(conn, Member { tx, kick });
+        st.members.insert(
+            conn,
+            Member {
+                tx,
+                kick,
+                batches: 0,
+                cells: 0,
+            },
+        );
         drop(st);
         Stats::inc(&self.stats.clients_joined);
         Ok(shard)
+    }
+
+    /// Removes a member that joined `shard` from address `ip` (once per
+    /// successful [`join`](Self::join)).
+    pub(crate) fn leave(&self, shard: &Shard, conn: u64, ip: IpKey) {
+        let mut reg = lock(&self.registry);
+        if let Some(shards) = reg.by_ip.get_mut(&ip) {
+            if let Some(n) = shards.get_mut(&shard.id) {
+                *n -= 1;
+                if *n == 0 {
+                    shards.remove(&shard.id);
+                }
+            }
+            if shards.is_empty() {
+                reg.by_ip.remove(&ip);
+            }
+        }
+        lock(&shard.state).members.remove(&conn);
+    }
+
+    /// Drops the shard without members that has been without them longest
+    /// (its newest batch is the oldest), with its backlog; false if every
+    /// shard has members.
+    fn drop_a_memberless_shard(&self, reg: &mut Registry) -> bool {
+        let victim = reg
+            .shards
+            .iter()
+            .filter_map(|(&id, shard)| {
+                let st = lock(&shard.state);
+                st.members
+                    .is_empty()
+                    .then(|| (st.backlog.back().map_or(0, |b| b.round), id))
+            })
+            .min();
+        let Some((_, id)) = victim else {
+            return false;
+        };
+        if let Some(shard) = reg.shards.remove(&id) {
+            let mut st = lock(&shard.state);
+            st.dropped = true;
+            st.pending.clear();
+            while self.pop_oldest(&mut st) {}
+        }
+        Stats::inc(&self.stats.shards_dropped);
+        true
     }
 
     /// Closes the open round of every shard and returns the round opened
@@ -208,7 +338,7 @@ impl Shards {
     /// the round numbers: [`next_open_round`]), `now` the monotonic one
     /// (for expiry).
     pub(crate) fn close_round(&self, now: Instant, closed_at_us: u64) -> u64 {
-        let shards: Vec<Arc<Shard>> = lock(&self.registry).values().cloned().collect();
+        let shards: Vec<Arc<Shard>> = lock(&self.registry).shards.values().cloned().collect();
         let unix_ms = closed_at_us / 1000;
         let round_ms = u64::from(self.config.round_ms());
         let next = {
@@ -219,6 +349,7 @@ impl Shards {
         for shard in &shards {
             self.close_shard_round(shard, now, closed_at_us);
         }
+        self.trim_backlogs(&shards);
         Stats::inc(&self.stats.rounds_closed);
         self.remove_empty_shards();
         next
@@ -227,6 +358,9 @@ impl Shards {
     fn close_shard_round(&self, shard: &Shard, now: Instant, closed_at_us: u64) {
         let (round, cells) = {
             let mut st = lock(&shard.state);
+            if st.dropped {
+                return;
+            }
             let round = st.open_round;
             st.open_round = next_open_round(
                 round,
@@ -276,11 +410,17 @@ impl Shards {
         });
 
         let mut st = lock(&shard.state);
+        if st.dropped {
+            return;
+        }
         self.expire(&mut st, now);
         self.store(&mut st, &stored);
         let stats = &self.stats;
-        st.members.retain(
-            |_, m| match m.tx.try_send(Outgoing::Batch(Arc::clone(&stored))) {
+        st.members.retain(|_, m| {
+            // Counted before the member can read it, so before it can
+            // answer it (see `submit`).
+            m.batches += 1;
+            match m.tx.try_send(Outgoing::Batch(Arc::clone(&stored))) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     // A slow reader: drop it rather than buffer without end.
@@ -289,27 +429,55 @@ impl Shards {
                     false
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => false,
-            },
-        );
+            }
+        });
     }
 
+    /// Keeps a batch in the shard's backlog. The memory cap is applied to
+    /// all shards together once the round is closed everywhere
+    /// ([`trim_backlogs`](Self::trim_backlogs)); until then the batches of
+    /// the round just closed are held by the members' queues anyway.
     fn store(&self, st: &mut ShardState, batch: &Arc<StoredBatch>) {
         if self.config.backlog_rounds() == 0 {
             return;
         }
         let size = batch.body.len();
-        let limit = self.config.max_backlog_bytes;
-        while self.backlog_bytes.load(Ordering::Relaxed) + size > limit {
-            let Some(old) = st.backlog.pop_front() else {
-                Stats::inc(&self.stats.backlog_evictions);
-                return;
-            };
-            self.backlog_bytes
-                .fetch_sub(old.body.len(), Ordering::Relaxed);
-            Stats::inc(&self.stats.backlog_evictions);
-        }
+        st.backlog_bytes += size;
         self.backlog_bytes.fetch_add(size, Ordering::Relaxed);
         st.backlog.push_back(Arc::clone(batch));
+    }
+
+    /// Drops the oldest batch of a shard's backlog; false if it was empty.
+    fn pop_oldest(&self, st: &mut ShardState) -> bool {
+        let Some(old) = st.backlog.pop_front() else {
+            return false;
+        };
+        st.backlog_bytes -= old.body.len();
+        self.backlog_bytes
+            .fetch_sub(old.body.len(), Ordering::Relaxed);
+        true
+    }
+
+    /// Brings all backlogs together under `--max-backlog-mb`, fairly: every
+    /// shard keeps its whole backlog up to a common level, and only the
+    /// shards holding more than that lose their oldest batches (max-min
+    /// fairness, [`fair_level`]). So a shard with huge batches cannot push
+    /// a small shard's recent rounds out: it loses its own first.
+    fn trim_backlogs(&self, shards: &[Arc<Shard>]) {
+        if self.backlog_bytes.load(Ordering::Relaxed) <= self.config.max_backlog_bytes {
+            return;
+        }
+        let held: Vec<usize> = shards
+            .iter()
+            .map(|s| lock(&s.state).backlog_bytes)
+            .collect();
+        let level = fair_level(&held, self.config.max_backlog_bytes);
+        for shard in shards {
+            let mut st = lock(&shard.state);
+            while st.backlog_bytes > level && self.pop_oldest(&mut st) {
+                Stats::inc(&self.stats.backlog_evictions);
+            }
+        }
     }
 
     fn expire(&self, st: &mut ShardState, now: Instant) {
@@ -321,15 +489,12 @@ impl Shards {
             if !too_old && st.backlog.len() < max_rounds {
                 break;
             }
-            if let Some(old) = st.backlog.pop_front() {
-                self.backlog_bytes
-                    .fetch_sub(old.body.len(), Ordering::Relaxed);
-            }
+            self.pop_oldest(st);
         }
     }
 
     fn remove_empty_shards(&self) {
-        lock(&self.registry).retain(|_, shard| {
+        lock(&self.registry).shards.retain(|_, shard| {
             let st = lock(&shard.state);
             !(st.members.is_empty() && st.backlog.is_empty() && st.pending.is_empty())
         });
@@ -337,7 +502,7 @@ impl Shards {
 
     /// Tells every member the relay is going away.
     pub(crate) fn shutdown(&self) {
-        for shard in lock(&self.registry).values() {
+        for shard in lock(&self.registry).shards.values() {
             for m in lock(&shard.state).members.values() {
                 let _ = m.tx.try_send(Outgoing::Close(
                     CloseCode::Shutdown,
@@ -349,13 +514,34 @@ impl Shards {
 
     pub(crate) fn counts(&self) -> (usize, usize, usize) {
         let reg = lock(&self.registry);
-        let members = reg.values().map(|s| lock(&s.state).members.len()).sum();
+        let members = reg
+            .shards
+            .values()
+            .map(|s| lock(&s.state).members.len())
+            .sum();
         (
-            reg.len(),
+            reg.shards.len(),
             members,
             self.backlog_bytes.load(Ordering::Relaxed),
         )
     }
+}
+
+/// The largest level `L` such that every shard keeping `min(held, L)` bytes
+/// fits in `cap` together (`usize::MAX` if all of `held` fits as it is).
+/// Shards at or under `L` keep everything; the others are cut to `L`.
+fn fair_level(held: &[usize], cap: usize) -> usize {
+    let mut sorted = held.to_vec();
+    sorted.sort_unstable();
+    let mut left = cap;
+    for (i, &h) in sorted.iter().enumerate() {
+        let share = left / (sorted.len() - i);
+        if h > share {
+            return share;
+        }
+        left -= h;
+    }
+    usize::MAX
 }
 
 /// The round the wall clock is in: rounds are numbered
@@ -416,6 +602,13 @@ mod tests {
         )
     }
 
+    /// A synthetic source address, `10.0.x.y` for `n = x * 256 + y`.
+    fn ip(n: u64) -> IpKey {
+        let [.., x, y] = n.to_be_bytes();
+        IpKey::of(std::net::IpAddr::from([10, 0, x, y]))
+    }
+
+    /// Joins `shard` as connection `conn`, from an address of its own.
     fn member(
         s: &Shards,
         shard: u32,
@@ -424,8 +617,26 @@ mod tests {
     ) -> (Arc<Shard>, mpsc::Receiver<Outgoing>, CancellationToken) {
         let (tx, rx) = mpsc::channel(depth);
         let kick = CancellationToken::new();
-        let sh = s.join(shard, conn, tx, kick.clone(), None).unwrap();
+        let sh = s
+            .join(shard, conn, ip(conn), tx, kick.clone(), None)
+            .unwrap();
         (sh, rx, kick)
+    }
+
+    /// Joins `shard` as connection `conn` from address `from`.
+    fn join_from(
+        s: &Shards,
+        shard: u32,
+        conn: u64,
+        from: IpKey,
+    ) -> Result<(Arc<Shard>, mpsc::Receiver<Outgoing>), JoinRefused> {
+        let (tx, rx) = mpsc::channel(1024);
+        s.join(shard, conn, from, tx, CancellationToken::new(), None)
+            .map(|sh| (sh, rx))
+    }
+
+    fn drain(rx: &mut mpsc::Receiver<Outgoing>) {
+        while rx.try_recv().is_ok() {}
     }
 
     fn next_batch(rx: &mut mpsc::Receiver<Outgoing>) -> Arc<StoredBatch> {
@@ -445,7 +656,8 @@ mod tests {
         let (_, mut rx2, _) = member(&s, 1, 2, 8);
         let round = lock(&sh.state).open_round;
         assert_eq!(sh.submit(1, round, vec![1; C]), Submit::Accepted);
-        assert_eq!(sh.submit(1, round, vec![9; C]), Submit::Duplicate);
+        // Its one cell for this round is used.
+        assert_eq!(sh.submit(1, round, vec![9; C]), Submit::Unearned);
         assert_eq!(sh.submit(2, round + 1, vec![2; C]), Submit::Future);
         assert_eq!(sh.submit(2, round, vec![2; C]), Submit::Accepted);
         s.close_round(Instant::now(), 1);
@@ -494,7 +706,7 @@ mod tests {
             s.close_round(Instant::now(), 1);
         }
         let (tx, mut rx) = mpsc::channel(8);
-        s.join(1, 2, tx, CancellationToken::new(), Some(first + 1))
+        s.join(1, 2, ip(2), tx, CancellationToken::new(), Some(first + 1))
             .unwrap();
         let Outgoing::Welcome(w) = rx.try_recv().unwrap() else {
             panic!("welcome first")
@@ -636,10 +848,283 @@ mod tests {
         });
         let (sh, _rx, _) = member(&s, 1, 1, 8);
         let (tx, _rx2) = mpsc::channel(8);
-        assert!(s.join(2, 2, tx, CancellationToken::new(), None).is_err());
-        sh.leave(1);
+        assert_eq!(
+            s.join(2, 2, ip(2), tx, CancellationToken::new(), None)
+                .err(),
+            Some(JoinRefused::Full)
+        );
+        s.leave(&sh, 1, ip(1));
         s.close_round(Instant::now(), 1);
         s.close_round(Instant::now() + Duration::from_secs(1), 1);
         assert_eq!(s.counts().0, 0);
+    }
+
+    /// Issue 14: late cells count against the violation budget, but only
+    /// the ones beyond the member's one cell per batch. A client that
+    /// answers every batch, however late (across a round close, after a
+    /// skipped round number, catching up after falling behind), commits no
+    /// violation; a cell more is `Unearned`, a violation, whatever its
+    /// round, until the next batch earns one again.
+    ///
+    /// Checked against two mutations of `submit`: "the allowance check
+    /// (`member.cells > member.batches`) removed" (the extra late cells are
+    /// then `Late`, free, and this test fails), and "every late cell is a
+    /// violation" (`Unearned` for `round < open_round`: the honest late
+    /// answers then fail it).
+    #[test]
+    fn late_cells_are_free_up_to_one_per_batch_and_a_violation_beyond() {
+        const MS: u64 = 500;
+        let s = shards(RelayConfig {
+            round: Duration::from_millis(MS),
+            ..RelayConfig::default()
+        });
+        let (sh, mut rx, _) = member(&s, 1, 1, 64);
+        let r0 = s.open_round();
+        let end_us = |r: u64| (r + 1) * MS * 1000;
+        // The first cell crosses the close of round r0: late, free.
+        s.close_round(Instant::now(), end_us(r0));
+        assert_eq!(sh.submit(1, r0, vec![1; C]), Submit::Late);
+        // The answer to batch r0 comes in time.
+        assert_eq!(sh.submit(1, r0 + 1, vec![1; C]), Submit::Accepted);
+        // A late tick: round r0 + 1 closes two and a half rounds late and
+        // the relay skips to r0 + 4. The answer to batch r0 + 1 is for the
+        // skipped r0 + 2: late, free.
+        let late_tick = end_us(r0 + 1) + 5 * MS * 1000 / 2;
+        assert_eq!(s.close_round(Instant::now(), late_tick), r0 + 4);
+        assert_eq!(sh.submit(1, r0 + 2, vec![2; C]), Submit::Late);
+        // The client falls behind: three rounds close before it answers;
+        // then it answers the three batches, two late and one in time.
+        for r in r0 + 4..r0 + 7 {
+            s.close_round(Instant::now(), end_us(r));
+        }
+        assert_eq!(sh.open_round(), r0 + 7);
+        assert_eq!(sh.submit(1, r0 + 5, vec![5; C]), Submit::Late);
+        assert_eq!(sh.submit(1, r0 + 6, vec![6; C]), Submit::Late);
+        assert_eq!(sh.submit(1, r0 + 7, vec![7; C]), Submit::Accepted);
+        // Every batch is answered: one late cell more is a violation, and
+        // so is each further one (a flood), for a closed round or the open
+        // one.
+        for _ in 0..10 {
+            assert_eq!(sh.submit(1, r0 + 3, vec![3; C]), Submit::Unearned);
+        }
+        assert_eq!(sh.submit(1, r0 + 7, vec![7; C]), Submit::Unearned);
+        // The next batch earns one cell again.
+        s.close_round(Instant::now(), end_us(r0 + 7));
+        assert_eq!(sh.submit(1, r0 + 8, vec![8; C]), Submit::Accepted);
+        drain(&mut rx);
+    }
+
+    #[test]
+    fn a_second_cell_in_a_round_is_a_duplicate_even_with_cells_to_spare() {
+        let s = shards(RelayConfig::default());
+        let (sh, mut rx, _) = member(&s, 1, 1, 64);
+        // Two batches unanswered: three cells to spare.
+        s.close_round(Instant::now(), 1);
+        s.close_round(Instant::now(), 1);
+        let open = sh.open_round();
+        assert_eq!(sh.submit(1, open, vec![1; C]), Submit::Accepted);
+        assert_eq!(sh.submit(1, open, vec![2; C]), Submit::Duplicate);
+        assert_eq!(sh.submit(1, open + 1, vec![3; C]), Submit::Future);
+        s.close_round(Instant::now(), 1);
+        drain(&mut rx);
+    }
+
+    #[test]
+    fn the_fair_level_keeps_small_backlogs_whole() {
+        assert_eq!(fair_level(&[], 10), usize::MAX);
+        assert_eq!(fair_level(&[5, 5], 10), usize::MAX);
+        assert_eq!(fair_level(&[0], 0), usize::MAX);
+        assert_eq!(fair_level(&[100, 10], 50), 40);
+        assert_eq!(fair_level(&[10, 100], 50), 40);
+        assert_eq!(fair_level(&[100, 100], 50), 25);
+        assert_eq!(fair_level(&[1, 2, 100], 10), 7);
+        assert_eq!(fair_level(&[30, 30, 30], 60), 20);
+        // Whatever the input, cutting to the level fits.
+        for held in [vec![7, 300, 12, 45], vec![1000; 9], vec![0, 0, 999]] {
+            for cap in [0, 1, 50, 400, 5000] {
+                let level = fair_level(&held, cap);
+                let kept: usize = held.iter().map(|&h| h.min(level)).sum();
+                assert!(kept <= cap, "{held:?} {cap} -> {level}");
+            }
+        }
+    }
+
+    /// Issue 14: filling the backlog cap from one shard leaves a second
+    /// shard's resume working. Shard 1 (eight members, a cell each every
+    /// round) fills the cap alone; then shard 2 (one member) starts. Shard
+    /// 2 keeps all its rounds and a client resuming in it gets them; shard
+    /// 1 loses its oldest batches instead.
+    ///
+    /// Checked against the mutation "the old eviction": `store` evicting
+    /// only the shard being stored to (and not keeping the batch when that
+    /// shard has nothing to evict), `trim_backlogs` not called. Shard 2
+    /// then keeps nothing, its resume gets no batch, and this test fails.
+    #[test]
+    fn filling_the_backlog_cap_from_one_shard_leaves_another_shards_resume_working() {
+        const BIG: usize = 8 * C + 16;
+        let cap = 10 * BIG;
+        let s = shards(RelayConfig {
+            max_backlog_bytes: cap,
+            ..RelayConfig::default()
+        });
+        let big: Vec<_> = (1..=8).map(|conn| member(&s, 1, conn, 1024)).collect();
+        let round = |s: &Shards, members: &[(u64, &Arc<Shard>)]| {
+            for &(conn, sh) in members {
+                assert_eq!(
+                    sh.submit(conn, sh.open_round(), vec![0; C]),
+                    Submit::Accepted
+                );
+            }
+            s.close_round(Instant::now(), 1);
+        };
+        let big_members: Vec<(u64, &Arc<Shard>)> = big
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (i as u64 + 1, &m.0))
+            .collect();
+        for _ in 0..20 {
+            round(&s, &big_members);
+        }
+        assert_eq!(s.counts().2, cap, "shard 1 alone fills the cap");
+
+        let (small, _rx, _) = member(&s, 2, 100, 1024);
+        let first = small.open_round();
+        let mut all = big_members.clone();
+        all.push((100, &small));
+        for _ in 0..20 {
+            round(&s, &all);
+        }
+        assert!(s.counts().2 <= cap);
+        assert!(Stats::get(&s.stats.backlog_evictions) > 0);
+
+        // A client of shard 2 that saw round first + 9 resumes: it gets
+        // every round since.
+        let (tx, mut rx) = mpsc::channel(8);
+        s.join(
+            2,
+            101,
+            ip(101),
+            tx,
+            CancellationToken::new(),
+            Some(first + 9),
+        )
+        .unwrap();
+        assert!(matches!(rx.try_recv(), Ok(Outgoing::Welcome(_))));
+        let Ok(Outgoing::Backlog(held)) = rx.try_recv() else {
+            panic!("shard 2's recent rounds are gone: its resume gets no backlog")
+        };
+        let rounds: Vec<u64> = held.iter().map(|b| b.round).collect();
+        assert_eq!(rounds, (first + 10..first + 20).collect::<Vec<_>>());
+        // Shard 1 still holds its newest rounds, fewer of them.
+        let st = lock(&big[0].0.state);
+        assert!((1..10).contains(&st.backlog.len()), "{}", st.backlog.len());
+        assert_eq!(st.backlog.back().unwrap().round, first + 19);
+        drop(st);
+        for (_, rx, _) in big {
+            drop(rx);
+        }
+    }
+
+    /// Issue 14: one address (an IPv4 address, or an IPv6 /64) is held to
+    /// `--max-shards-per-ip` shards at once; more connections to a shard it
+    /// is in cost nothing, other addresses are not affected, and leaving a
+    /// shard frees its place.
+    ///
+    /// Checked against the mutations "the `max_shards_per_ip` check removed
+    /// from `join`" (the address gets a third shard and this test fails)
+    /// and "`leave` does not forget the address's shard" (the address
+    /// cannot join another shard after leaving one).
+    #[test]
+    fn one_address_is_held_to_its_share_of_the_shards() {
+        let s = shards(RelayConfig {
+            max_shards: 8,
+            max_shards_per_ip: 2,
+            ..RelayConfig::default()
+        });
+        let a = ip(7);
+        let (s1, _r1) = join_from(&s, 1, 1, a).unwrap();
+        let (_s2, _r2) = join_from(&s, 2, 2, a).unwrap();
+        assert_eq!(
+            join_from(&s, 3, 3, a).err(),
+            Some(JoinRefused::AddressShards)
+        );
+        // Another connection from the same address to a shard it is in.
+        let (_, _r4) = join_from(&s, 1, 4, a).unwrap();
+        // Another address.
+        let (_, _r5) = join_from(&s, 3, 5, ip(8)).unwrap();
+        // Addresses in one IPv6 /64 are one address.
+        let v6 = |a: &str| IpKey::of(a.parse().unwrap());
+        let (_, _r6) = join_from(&s, 4, 6, v6("2001:db8:5:5::1")).unwrap();
+        let (_, _r7) = join_from(&s, 5, 7, v6("2001:db8:5:5::2")).unwrap();
+        assert_eq!(
+            join_from(&s, 6, 8, v6("2001:db8:5:5:ffff::3")).err(),
+            Some(JoinRefused::AddressShards)
+        );
+        let (_, _r9) = join_from(&s, 6, 9, v6("2001:db8:5:6::3")).unwrap();
+        // Leaving: the address is in shard 1 until both its connections
+        // there have left.
+        s.leave(&s1, 1, a);
+        assert_eq!(
+            join_from(&s, 7, 10, a).err(),
+            Some(JoinRefused::AddressShards)
+        );
+        s.leave(&s1, 4, a);
+        let (_, _r11) = join_from(&s, 7, 11, a).unwrap();
+        assert_eq!(Stats::get(&s.stats.joins_refused), 3);
+    }
+
+    /// Issue 14: with `--max-shards` shards, one without members (kept
+    /// only for its backlog) is dropped to make room for a new one, the
+    /// one empty longest first; so an address that joins and leaves shard
+    /// after shard cannot fill the registry. Shards with members are never
+    /// dropped: then the newcomer is refused.
+    ///
+    /// Checked against the mutation "`drop_a_memberless_shard` returns
+    /// false": the newcomer is refused and this test fails.
+    #[test]
+    fn a_full_relay_drops_a_shard_without_members_to_make_room() {
+        let s = shards(RelayConfig {
+            max_shards: 3,
+            ..RelayConfig::default()
+        });
+        let has = |id: u32| lock(&s.registry).shards.contains_key(&id);
+        let (s1, mut r1, _) = member(&s, 1, 1, 64);
+        let (s2, mut r2, _) = member(&s, 2, 2, 64);
+        let (_s3, mut r3, _) = member(&s, 3, 3, 64);
+        s.close_round(Instant::now(), 1);
+        s.leave(&s1, 1, ip(1));
+        s.close_round(Instant::now(), 1);
+        s.leave(&s2, 2, ip(2));
+        // Both kept for their backlogs.
+        assert_eq!(s.counts().0, 3);
+        let (_s4, mut r4, _) = member(&s, 4, 4, 64);
+        assert!(
+            !has(1) && has(2) && has(3) && has(4),
+            "shard 1 was empty longest"
+        );
+        // Shard 2's backlog is intact: a resume there still works.
+        let (tx, mut rx) = mpsc::channel(8);
+        s.join(2, 5, ip(5), tx, CancellationToken::new(), Some(0))
+            .unwrap();
+        assert!(matches!(rx.try_recv(), Ok(Outgoing::Welcome(_))));
+        assert!(matches!(rx.try_recv(), Ok(Outgoing::Backlog(held)) if held.len() == 2));
+        // Every shard has members now: a new one is refused.
+        let (tx, _rx) = mpsc::channel(8);
+        assert_eq!(
+            s.join(9, 9, ip(9), tx, CancellationToken::new(), None)
+                .err(),
+            Some(JoinRefused::Full)
+        );
+        assert_eq!(Stats::get(&s.stats.shards_dropped), 1);
+        // The dropped shard's backlog no longer counts.
+        let held: usize = lock(&s.registry)
+            .shards
+            .values()
+            .map(|sh| lock(&sh.state).backlog_bytes)
+            .sum();
+        assert_eq!(s.counts().2, held);
+        for rx in [&mut r1, &mut r2, &mut r3, &mut r4] {
+            drain(rx);
+        }
     }
 }

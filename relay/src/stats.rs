@@ -10,6 +10,12 @@ pub struct Stats {
     pub connections_accepted: AtomicU64,
     /// Connections closed at once for `--max-clients` or `--max-per-ip`.
     pub connections_refused_full: AtomicU64,
+    /// Clients refused a shard (`CLOSE(4)`): `--max-shards` reached with no
+    /// shard free to drop, or `--max-shards-per-ip`.
+    pub joins_refused: AtomicU64,
+    /// Shards without members dropped, with their backlog, to make room
+    /// for a new shard under `--max-shards`.
+    pub shards_dropped: AtomicU64,
     /// Handshakes (and hellos) that failed or timed out.
     pub handshakes_failed: AtomicU64,
     /// Clients refused for speaking another protocol version.
@@ -20,7 +26,8 @@ pub struct Stats {
     pub rounds_closed: AtomicU64,
     /// Cell frames received.
     pub cells_in: AtomicU64,
-    /// Cells received for a round already closed.
+    /// Cells received for a round already closed, within the connection's
+    /// one cell per batch (dropped, not a violation).
     pub cells_late: AtomicU64,
     /// Cells sealed into batches.
     pub cells_relayed: AtomicU64,
@@ -30,9 +37,10 @@ pub struct Stats {
     pub slow_readers_dropped: AtomicU64,
     /// Clients dropped for sending nothing within the idle timeout.
     pub idle_dropped: AtomicU64,
-    /// Protocol violations (extra or out-of-place frames).
+    /// Protocol violations (cells beyond one per batch, late ones included;
+    /// a second cell in a round; out-of-place frames).
     pub violations: AtomicU64,
-    /// Batches dropped from, or not kept in, a backlog for lack of memory.
+    /// Batches dropped from a backlog for lack of memory.
     pub backlog_evictions: AtomicU64,
 }
 
@@ -53,11 +61,14 @@ impl Stats {
     /// One line of counts for the log.
     pub fn summary(&self) -> String {
         format!(
-            "accepted={} refused_full={} handshake_failed={} version_refused={} joined={} \
-             rounds={} cells_in={} cells_late={} cells_relayed={} batch_bytes={} \
+            "accepted={} refused_full={} joins_refused={} shards_dropped={} \
+             handshake_failed={} version_refused={} joined={} rounds={} cells_in={} \
+             cells_late={} cells_relayed={} batch_bytes={} \
              slow_dropped={} idle_dropped={} violations={} backlog_evictions={}",
             Self::get(&self.connections_accepted),
             Self::get(&self.connections_refused_full),
+            Self::get(&self.joins_refused),
+            Self::get(&self.shards_dropped),
             Self::get(&self.handshakes_failed),
             Self::get(&self.version_refusals),
             Self::get(&self.clients_joined),

@@ -15,8 +15,8 @@ use anonchat_protocol::wire::{
 use anonchat_relay::RelayConfig;
 use anonchat_relay::defaults::{
     BACKLOG_S, CELL_SIZE, HANDSHAKE_TIMEOUT_MS, IDLE_TIMEOUT_S, MAX_BACKLOG_MIB, MAX_CELL_SIZE,
-    MAX_CLIENTS, MAX_PER_IP, MAX_ROUND_MS, MAX_SHARDS, MAX_VIOLATIONS, MIN_CELL_SIZE, MIN_ROUND_MS,
-    ROUND_MS, SEND_QUEUE,
+    MAX_CLIENTS, MAX_PER_IP, MAX_ROUND_MS, MAX_SHARDS, MAX_SHARDS_PER_IP, MAX_VIOLATIONS,
+    MIN_CELL_SIZE, MIN_ROUND_MS, ROUND_MS, SEND_QUEUE,
 };
 
 const PROTOCOL_MD: &str = include_str!("../../docs/protocol.md");
@@ -85,6 +85,7 @@ fn duration_ms(ms: u64) -> String {
 
 /// What the table must say, row by row: (limit, default, flag, a part of
 /// the "on breach" text that carries a number, if any).
+#[allow(clippy::too_many_lines, reason = "one entry per row of the table")]
 fn expected() -> Vec<(&'static str, String, &'static str, Option<String>)> {
     vec![
         (
@@ -94,7 +95,7 @@ fn expected() -> Vec<(&'static str, String, &'static str, Option<String>)> {
             None,
         ),
         (
-            "connections per source IP",
+            "connections per source address (IPv4, or IPv6 /64)",
             MAX_PER_IP.to_string(),
             "`--max-per-ip`",
             None,
@@ -103,6 +104,12 @@ fn expected() -> Vec<(&'static str, String, &'static str, Option<String>)> {
             "shards at once",
             MAX_SHARDS.to_string(),
             "`--max-shards`",
+            None,
+        ),
+        (
+            "shards per source address (IPv4, or IPv6 /64)",
+            MAX_SHARDS_PER_IP.to_string(),
+            "`--max-shards-per-ip`",
             None,
         ),
         (
@@ -147,7 +154,15 @@ fn expected() -> Vec<(&'static str, String, &'static str, Option<String>)> {
             "cells per round per client",
             "1".to_owned(),
             "—",
-            Some(format!("{MAX_VIOLATIONS} violations")),
+            // `MAX_VIOLATIONS` are forgiven, the next one cuts.
+            Some(format!("more than {MAX_VIOLATIONS} violations: `CLOSE(3)`")),
+        ),
+        (
+            // Late cells included: what bounds them (`Submit::Unearned`).
+            "cells per client, late ones included",
+            "one per batch sent, plus one".to_owned(),
+            "—",
+            Some("a violation".to_owned()),
         ),
         (
             "batches queued per client",
@@ -239,6 +254,7 @@ fn the_default_config_is_built_from_the_constants() {
     assert_eq!(c.max_clients, MAX_CLIENTS);
     assert_eq!(c.max_per_ip, MAX_PER_IP);
     assert_eq!(c.max_shards, MAX_SHARDS);
+    assert_eq!(c.max_shards_per_ip, MAX_SHARDS_PER_IP);
     assert_eq!(
         c.handshake_timeout,
         Duration::from_millis(HANDSHAKE_TIMEOUT_MS)
@@ -272,6 +288,7 @@ fn the_flags_default_to_the_constants() {
         ("--max-clients", MAX_CLIENTS.to_string()),
         ("--max-per-ip", MAX_PER_IP.to_string()),
         ("--max-shards", MAX_SHARDS.to_string()),
+        ("--max-shards-per-ip", MAX_SHARDS_PER_IP.to_string()),
         ("--handshake-timeout-ms", HANDSHAKE_TIMEOUT_MS.to_string()),
         ("--idle-timeout-s", IDLE_TIMEOUT_S.to_string()),
         ("--send-queue", SEND_QUEUE.to_string()),

@@ -43,12 +43,15 @@ struct Args {
     /// Connections at once.
     #[arg(long, default_value_t = defaults::MAX_CLIENTS)]
     max_clients: usize,
-    /// Connections at once from one IP address.
+    /// Connections at once from one address (one IPv4 address, or one IPv6 /64).
     #[arg(long, default_value_t = defaults::MAX_PER_IP)]
     max_per_ip: usize,
     /// Shards at once.
     #[arg(long, default_value_t = defaults::MAX_SHARDS)]
     max_shards: usize,
+    /// Shards that connections from one address (one IPv4 address, or one IPv6 /64) may be in at once.
+    #[arg(long, default_value_t = defaults::MAX_SHARDS_PER_IP)]
+    max_shards_per_ip: usize,
     /// Time allowed for the handshake and the hello, in milliseconds.
     #[arg(long, default_value_t = defaults::HANDSHAKE_TIMEOUT_MS)]
     handshake_timeout_ms: u64,
@@ -86,6 +89,7 @@ fn main() -> anyhow::Result<()> {
         max_clients: args.max_clients,
         max_per_ip: args.max_per_ip,
         max_shards: args.max_shards,
+        max_shards_per_ip: args.max_shards_per_ip,
         handshake_timeout: Duration::from_millis(args.handshake_timeout_ms),
         idle_timeout: Duration::from_secs(args.idle_timeout_s),
         send_queue: args.send_queue,

@@ -23,12 +23,19 @@ pub struct RelayProc {
 }
 
 impl RelayProc {
-    /// Starts the relay with 100 ms rounds unless `args` say otherwise.
+    /// Starts the relay on 127.0.0.1 with 100 ms rounds unless `args` say
+    /// otherwise.
     pub fn start(args: &[&str]) -> Self {
+        Self::start_on("127.0.0.1:0", args)
+    }
+
+    /// Starts the relay listening on `listen` (e.g. `[::1]:0`), with 100 ms
+    /// rounds unless `args` say otherwise.
+    pub fn start_on(listen: &str, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("relay.key");
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_anonchat-relay"));
-        cmd.args(["--listen", "127.0.0.1:0", "--key-file"])
+        cmd.args(["--listen", listen, "--key-file"])
             .arg(&key)
             .env("RUST_LOG", "info");
         if !args.contains(&"--round-ms") {
