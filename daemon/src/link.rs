@@ -189,12 +189,40 @@ async fn lockstep(core: &Arc<Core>, conn: Connected<TcpStream>) -> String {
         mut receiver,
     } = conn;
     let cell_size = params.cell_size;
+    // The reader runs on its own: a read cut half-way by the select below
+    // would lose the stream's place.
+    let (batches, mut incoming) = tokio::sync::mpsc::channel(4);
+    let reader = tokio::spawn(async move {
+        loop {
+            let next = receiver.next().await;
+            let end = !matches!(next, Ok(Incoming::Batch(_)));
+            if batches.send(next).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    let _reader = AbortOnDrop(reader);
     let mut job = Some(spawn_job(core, None, welcome.open_round.checked_add(1)));
     let mut ready: Prepared = None;
     let mut queue: std::collections::VecDeque<(u64, Vec<Vec<u8>>)> =
         std::collections::VecDeque::new();
     loop {
         tokio::select! {
+            // A batch that has arrived is answered before anything else.
+            biased;
+            next = incoming.recv() => {
+                let batch = match next {
+                    Some(Ok(Incoming::Batch(b))) => b,
+                    Some(Ok(Incoming::Closed { code, reason })) => {
+                        return format!("relay closed the connection ({code}): {reason}");
+                    }
+                    Some(Err(e)) => return e.to_string(),
+                    None => return "the connection's reader stopped".to_owned(),
+                };
+                if let Some(end) = on_batch(core, &welcome, cell_size, &mut sender, &mut ready, &mut queue, &mut job, batch).await {
+                    return end;
+                }
+            }
             done = async {
                 match job.as_mut() {
                     Some(j) => j.await,
@@ -215,45 +243,61 @@ async fn lockstep(core: &Arc<Core>, conn: Connected<TcpStream>) -> String {
                     job = Some(spawn_job(core, Some((round, cells)), prepare));
                 }
             }
-            next = receiver.next() => {
-                let batch = match next {
-                    Ok(Incoming::Batch(b)) => b,
-                    Ok(Incoming::Closed { code, reason }) => {
-                        return format!("relay closed the connection ({code}): {reason}");
-                    }
-                    Err(e) => return e.to_string(),
-                };
-                // Backlog batches (rounds already over) are read, not
-                // answered; every live batch gets one cell at once.
-                if batch.round >= welcome.open_round
-                    && let Some(reply) = batch.round.checked_add(1)
-                {
-                    let cell = match ready.take() {
-                        Some((r, cell)) if r == reply => cell,
-                        _ => {
-                            let mut cover = vec![0u8; cell_size];
-                            rand::rng().fill_bytes(&mut cover);
-                            cover
-                        }
-                    };
-                    if let Err(e) = sender.send_cell(reply, cell).await {
-                        return e.to_string();
-                    }
-                }
-                if queue.len() >= MAX_QUEUED_BATCHES {
-                    return "this daemon cannot keep up with the relay's rounds".to_owned();
-                }
-                let cells = batch.batch.cells().map(<[u8]>::to_vec).collect();
-                queue.push_back((batch.round, cells));
-                if job.is_none()
-                    && let Some((round, cells)) = queue.pop_front()
-                {
-                    let prepare = (round >= welcome.open_round)
-                        .then(|| round.checked_add(2))
-                        .flatten();
-                    job = Some(spawn_job(core, Some((round, cells)), prepare));
-                }
-            }
         }
     }
+}
+
+/// Aborts a task when dropped (the reader ends with its connection).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Answers a batch at once (the prepared cell, or cover), then queues it
+/// to be read. `Some(reason)` ends the connection.
+#[allow(clippy::too_many_arguments)]
+async fn on_batch(
+    core: &Arc<Core>,
+    welcome: &anonchat_protocol::wire::Welcome,
+    cell_size: usize,
+    sender: &mut client::CellSender<TcpStream>,
+    ready: &mut Prepared,
+    queue: &mut std::collections::VecDeque<(u64, Vec<Vec<u8>>)>,
+    job: &mut Option<tokio::task::JoinHandle<crate::error::Result<Prepared>>>,
+    batch: client::ReceivedBatch,
+) -> Option<String> {
+    // Backlog batches (rounds already over) are read, not answered; every
+    // live batch gets one cell at once.
+    if batch.round >= welcome.open_round
+        && let Some(reply) = batch.round.checked_add(1)
+    {
+        let cell = match ready.take() {
+            Some((r, cell)) if r == reply => cell,
+            _ => {
+                let mut cover = vec![0u8; cell_size];
+                rand::rng().fill_bytes(&mut cover);
+                cover
+            }
+        };
+        if let Err(e) = sender.send_cell(reply, cell).await {
+            return Some(e.to_string());
+        }
+    }
+    if queue.len() >= MAX_QUEUED_BATCHES {
+        return Some("this daemon cannot keep up with the relay's rounds".to_owned());
+    }
+    let cells = batch.batch.cells().map(<[u8]>::to_vec).collect();
+    queue.push_back((batch.round, cells));
+    if job.is_none()
+        && let Some((round, cells)) = queue.pop_front()
+    {
+        let prepare = (round >= welcome.open_round)
+            .then(|| round.checked_add(2))
+            .flatten();
+        *job = Some(spawn_job(core, Some((round, cells)), prepare));
+    }
+    None
 }

@@ -97,9 +97,9 @@ fn initiator() -> &'static Initiator {
 }
 
 /// Bob reads `init` as an INIT from Alice: it never authenticates, since
-/// it would take Alice's or Bob's static secrets to make one. `data` that
-/// came through [`Message::parse`] or not, so that the reader sees every
-/// length.
+/// it would take Alice's or Bob's static secrets to make one. `init` comes
+/// through [`Message::parse`] or straight from the input, so that the
+/// reader sees every length.
 fn answer(init: &[u8]) {
     let [alice, bob] = pair();
     let answered = respond(&mut rng(2), bob, alice.public(), INIT_ID, init, 2);

@@ -16,8 +16,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anonchat_protocol::wire::{
-    ClientFrame, LinkSealer, RelayAddress, RelayFrame, RelayKeypair, RelayParams, Welcome,
-    frame_wire_len, handshake_len, respond, seal_batch,
+    ClientFrame, LinkSealer, MAX_BATCH_CELLS, RelayAddress, RelayFrame, RelayKeypair, RelayParams,
+    Welcome, frame_wire_len, handshake_len, respond, seal_batch,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -317,6 +317,9 @@ async fn close_round(state: &Arc<Mutex<State>>, cell_size: usize) {
     if let Some((from, n)) = behaviour.mutated_copies
         && let Some((_, cell)) = pending.iter().find(|(c, _)| *c == from)
     {
+        // A batch holds at most MAX_BATCH_CELLS cells (a client refuses
+        // more): the copies fill it up to that.
+        let n = n.min(MAX_BATCH_CELLS as usize - pending.len());
         for i in 0..n {
             let bit = 16 * 8 + i % ((cell_size - 16) * 8);
             let mut bad = cell.clone();
