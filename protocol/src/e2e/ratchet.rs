@@ -540,6 +540,52 @@ mod tests {
         );
     }
 
+    /// The skip bound is inclusive: a gap of exactly `MAX_SKIP` keys is
+    /// allowed. (Found by cargo mutants: `>` → `>=` survived.)
+    #[test]
+    fn a_gap_of_exactly_max_skip_is_accepted() {
+        let mut rng = rand::rng();
+        let (mut a, mut b) = pair();
+        let mut last = None;
+        for _ in 0..=MAX_SKIP {
+            last = Some(a.send_key().unwrap());
+        }
+        let (h, k) = last.unwrap();
+        assert_eq!(h.n, MAX_SKIP);
+        assert!(same(&b.receive_key(&mut rng, Epoch::Next, &h).unwrap(), &k));
+        assert_eq!(b.skipped_len(), MAX_SKIP as usize);
+    }
+
+    /// A saved state holding more skipped keys than the bound is refused;
+    /// exactly the bound loads. (Found by cargo mutants: `>` → `>=` and
+    /// `>` → `==` in the decoder survived.)
+    #[test]
+    fn a_state_beyond_the_skipped_key_bound_is_refused() {
+        let mut rng = rand::rng();
+        let (mut a, mut b) = pair();
+        let mut h = None;
+        for _ in 0..=MAX_SKIP {
+            h = Some(a.send_key().unwrap().0);
+        }
+        b.receive_key(&mut rng, Epoch::Next, &h.unwrap()).unwrap();
+        // Fill the store to its bound with made-up keys.
+        while b.skipped.len() < MAX_SKIPPED_KEYS {
+            let n = 10_000 + b.skipped.len() as u32;
+            b.skipped.push_back((n, MessageKey::from_bytes([7; 32])));
+        }
+        let encode = |r: &Ratchet| {
+            let mut w = Writer::new();
+            r.encode(&mut w);
+            w.into_secret()
+        };
+        let full = encode(&b);
+        assert!(Ratchet::decode(&mut Reader::new(&full)).is_ok());
+        b.skipped
+            .push_back((99_999, MessageKey::from_bytes([8; 32])));
+        let over = encode(&b);
+        assert!(Ratchet::decode(&mut Reader::new(&over)).is_err());
+    }
+
     #[test]
     fn low_order_ratchet_keys_are_refused() {
         let mut rng = rand::rng();
