@@ -36,6 +36,9 @@ pub struct Behaviour {
     pub mutated_copies: Option<(usize, usize)>,
     /// Close every connection at the next round.
     pub kick: bool,
+    /// Write each member's batch this long after the previous member's
+    /// (so that clients do not compete for the CPU while they read).
+    pub stagger: Option<Duration>,
 }
 
 /// What the relay saw of one connection.
@@ -313,42 +316,57 @@ async fn close_round(state: &Arc<Mutex<State>>, cell_size: usize) {
     if behaviour.kick {
         return; // dropping the members closes their connections
     }
-    let mut copies = Vec::new();
-    if let Some((from, n)) = behaviour.mutated_copies
-        && let Some((_, cell)) = pending.iter().find(|(c, _)| *c == from)
-    {
-        // A batch holds at most MAX_BATCH_CELLS cells (a client refuses
-        // more): the copies fill it up to that.
-        let n = n.min(MAX_BATCH_CELLS as usize - pending.len());
-        for i in 0..n {
-            let bit = 16 * 8 + i % ((cell_size - 16) * 8);
-            let mut bad = cell.clone();
-            bad[bit / 8] ^= 1 << (bit % 8);
-            copies.push(bad);
-        }
-    }
+    let copies = mutated_copies(&pending, &behaviour, cell_size);
     let mut written = Vec::new();
     let mut failed = Vec::new();
     let closed_at_us = unix_ms() * 1000;
-    for m in &mut members {
+    let body_for = |conn: Option<usize>| {
         let mut plain = Vec::with_capacity((pending.len() + copies.len()) * cell_size);
         for (from, cell) in &pending {
-            if behaviour.withhold != Some((*from, m.conn)) {
+            if conn.is_none() || behaviour.withhold != Some((*from, conn.unwrap_or(0))) {
                 plain.extend_from_slice(cell);
             }
         }
         for c in &copies {
             plain.extend_from_slice(c);
         }
-        let Ok(batch) = seal_batch(
-            &mut rand::rng(),
-            m.shard,
-            round,
-            closed_at_us,
-            cell_size,
-            plain,
-        ) else {
-            continue;
+        plain
+    };
+    // Seal once and write to all (as the real relay does), unless members
+    // get different batches.
+    let shared = behaviour
+        .withhold
+        .is_none()
+        .then(|| members.first().map(|m| m.shard))
+        .flatten()
+        .and_then(|shard| {
+            seal_batch(
+                &mut rand::rng(),
+                shard,
+                round,
+                closed_at_us,
+                cell_size,
+                body_for(None),
+            )
+            .ok()
+        });
+    for m in &mut members {
+        let own;
+        let batch = if let Some(b) = &shared {
+            b
+        } else {
+            let Ok(b) = seal_batch(
+                &mut rand::rng(),
+                m.shard,
+                round,
+                closed_at_us,
+                cell_size,
+                body_for(Some(m.conn)),
+            ) else {
+                continue;
+            };
+            own = b;
+            &own
         };
         let header = RelayFrame::Batch {
             round,
@@ -365,6 +383,9 @@ async fn close_round(state: &Arc<Mutex<State>>, cell_size: usize) {
             continue;
         }
         written.push((m.conn, Instant::now()));
+        if let Some(gap) = behaviour.stagger {
+            tokio::time::sleep(gap).await;
+        }
     }
     let mut st = lock(state);
     for (conn, at) in written {
@@ -374,4 +395,28 @@ async fn close_round(state: &Arc<Mutex<State>>, cell_size: usize) {
     members.retain(|m| !failed.contains(&m.conn));
     members.append(&mut st.members);
     st.members = members;
+}
+
+/// The mutated copies the behaviour asks for: one flipped bit each, after
+/// the tag, so that each matches the tag of the cell it copies.
+fn mutated_copies(
+    pending: &[(usize, Vec<u8>)],
+    behaviour: &Behaviour,
+    cell_size: usize,
+) -> Vec<Vec<u8>> {
+    let mut copies = Vec::new();
+    if let Some((from, n)) = behaviour.mutated_copies
+        && let Some((_, cell)) = pending.iter().find(|(c, _)| *c == from)
+    {
+        // A batch holds at most MAX_BATCH_CELLS cells (a client refuses
+        // more): the copies fill it up to that.
+        let n = n.min(MAX_BATCH_CELLS as usize - pending.len());
+        for i in 0..n {
+            let bit = 16 * 8 + i % ((cell_size - 16) * 8);
+            let mut bad = cell.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            copies.push(bad);
+        }
+    }
+    copies
 }
