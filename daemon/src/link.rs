@@ -229,22 +229,30 @@ async fn lockstep(core: &Arc<Core>, conn: Connected<TcpStream>) -> String {
                     None => std::future::pending().await,
                 }
             }, if job.is_some() => {
-                job = None;
                 match done {
                     Ok(Ok(Some(p))) => ready = Some(p),
                     Ok(Ok(None)) => {}
                     Ok(Err(e)) => return e.to_string(),
                     Err(_) => return "internal error".to_owned(),
                 }
-                if let Some((round, cells)) = queue.pop_front() {
-                    let prepare = (round >= welcome.open_round)
-                        .then(|| round.checked_add(2))
-                        .flatten();
-                    job = Some(spawn_job(core, Some((round, cells)), prepare));
-                }
+                job = next_job(core, &welcome, &mut queue);
             }
         }
     }
+}
+
+/// Starts the job for the oldest queued batch, if any: read it and, for a
+/// live batch, prepare the cell that answers the batch after it.
+fn next_job(
+    core: &Arc<Core>,
+    welcome: &anonchat_protocol::wire::Welcome,
+    queue: &mut std::collections::VecDeque<(u64, Vec<Vec<u8>>)>,
+) -> Option<tokio::task::JoinHandle<crate::error::Result<Prepared>>> {
+    let (round, cells) = queue.pop_front()?;
+    let prepare = (round >= welcome.open_round)
+        .then(|| round.checked_add(2))
+        .flatten();
+    Some(spawn_job(core, Some((round, cells)), prepare))
 }
 
 /// Aborts a task when dropped (the reader ends with its connection).
@@ -291,13 +299,8 @@ async fn on_batch(
     }
     let cells = batch.batch.cells().map(<[u8]>::to_vec).collect();
     queue.push_back((batch.round, cells));
-    if job.is_none()
-        && let Some((round, cells)) = queue.pop_front()
-    {
-        let prepare = (round >= welcome.open_round)
-            .then(|| round.checked_add(2))
-            .flatten();
-        *job = Some(spawn_job(core, Some((round, cells)), prepare));
+    if job.is_none() {
+        *job = next_job(core, welcome, queue);
     }
     None
 }

@@ -127,13 +127,18 @@ fn relative(
         let (Some(dt), Some(dc)) = (t.get(&round), c.get(&round)) else {
             continue;
         };
-        if active.iter().any(|&(s, e)| at >= s && at < e) {
+        if in_windows(at, active) {
             busy.push(dt - dc);
         } else {
             idle.push(dt - dc);
         }
     }
     (busy, idle)
+}
+
+/// Whether `at` falls in one of the active windows.
+fn in_windows(at: Instant, active: &[(Instant, Instant)]) -> bool {
+    active.iter().any(|&(s, e)| at >= s && at < e)
 }
 
 /// The raw delays (ms) of one connection, busy and idle.
@@ -143,7 +148,7 @@ fn raw(log: &ConnLog, active: &[(Instant, Instant)]) -> (Vec<f64>, Vec<f64>) {
     for (round, d) in log.delays() {
         let at = written[&round];
         let ms = d.as_secs_f64() * 1000.0;
-        if active.iter().any(|&(s, e)| at >= s && at < e) {
+        if in_windows(at, active) {
             busy.push(ms);
         } else {
             idle.push(ms);

@@ -110,6 +110,19 @@ fn encapsulate<R: CryptoRng + ?Sized>(
     (ct.to_vec(), SharedSecret::from_bytes(shared.into()))
 }
 
+/// Reads the encrypted payload that ends either message: the sender's
+/// incarnation. Nothing may follow it.
+fn read_payload(ss: &mut SymmetricState, mut r: Reader<'_>) -> Result<Incarnation, HandshakeError> {
+    let sealed = r.take(PAYLOAD_LEN).map_err(|_| HandshakeError::Malformed)?;
+    let payload = ss.decrypt_and_hash(sealed).ok_or(HandshakeError::Auth)?;
+    r.expect_end().map_err(|_| HandshakeError::Malformed)?;
+    let bytes = payload
+        .as_slice()
+        .try_into()
+        .map_err(|_| HandshakeError::Malformed)?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
 /// The symmetric state after the prologue: both fingerprints and both
 /// static X25519 keys, initiator first.
 fn prologue(initiator: &PublicIdentity, responder: &PublicIdentity) -> SymmetricState {
@@ -235,16 +248,7 @@ impl Initiator {
         let k3 = me.decapsulate(ct3).ok_or(HandshakeError::Malformed)?;
         ss.mix_hash(ct3);
         ss.mix_key(&k3);
-        let payload = ss
-            .decrypt_and_hash(r.take(PAYLOAD_LEN).map_err(m)?)
-            .ok_or(HandshakeError::Auth)?;
-        r.expect_end().map_err(m)?;
-        let incarnation = u64::from_be_bytes(
-            payload
-                .as_slice()
-                .try_into()
-                .map_err(|_| HandshakeError::Malformed)?,
-        );
+        let incarnation = read_payload(&mut ss, r)?;
         let session =
             Session::initiator(rng, ss.split(), &e_r).map_err(|_| HandshakeError::BadKey)?;
         Ok((session, incarnation))
@@ -305,16 +309,7 @@ pub(crate) fn respond_with<R: CryptoRng + ?Sized>(
     let k1 = me.decapsulate(ct1).ok_or(HandshakeError::Malformed)?;
     ss.mix_hash(ct1);
     ss.mix_key(&k1);
-    let payload = ss
-        .decrypt_and_hash(r.take(PAYLOAD_LEN).map_err(m)?)
-        .ok_or(HandshakeError::Auth)?;
-    r.expect_end().map_err(m)?;
-    let peer_incarnation = u64::from_be_bytes(
-        payload
-            .as_slice()
-            .try_into()
-            .map_err(|_| HandshakeError::Malformed)?,
-    );
+    let peer_incarnation = read_payload(&mut ss, r)?;
 
     let e = StaticSecret::from(eph.x25519);
     let e_pub = PublicKey::from(&e).to_bytes();
