@@ -185,8 +185,9 @@ fn a_dropped_accept_is_sent_again() {
 /// flipped bit each (all with the right tag): Bob tries at most one open
 /// per tag he expects from Alice, whatever the order, and his time for
 /// the batch stays within twice a bystander's (Carol, who knows Alice but
-/// is not the recipient). Checked against trying every matching cell
-/// (4,096 opens, and a time many times Carol's).
+/// is not the recipient), plus the one open that is his due. Checked
+/// against trying every matching cell: 4,096 opens, and 36 ms against
+/// Carol's 0.27 ms.
 #[test]
 fn mutated_copies_of_a_cell_cost_the_recipient_no_more_than_a_bystander() {
     let mut net = Net::new(parties(3, &[(0, 1), (0, 2)]));
@@ -216,26 +217,41 @@ fn mutated_copies_of_a_cell_cost_the_recipient_no_more_than_a_bystander() {
             .unwrap();
         assert!(bob.opens <= 1, "{} opens", bob.opens);
     }
-    // Measured: median of many runs, each on a fresh copy of the state.
-    let time = |party: usize, state: &[u8]| -> Duration {
-        let mut samples: Vec<Duration> = (0..31)
-            .map(|_| {
-                let mut r = import(party, state).unwrap();
-                let start = Instant::now();
-                let evs = r
-                    .receive_batch(&mut rand::rng(), round, round * ROUND_MS, &refs)
-                    .unwrap();
-                let took = start.elapsed();
-                assert_eq!(texts(&evs).len(), usize::from(party == 1));
-                took
-            })
-            .collect();
-        samples.sort();
-        samples[samples.len() / 2]
+    // Measured: medians of many runs, each on a fresh copy of the state,
+    // the three kinds interleaved so that the machine's load falls on all
+    // of them alike. The recipient's one legitimate open (header, body,
+    // ratchet step, tag index rebuild) is a constant that no bystander
+    // pays; it is measured on its own (the real cell alone) and allowed
+    // on top of twice the bystander's time. The real cell comes last, so
+    // that every copy comes before it: trying them would cost 4,095
+    // failed opens. (Bob then reads nothing this round: the first copy
+    // used up the tag. The relay could as well have dropped the cell; it
+    // is sent again.)
+    let time = |party: usize, state: &[u8], cells: &[&[u8]], read: usize| -> Duration {
+        let mut r = import(party, state).unwrap();
+        let start = Instant::now();
+        let evs = r
+            .receive_batch(&mut rand::rng(), round, round * ROUND_MS, cells)
+            .unwrap();
+        let took = start.elapsed();
+        assert_eq!(texts(&evs).len(), read);
+        took
     };
-    let bob = time(1, &bob_state);
-    let carol = time(2, &carol_state);
-    assert!(bob <= carol * 2, "recipient {bob:?} vs bystander {carol:?}");
+    let (mut bob, mut carol, mut one_open) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..41 {
+        bob.push(time(1, &bob_state, &reversed, 0));
+        carol.push(time(2, &carol_state, &reversed, 0));
+        one_open.push(time(1, &bob_state, &refs[..1], 1));
+    }
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (bob, carol, one_open) = (median(bob), median(carol), median(one_open));
+    assert!(
+        bob <= carol * 2 + one_open,
+        "recipient {bob:?} vs bystander {carol:?} (+ one open {one_open:?})"
+    );
 }
 
 /// One batch numbered `u64::MAX - 1`, one numbered 2^62, and cells asked
