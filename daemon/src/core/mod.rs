@@ -85,6 +85,11 @@ pub struct Settings {
     pub clock: Clock,
     /// The Argon2id cost of a new key file.
     pub kdf_cost: keystore::KdfCost,
+    /// Fault injection for tests: every save of the session state first
+    /// waits this long, as on a very slow disk (zero in normal use). The
+    /// send schedule's timing tests use it to make any save on the path
+    /// from a batch to its answer stand out.
+    pub slow_disk: Duration,
 }
 
 impl Settings {
@@ -96,6 +101,7 @@ impl Settings {
             cell_size: DEFAULT_CELL_SIZE,
             clock: Clock::System,
             kdf_cost: keystore::KdfCost::DEFAULT,
+            slow_disk: Duration::ZERO,
         }
     }
 }
@@ -106,6 +112,8 @@ struct Unlocked {
     router: Router,
     key: DataKey,
     saved_changes: u64,
+    /// See [`Settings::slow_disk`].
+    slow_disk: Duration,
 }
 
 impl Unlocked {
@@ -115,7 +123,7 @@ impl Unlocked {
         mut router: Router,
         key: DataKey,
         contacts: &Contacts,
-        paths: &Paths,
+        settings: &Settings,
         rng: &mut dyn CryptoRng,
     ) -> Result<Self> {
         contacts.attach(rng, &mut router);
@@ -123,13 +131,17 @@ impl Unlocked {
             router,
             key,
             saved_changes: 0,
+            slow_disk: settings.slow_disk,
         };
-        unlocked.save(paths).map_err(Error::storage)?;
+        unlocked.save(&settings.paths).map_err(Error::storage)?;
         Ok(unlocked)
     }
 
     /// Seals and writes the session state, and remembers what was saved.
     fn save(&mut self, paths: &Paths) -> Result<(), KeystoreError> {
+        if !self.slow_disk.is_zero() {
+            std::thread::sleep(self.slow_disk);
+        }
         let state = self.router.export_state();
         keystore::save_state(&paths.sessions(), &self.key, &state)?;
         self.saved_changes = self.router.changes();
