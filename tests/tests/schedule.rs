@@ -4,16 +4,20 @@
 //! batch→cell delay. Nothing a client does (send, receive, idle) may move
 //! its cells in time, and no lie may mute, hang or desynchronise anyone.
 //!
-//! Timing tests are statistical: each compares a talker with itself
+//! Timing tests are statistical: each compares a client with itself
 //! (idle rounds against rounds it sends or receives in, interleaved in
-//! blocks so that machine load drifts alike in both) with a two-sample
-//! Kolmogorov–Smirnov test at the 1 % level, raw or relative to the idle
-//! bystander in the same round (the machine's own load moves every
-//! client's delays together; a betrayed talker differs in both views),
-//! and the three clients' median shifts with each other (within 0.5 ms).
-//! Under the old schedule Alice failed both views (raw KS 0.223, relative
-//! 0.281, critical value about 0.21). They take the one lock below so
-//! that they never run at the same time as each other.
+//! blocks so that machine load drifts alike in both). The daemons save
+//! their state as on a very slow disk (30 ms a save, the daemon's
+//! fault-injection flag), so that a save anywhere on the path from a
+//! batch to its answer stands far out of the machine's sub-millisecond
+//! noise: the tests count the rounds slower than the idle median plus
+//! half a save (a two-proportion test at the 0.1 % level, and at least
+//! ten points more while busy) and compare medians (within 5 ms, raw or
+//! relative to the idle bystander in the same round). A Kolmogorov–
+//! Smirnov test of sub-millisecond delays at 1 %, which these tests used
+//! before, failed on machine noise in about one CI run of five. They take
+//! the one lock below so that they never run at the same time as each
+//! other.
 
 #![allow(
     clippy::unwrap_used,
@@ -230,7 +234,6 @@ fn timing_is_independent_of_activity(flood: bool) {
         "no client reconnected: {}",
         w.json("bob", &["status"])
     );
-    let mut shifts = Vec::new();
     for (who, log) in ["alice", "bob", "carol"].iter().zip(&logs) {
         let (busy, idle) = raw(log, &active);
         assert!(
@@ -239,76 +242,114 @@ fn timing_is_independent_of_activity(flood: bool) {
             busy.len(),
             idle.len()
         );
+        let (busy_rel, idle_rel) = relative(log, &logs[2], &active);
+        let slow = Slow::count(&busy, &idle);
+        let shift = median(&busy) - median(&idle);
+        let paired = median(&busy_rel) - median(&idle_rel);
         eprintln!(
-            "{who}: raw KS {:.3}, medians busy {:.3} idle {:.3} ms, p90 busy {:.3} idle {:.3}",
-            ks(&busy, &idle),
+            "{who}: medians busy {:.3} idle {:.3} ms (paired shift {paired:.3}), p90 busy {:.3} idle {:.3}, KS {:.3}; {slow}",
             median(&busy),
             median(&idle),
             pct(&busy, 0.9),
-            pct(&idle, 0.9)
+            pct(&idle, 0.9),
+            ks(&busy, &idle),
         );
-        shifts.push(median(&busy) - median(&idle));
-    }
-    let spread = shifts.iter().copied().fold(f64::MIN, f64::max)
-        - shifts.iter().copied().fold(f64::MAX, f64::min);
-    for (i, (who, log)) in ["alice", "bob"].iter().zip(&logs).enumerate() {
-        let (busy, idle) = raw(log, &active);
-        let raw_d = ks(&busy, &idle);
-        let raw_crit = ks_critical(busy.len(), idle.len());
-        let (busy, idle) = relative(log, &logs[2], &active);
-        let d = ks(&busy, &idle);
-        let crit = ks_critical(busy.len(), idle.len());
-        let beyond = median(&busy) - median(&idle);
-        eprintln!(
-            "{who} relative to carol: KS {d:.3} (crit {crit:.3}), shift beyond hers {beyond:.3} ms"
-        );
-        // Either view may carry the machine's noise (common-mode drift in
-        // the raw one, the bystander's own noise in the paired one); a
-        // talker the schedule betrays differs in both.
         assert!(
-            raw_d < raw_crit || d < crit,
-            "{who}: delays while talking differ from its idle ones (KS raw {raw_d:.3} ≥ {raw_crit:.3}, relative to the bystander {d:.3} ≥ {crit:.3})",
+            !slow.betrays(),
+            "{who}: more slow rounds while talking than while idle: {slow}"
         );
-        // The three medians shift alike, within 0.5 ms.
+        // A betrayed talker's median moves by about a save when most of
+        // its busy rounds carry one; the machine's noise moves medians by
+        // a fraction of a millisecond (raw, or relative to the bystander).
+        let bound = SLOW_DISK_MS as f64 / 6.0;
         assert!(
-            spread <= 0.5 || beyond.abs() <= 0.5,
-            "{who}: its median shifts {:.3} ms, the bystander's {:.3} ms (paired: {beyond:.3} ms)",
-            shifts[i],
-            shifts[2]
+            shift.abs() <= bound || paired.abs() <= bound,
+            "{who}: median shifts {shift:.3} ms while talking ({paired:.3} ms relative to the bystander)"
         );
     }
 }
 
+/// Rounds slower than the idle rounds' median plus half a slow save: the
+/// rounds a save on the path would make, and only the machine's rare
+/// stalls otherwise. (Not a high percentile of the idle rounds: a
+/// betrayed talker's first idle rounds still carry the end of its
+/// conversation, and its saves.)
+#[derive(Debug, Clone, Copy)]
+struct Slow {
+    busy: usize,
+    busy_n: usize,
+    idle: usize,
+    idle_n: usize,
+}
+
+impl Slow {
+    fn count(busy: &[f64], idle: &[f64]) -> Self {
+        let limit = median(idle) + SLOW_DISK_MS as f64 / 2.0;
+        let over = |v: &[f64]| v.iter().filter(|&&d| d > limit).count();
+        Self {
+            busy: over(busy),
+            busy_n: busy.len(),
+            idle: over(idle),
+            idle_n: idle.len(),
+        }
+    }
+
+    /// Two-proportion z statistic, busy against idle.
+    fn z(self) -> f64 {
+        let (n1, n2) = (self.busy_n as f64, self.idle_n as f64);
+        let (p1, p2) = (self.busy as f64 / n1, self.idle as f64 / n2);
+        let p = (self.busy + self.idle) as f64 / (n1 + n2);
+        let se = (p * (1.0 - p) * (1.0 / n1 + 1.0 / n2)).sqrt();
+        if se == 0.0 { 0.0 } else { (p1 - p2) / se }
+    }
+
+    fn excess(self) -> f64 {
+        self.busy as f64 / self.busy_n as f64 - self.idle as f64 / self.idle_n as f64
+    }
+
+    /// Significantly more slow rounds while busy (one-sided, 0.1 %
+    /// level) and by at least ten points: a save on the path of one round
+    /// in ten of the busy ones is caught; a cluster of machine stalls that
+    /// happens to fall in the busy blocks is not mistaken for one.
+    fn betrays(self) -> bool {
+        self.z() > 3.09 && self.excess() > 0.10
+    }
+}
+
+impl std::fmt::Display for Slow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "slow rounds busy {}/{} idle {}/{} (z {:.2})",
+            self.busy,
+            self.busy_n,
+            self.idle,
+            self.idle_n,
+            self.z()
+        )
+    }
+}
+
 /// Checked against the old schedule (the cell prepared, and a real one's
-/// state saved, after the batch, then sent `min(round_ms / 5, 150)` ms
-/// later: with 10 ms announced, 2 ms after the batch): Alice's and Bob's
-/// delays while talking then include their saves.
-///
-/// Not run by `cargo test` yet: in one CI run of five the talkers' tails
-/// were heavier while talking (p90 0.79 against 0.57 ms for Bob, while
-/// the bystander's were not), above the 1 % bound. That may be a real
-/// residue (the talkers' own saves spilling into the next round on a
-/// loaded machine) and is open in issue 14. Run it by hand with
-/// `cargo test -p anonchat-e2e --test schedule -- --ignored`.
+/// state saved, after the batch arrives; patched in for the check): with
+/// the slow disk, Alice's busy median is 32.3 ms against 0.37 ms idle,
+/// 60 of her 120 busy rounds are slow against 12 of 147 idle (z 7.7).
+/// Before the slow disk and the link's own thread this test was not
+/// reliable in CI (in one run of five the talkers' tails were heavier
+/// while talking: 0.2 ms on saves that RPC calls made on the runtime's
+/// workers, and a KS test at 1 % that the machine's own load drift
+/// reached in about as many runs as a real leak of that size).
 #[test]
-#[ignore = "failed once in five CI runs with heavier talker tails; open in issue 14"]
 fn batch_to_cell_delay_does_not_show_who_talks() {
     timing_is_independent_of_activity(false);
 }
 
 /// The same while the relay puts 4,095 mutated copies of Alice's cell in
-/// every batch (Bob is the one they are for).
-///
-/// Not run by `cargo test`: on a 2-core machine each client's delay is
-/// dominated by reading and checking a 2 MiB body before it answers, and
-/// the machine's own noise then moves the distributions by more than the
-/// 1 % KS bound allows in about one run out of three (all three clients
-/// alike, the bystander included). Run it by hand with
-/// `cargo test -p anonchat-e2e --test schedule -- --ignored`. The fix is to
-/// answer on the batch header, before the body is read (issue 14 stays
-/// open for it).
+/// every batch (2 MiB bodies; Bob is the one they are for). The answer
+/// leaves on the batch header, before the body is read and checked.
+/// Checked against the old schedule: Alice's busy median 32.7 ms against
+/// 1.4 ms idle.
 #[test]
-#[ignore = "statistically flaky on a 2-core machine: see the doc comment"]
 fn batch_to_cell_delay_does_not_show_who_a_flood_is_for() {
     timing_is_independent_of_activity(true);
 }
