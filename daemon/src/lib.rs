@@ -67,10 +67,10 @@ pub async fn run(settings: core::Settings, proxy: Option<config::Proxy>) -> anyh
             shutdown.cancel();
         })
     };
-    let link = tokio::spawn(link::run(Arc::clone(&core)));
+    let link = link::spawn(Arc::clone(&core))?;
     ipc::serve(listener, module, core.shutdown.clone()).await;
     core.shutdown.cancel();
-    let _ = link.await;
+    let _ = tokio::task::spawn_blocking(move || link.join()).await;
     let _ = signals.await;
     core.close();
     let _ = std::fs::remove_file(&paths.socket);

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anonchat_ipc::LinkState;
 use anonchat_protocol::wire::RelayAddress;
-use anonchat_relay_client::{self as client, Connected, Incoming};
+use anonchat_relay_client::{self as client, Announced, Connected};
 use rand::{Rng as _, RngExt as _};
 use tokio::net::TcpStream;
 
@@ -59,8 +59,25 @@ async fn dial(
         .map_err(|e| e.to_string())
 }
 
+/// Starts the link on a thread and a runtime of its own, and runs it
+/// until the daemon shuts down.
+///
+/// Nothing else runs there: the cell that answers a batch leaves from
+/// that thread as soon as the batch header is read, so no RPC call, no
+/// save (a file write and two fsyncs, done on blocking threads, which an
+/// RPC handler may also do on the main runtime's workers) and no other
+/// task can hold it up. Only the prepared cell is shared.
+pub fn spawn(core: Arc<Core>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("anonchat-link".to_owned())
+        .spawn(move || runtime.block_on(run(core)))
+}
+
 /// Runs until the daemon shuts down.
-pub async fn run(core: Arc<Core>) {
+async fn run(core: Arc<Core>) {
     let mut unlocked = core.watch_unlocked();
     let mut config = core.watch_config();
     let mut backoff = BACKOFF_MIN;
@@ -171,11 +188,12 @@ fn spawn_job(
 /// **prepared ahead and sent on receipt**.
 ///
 /// The cell for round r+1 is built, and the state it advances saved,
-/// while round r is open; when batch r arrives that cell leaves at once
-/// (offset zero, the same for every cell), and only then is batch r read
-/// and the cell for r+2 prepared, on a blocking thread, while the next
-/// batch is awaited. So no content, no save, no relay parameter and no RPC
-/// call can move a cell in time: if the prepared cell is not ready when
+/// while round r is open; when the header of batch r arrives that cell
+/// leaves at once (offset zero, the same for every cell), before the
+/// body is even read; only then is batch r read and the cell for r+2
+/// prepared, on a blocking thread, while the next batch is awaited. So
+/// no content, no save, no body (however long, whatever it holds), no
+/// relay parameter and no RPC call can move a cell in time: if the prepared cell is not ready when
 /// its batch arrives (a slow disk), cover leaves instead and the real cell
 /// is dropped (its message goes out again by retransmission). Nothing
 /// answers the WELCOME: the first cell answers the first live batch like
@@ -189,38 +207,60 @@ async fn lockstep(core: &Arc<Core>, conn: Connected<TcpStream>) -> String {
         mut receiver,
     } = conn;
     let cell_size = params.cell_size;
+    let open_round = welcome.open_round;
+    // The cell prepared for the next round, shared with the reader.
+    let ready: Arc<std::sync::Mutex<Prepared>> = Arc::default();
     // The reader runs on its own: a read cut half-way by the select below
-    // would lose the stream's place.
+    // would lose the stream's place. It answers each batch itself, as soon
+    // as its header is read and before the body: no hop to another task,
+    // and neither the body's length nor the time to check it can move a
+    // cell. Then it hands the batch over to be read.
     let (batches, mut incoming) = tokio::sync::mpsc::channel(4);
-    let reader = tokio::spawn(async move {
-        loop {
-            let next = receiver.next().await;
-            let end = !matches!(next, Ok(Incoming::Batch(_)));
-            if batches.send(next).await.is_err() || end {
-                return;
+    let reader = {
+        let ready = Arc::clone(&ready);
+        tokio::spawn(async move {
+            loop {
+                let next = match receiver.next_header().await {
+                    Ok(Announced::Batch(header)) => {
+                        let prepared = take(&ready);
+                        match answer(open_round, cell_size, &mut sender, prepared, header.round)
+                            .await
+                        {
+                            Ok(()) => receiver.read_body(header).await.map_err(|e| e.to_string()),
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Ok(Announced::Closed { code, reason }) => {
+                        Err(format!("relay closed the connection ({code}): {reason}"))
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                let end = next.is_err();
+                if batches.send(next).await.is_err() || end {
+                    return;
+                }
             }
-        }
-    });
+        })
+    };
     let _reader = AbortOnDrop(reader);
-    let mut job = Some(spawn_job(core, None, welcome.open_round.checked_add(1)));
-    let mut ready: Prepared = None;
+    let mut job = Some(spawn_job(core, None, open_round.checked_add(1)));
     let mut queue: std::collections::VecDeque<(u64, Vec<Vec<u8>>)> =
         std::collections::VecDeque::new();
     loop {
         tokio::select! {
-            // A batch that has arrived is answered before anything else.
-            biased;
             next = incoming.recv() => {
                 let batch = match next {
-                    Some(Ok(Incoming::Batch(b))) => b,
-                    Some(Ok(Incoming::Closed { code, reason })) => {
-                        return format!("relay closed the connection ({code}): {reason}");
-                    }
-                    Some(Err(e)) => return e.to_string(),
+                    Some(Ok(batch)) => batch,
+                    Some(Err(reason)) => return reason,
                     None => return "the connection's reader stopped".to_owned(),
                 };
-                if let Some(end) = on_batch(core, &welcome, cell_size, &mut sender, &mut ready, &mut queue, &mut job, batch).await {
-                    return end;
+                if queue.len() >= MAX_QUEUED_BATCHES {
+                    return "this daemon cannot keep up with the relay's rounds".to_owned();
+                }
+                let cells = batch.batch.cells().map(<[u8]>::to_vec).collect();
+                queue.push_back((batch.round, cells));
+                if job.is_none() {
+                    job = next_job(core, &welcome, &mut queue);
                 }
             }
             done = async {
@@ -230,7 +270,9 @@ async fn lockstep(core: &Arc<Core>, conn: Connected<TcpStream>) -> String {
                 }
             }, if job.is_some() => {
                 match done {
-                    Ok(Ok(Some(p))) => ready = Some(p),
+                    Ok(Ok(Some(p))) => {
+                        *ready.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(p);
+                    }
                     Ok(Ok(None)) => {}
                     Ok(Err(e)) => return e.to_string(),
                     Err(_) => return "internal error".to_owned(),
@@ -239,6 +281,14 @@ async fn lockstep(core: &Arc<Core>, conn: Connected<TcpStream>) -> String {
             }
         }
     }
+}
+
+/// Takes the prepared cell out of its slot.
+fn take(ready: &std::sync::Mutex<Prepared>) -> Prepared {
+    ready
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
 }
 
 /// Starts the job for the oldest queued batch, if any: read it and, for a
@@ -264,43 +314,32 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Answers a batch at once (the prepared cell, or cover), then queues it
-/// to be read. `Some(reason)` ends the connection.
-#[allow(clippy::too_many_arguments)]
-async fn on_batch(
-    core: &Arc<Core>,
-    welcome: &anonchat_protocol::wire::Welcome,
+/// Answers the batch of `round` at once: the cell prepared for the next
+/// round, or cover. Backlog batches (rounds already over) are read, not
+/// answered. `Err(reason)` ends the connection.
+async fn answer(
+    open_round: u64,
     cell_size: usize,
     sender: &mut client::CellSender<TcpStream>,
-    ready: &mut Prepared,
-    queue: &mut std::collections::VecDeque<(u64, Vec<Vec<u8>>)>,
-    job: &mut Option<tokio::task::JoinHandle<crate::error::Result<Prepared>>>,
-    batch: client::ReceivedBatch,
-) -> Option<String> {
-    // Backlog batches (rounds already over) are read, not answered; every
-    // live batch gets one cell at once.
-    if batch.round >= welcome.open_round
-        && let Some(reply) = batch.round.checked_add(1)
-    {
-        let cell = match ready.take() {
-            Some((r, cell)) if r == reply => cell,
-            _ => {
-                let mut cover = vec![0u8; cell_size];
-                rand::rng().fill_bytes(&mut cover);
-                cover
-            }
-        };
-        if let Err(e) = sender.send_cell(reply, cell).await {
-            return Some(e.to_string());
+    ready: Prepared,
+    round: u64,
+) -> Result<(), String> {
+    if round < open_round {
+        return Ok(());
+    }
+    let Some(reply) = round.checked_add(1) else {
+        return Ok(());
+    };
+    let cell = match ready {
+        Some((r, cell)) if r == reply => cell,
+        _ => {
+            let mut cover = vec![0u8; cell_size];
+            rand::rng().fill_bytes(&mut cover);
+            cover
         }
-    }
-    if queue.len() >= MAX_QUEUED_BATCHES {
-        return Some("this daemon cannot keep up with the relay's rounds".to_owned());
-    }
-    let cells = batch.batch.cells().map(<[u8]>::to_vec).collect();
-    queue.push_back((batch.round, cells));
-    if job.is_none() {
-        *job = next_job(core, welcome, queue);
-    }
-    None
+    };
+    sender
+        .send_cell(reply, cell)
+        .await
+        .map_err(|e| e.to_string())
 }

@@ -31,6 +31,11 @@ struct Args {
     /// Send a message again if not acknowledged within this many seconds.
     #[arg(long, default_value_t = anonchatd::core::DEFAULT_RETRANSMIT_AFTER.as_secs())]
     retransmit_s: u64,
+    /// Fault injection for tests (hidden): every save of the session state
+    /// first waits this many milliseconds (at most 1000), as on a very
+    /// slow disk.
+    #[arg(long, hide = true, default_value_t = 0)]
+    test_slow_disk_ms: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,6 +45,13 @@ fn main() -> anyhow::Result<()> {
     anonchatd::memlock::lock_all();
     let mut settings = Settings::new(Paths::resolve(args.home, args.socket)?);
     settings.retransmit_after = Duration::from_secs(args.retransmit_s.max(1));
+    if args.test_slow_disk_ms > 0 {
+        settings.slow_disk = Duration::from_millis(args.test_slow_disk_ms.min(1000));
+        tracing::warn!(
+            ms = settings.slow_disk.as_millis(),
+            "fault injection: every state save is slowed down (for tests only)"
+        );
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(anonchatd::run(settings, args.proxy))
 }

@@ -134,7 +134,8 @@ impl AnonchatServer for Api {
     }
 
     async fn identity_lock(&self) -> RpcResult<()> {
-        self.core.identity_lock().map_err(to_rpc)
+        let core = Arc::clone(&self.core);
+        blocking(move || core.identity_lock()).await
     }
 
     async fn contacts_add(
@@ -142,9 +143,8 @@ impl AnonchatServer for Api {
         identity_file_text: String,
         name: String,
     ) -> RpcResult<ContactInfo> {
-        self.core
-            .contacts_add(&identity_file_text, &name)
-            .map_err(to_rpc)
+        let core = Arc::clone(&self.core);
+        blocking(move || core.contacts_add(&identity_file_text, &name)).await
     }
 
     async fn contacts_list(&self) -> RpcResult<Vec<ContactInfo>> {
@@ -152,18 +152,21 @@ impl AnonchatServer for Api {
     }
 
     async fn contacts_remove(&self, name: String) -> RpcResult<()> {
-        self.core.contacts_remove(&name).map_err(to_rpc)
+        let core = Arc::clone(&self.core);
+        blocking(move || core.contacts_remove(&name)).await
     }
 
     async fn contacts_verify(&self, name: String, fingerprint: String) -> RpcResult<ContactInfo> {
-        self.core
-            .contacts_verify(&name, &fingerprint)
-            .map_err(to_rpc)
+        let core = Arc::clone(&self.core);
+        blocking(move || core.contacts_verify(&name, &fingerprint)).await
     }
 
     async fn messages_send(&self, to: String, text: String) -> RpcResult<SentMessage> {
+        // Off the runtime's workers: the queued message is saved (a file
+        // write and two fsyncs) before the call returns.
+        let core = Arc::clone(&self.core);
         let text = zeroize::Zeroizing::new(text);
-        self.core.messages_send(&to, &text).map_err(to_rpc)
+        blocking(move || core.messages_send(&to, &text)).await
     }
 
     async fn messages_history(

@@ -163,6 +163,35 @@ pub enum Incoming {
     },
 }
 
+/// A batch header, read before its body: enough to answer the round at
+/// once (the send schedule does, so that how long a body takes to read
+/// and check never moves a cell), not yet the cells.
+#[derive(Debug)]
+pub struct BatchHeader {
+    /// The round it closed.
+    pub round: u64,
+    /// When the relay closed it (its clock, microseconds since the epoch).
+    pub closed_at_us: u64,
+    cells: u32,
+    key: anonchat_protocol::wire::BatchKey,
+    body_hash: [u8; anonchat_protocol::wire::BODY_HASH_LEN],
+}
+
+/// What the relay sent next, the body of a batch not yet read.
+#[derive(Debug)]
+pub enum Announced {
+    /// A batch header: read its body with [`BatchReceiver::read_body`]
+    /// before anything else.
+    Batch(BatchHeader),
+    /// The relay closed the link, saying why.
+    Closed {
+        /// The reason's code.
+        code: CloseCode,
+        /// The relay's words (untrusted text).
+        reason: String,
+    },
+}
+
 /// The receiving half: batches in round order.
 pub struct BatchReceiver<S> {
     rd: ReadHalf<S>,
@@ -178,11 +207,10 @@ impl<S: AsyncRead> BatchReceiver<S> {
         Ok(self.opener.open_relay(&self.buf)?)
     }
 
-    /// The next batch (or the relay's close notice). A batch whose body
-    /// does not match the hash in its header is refused with
-    /// [`WireError::BatchBodyMismatch`]; the stream is still aligned, but
-    /// the link can no longer be trusted: drop it and reconnect.
-    pub async fn next(&mut self) -> Result<Incoming, ClientError> {
+    /// The next batch header (or the relay's close notice). The body
+    /// follows on the stream: read it with [`Self::read_body`] before
+    /// anything else.
+    pub async fn next_header(&mut self) -> Result<Announced, ClientError> {
         match self.next_frame().await? {
             RelayFrame::Batch {
                 round,
@@ -190,29 +218,50 @@ impl<S: AsyncRead> BatchReceiver<S> {
                 cells,
                 key,
                 body_hash,
-            } => {
-                let mut body = vec![0u8; sealed_body_len(cells, self.params.cell_size)];
-                self.rd.read_exact(&mut body).await?;
-                // Checks the body against the hash in our own (Noise) header
-                // before opening it: another member of the shard knows `key`.
-                let batch = open_batch(
-                    &key,
-                    &body_hash,
-                    self.shard,
-                    round,
-                    cells,
-                    self.params.cell_size,
-                    &body,
-                )?;
-                Ok(Incoming::Batch(ReceivedBatch {
-                    round,
-                    closed_at_us,
-                    batch,
-                    wire_bytes: self.buf.len() + body.len(),
-                }))
-            }
-            RelayFrame::Close { code, reason } => Ok(Incoming::Closed { code, reason }),
+            } => Ok(Announced::Batch(BatchHeader {
+                round,
+                closed_at_us,
+                cells,
+                key,
+                body_hash,
+            })),
+            RelayFrame::Close { code, reason } => Ok(Announced::Closed { code, reason }),
             RelayFrame::Welcome(_) => Err(ClientError::Unexpected("a second welcome")),
+        }
+    }
+
+    /// Reads and opens the body `header` announced. A body that does not
+    /// match the hash in its header is refused with
+    /// [`WireError::BatchBodyMismatch`]; the stream is still aligned, but
+    /// the link can no longer be trusted: drop it and reconnect.
+    pub async fn read_body(&mut self, header: BatchHeader) -> Result<ReceivedBatch, ClientError> {
+        let mut body = vec![0u8; sealed_body_len(header.cells, self.params.cell_size)];
+        self.rd.read_exact(&mut body).await?;
+        // Checks the body against the hash in our own (Noise) header
+        // before opening it: another member of the shard knows `key`.
+        let batch = open_batch(
+            &header.key,
+            &header.body_hash,
+            self.shard,
+            header.round,
+            header.cells,
+            self.params.cell_size,
+            &body,
+        )?;
+        Ok(ReceivedBatch {
+            round: header.round,
+            closed_at_us: header.closed_at_us,
+            batch,
+            wire_bytes: self.buf.len() + body.len(),
+        })
+    }
+
+    /// The next batch, header and body (or the relay's close notice); see
+    /// [`Self::read_body`] for a body that does not match its header.
+    pub async fn next(&mut self) -> Result<Incoming, ClientError> {
+        match self.next_header().await? {
+            Announced::Batch(h) => Ok(Incoming::Batch(self.read_body(h).await?)),
+            Announced::Closed { code, reason } => Ok(Incoming::Closed { code, reason }),
         }
     }
 }

@@ -50,7 +50,7 @@ pub struct ConnLog {
     pub welcome_at: Instant,
     /// The open round announced in the WELCOME.
     pub open_round: u64,
-    /// (round, when its batch was written).
+    /// (round, when its batch header was written).
     pub batches: Vec<(u64, Instant)>,
     /// (round the client named, when the cell was read).
     pub cells: Vec<(u64, Instant)>,
@@ -378,11 +378,20 @@ async fn close_round(state: &Arc<Mutex<State>>, cell_size: usize) {
         let Ok(header) = m.sealer.seal_relay(&header) else {
             continue;
         };
-        if m.wr.write_all(&header).await.is_err() || m.wr.write_all(&batch.body).await.is_err() {
+        // The clock starts as the header is written (just before: the
+        // client's answer may come back before this thread runs again): a
+        // client may, and the send schedule does, answer before the body
+        // has arrived.
+        let at = Instant::now();
+        if m.wr.write_all(&header).await.is_err() {
             failed.push(m.conn);
             continue;
         }
-        written.push((m.conn, Instant::now()));
+        if m.wr.write_all(&batch.body).await.is_err() {
+            failed.push(m.conn);
+            continue;
+        }
+        written.push((m.conn, at));
         if let Some(gap) = behaviour.stagger {
             tokio::time::sleep(gap).await;
         }

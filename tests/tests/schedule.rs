@@ -41,6 +41,14 @@ const CELL: usize = 512;
 const ANNOUNCED_MS: u32 = 10;
 const PERIOD: Duration = Duration::from_millis(150);
 
+/// Every daemon here saves its state as on a very slow disk (the
+/// daemon's fault-injection flag): a save anywhere between a batch and
+/// its answer would add this much to the delay of every round in which a
+/// client sends or receives, far above the machine's own noise. The
+/// prepared schedule keeps saves off that path; a round is long enough
+/// for the two saves it may need.
+const SLOW_DISK_MS: u64 = 30;
+
 fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL
         .lock()
@@ -52,7 +60,11 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 fn join_in_order(w: &World, relay: &Hostile, users: &[&str]) -> Vec<anonchat_e2e::Proc> {
     let mut procs = Vec::new();
     for (i, u) in users.iter().enumerate() {
-        procs.push(w.daemon(u));
+        let mut cmd = w.daemon_command(u, 2);
+        cmd.args(["--test-slow-disk-ms", &SLOW_DISK_MS.to_string()])
+            .env("RUST_LOG", "warn")
+            .stderr(std::process::Stdio::null());
+        procs.push(w.start_daemon(u, cmd));
         w.init(u, &relay.address);
         eventually(30, "the daemon joined the hostile relay", || {
             relay.members() == i + 1

@@ -86,7 +86,7 @@ impl Core {
         if inner.public.is_some() {
             return Err(Error::IdentityExists);
         }
-        let unlocked = Unlocked::start(router, key, &contacts, paths, &mut *inner.rng)?;
+        let unlocked = Unlocked::start(router, key, &contacts, &self.settings, &mut *inner.rng)?;
         inner.contacts = contacts;
         inner.public = Some(public.clone());
         inner.protected = !passphrase.is_empty();
@@ -133,7 +133,7 @@ impl Core {
         if inner.unlocked.is_some() {
             return Ok(());
         }
-        let unlocked = Unlocked::start(router, key, &contacts, paths, &mut *inner.rng)?;
+        let unlocked = Unlocked::start(router, key, &contacts, &self.settings, &mut *inner.rng)?;
         inner.contacts = contacts;
         inner.unlocked = Some(unlocked);
         drop(inner);

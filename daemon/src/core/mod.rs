@@ -19,6 +19,7 @@ mod settings;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use anonchat_ipc::{
     Event, EventPosition, IdentityState, LinkState, RelayStatus, SequencedEvent, Status,
@@ -43,6 +44,8 @@ struct Unlocked {
     router: Router,
     key: DataKey,
     saved_changes: u64,
+    /// See [`Settings::slow_disk`].
+    slow_disk: Duration,
 }
 
 impl Unlocked {
@@ -52,7 +55,7 @@ impl Unlocked {
         mut router: Router,
         key: DataKey,
         contacts: &Contacts,
-        paths: &Paths,
+        settings: &Settings,
         rng: &mut dyn CryptoRng,
     ) -> Result<Self> {
         contacts.attach(rng, &mut router);
@@ -60,13 +63,17 @@ impl Unlocked {
             router,
             key,
             saved_changes: 0,
+            slow_disk: settings.slow_disk,
         };
-        unlocked.save(paths).map_err(Error::storage)?;
+        unlocked.save(&settings.paths).map_err(Error::storage)?;
         Ok(unlocked)
     }
 
     /// Seals and writes the session state, and remembers what was saved.
     fn save(&mut self, paths: &Paths) -> Result<(), KeystoreError> {
+        if !self.slow_disk.is_zero() {
+            std::thread::sleep(self.slow_disk);
+        }
         let state = self.router.export_state();
         keystore::save_state(&paths.sessions(), &self.key, &state)?;
         self.saved_changes = self.router.changes();

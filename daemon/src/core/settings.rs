@@ -58,6 +58,11 @@ pub struct Settings {
     pub clock: Clock,
     /// The Argon2id cost of a new key file.
     pub kdf_cost: keystore::KdfCost,
+    /// Fault injection for tests: every save of the session state first
+    /// waits this long, as on a very slow disk (zero in normal use). The
+    /// send schedule's timing tests use it to make any save on the path
+    /// from a batch to its answer stand out.
+    pub slow_disk: Duration,
 }
 
 impl Settings {
@@ -69,6 +74,7 @@ impl Settings {
             cell_size: DEFAULT_CELL_SIZE,
             clock: Clock::System,
             kdf_cost: keystore::KdfCost::DEFAULT,
+            slow_disk: Duration::ZERO,
         }
     }
 }
