@@ -63,6 +63,26 @@ pub enum Error {
     /// The operation could not run (a worker thread failed).
     #[error("{0}")]
     Busy(String),
+    /// `events.subscribe` from a `since` whose followers the replay log no
+    /// longer holds.
+    #[error(
+        "events after {since} are no longer held (the oldest held is {}, the newest {})",
+        position.oldest, position.last
+    )]
+    EventsTooOld {
+        /// The client's `since`.
+        since: u64,
+        /// Where the stream stands (the error's `data`).
+        position: anonchat_ipc::EventPosition,
+    },
+    /// `events.subscribe` with the stream id of another daemon run.
+    #[error("stream {given:?} is not this daemon run's ({})", position.stream)]
+    UnknownEventStream {
+        /// The client's `stream` (at most 64 characters of it).
+        given: String,
+        /// Where the stream stands (the error's `data`).
+        position: anonchat_ipc::EventPosition,
+    },
 }
 
 impl Error {
@@ -82,6 +102,8 @@ impl Error {
             Self::InvalidRelay(_) | Self::RelayRefused(_) => ErrorCode::InvalidRelay,
             Self::Storage(_) => ErrorCode::Storage,
             Self::Busy(_) => ErrorCode::Busy,
+            Self::EventsTooOld { .. } => ErrorCode::EventsTooOld,
+            Self::UnknownEventStream { .. } => ErrorCode::UnknownEventStream,
         }
     }
 

@@ -192,6 +192,13 @@ where
             Ok(Value::Object(o)) if !o.contains_key("id") => None, // a notification: no reply
             Ok(Value::Object(_)) => match module.raw_json_request(&line, SUB_BUFFER).await {
                 Ok((response, mut notifications)) => {
+                    // The reply first: a subscription's first notifications
+                    // (a replay, sent at once) must not overtake the
+                    // subscription id, or the client drops them.
+                    if out_tx.try_send(response.get().to_owned()).is_err() {
+                        tracing::warn!("an RPC client does not read its replies; dropping it");
+                        break;
+                    }
                     let tx = out_tx.clone();
                     subscriptions.spawn(async move {
                         while let Some(n) = notifications.recv().await {
@@ -200,7 +207,7 @@ where
                             }
                         }
                     });
-                    Some(response.get().to_owned())
+                    None
                 }
                 Err(e) => Some(error_line(
                     INVALID_REQUEST,

@@ -7,13 +7,15 @@
 use std::sync::Arc;
 
 use anonchat_ipc::{
-    AnonchatServer, ContactInfo, DaemonConfig, ErrorCode, Event, HistoryCursor, HistoryEntry,
-    HistoryPage, IdentityInfo, SentMessage, Status, rpc_error,
+    AnonchatServer, ContactInfo, DaemonConfig, ErrorCode, Event, EventPosition, HistoryCursor,
+    HistoryEntry, HistoryPage, IdentityInfo, SentMessage, SequencedEvent, Status, rpc_error,
 };
 use jsonrpsee::core::{SubscriptionResult, async_trait};
 use jsonrpsee::types::ErrorObjectOwned;
 use jsonrpsee::{PendingSubscriptionSink, SubscriptionMessage};
 use tokio::sync::broadcast::error::RecvError;
+
+use crate::core::Attached;
 
 use crate::core::Core;
 use crate::error::Error;
@@ -28,10 +30,6 @@ pub struct Api {
 
 /// The JSON-RPC error object for a daemon error: its code, the code's
 /// advice (what to do), then the detail.
-#[expect(
-    clippy::needless_pass_by_value,
-    reason = "called as map_err(to_rpc): the error is consumed here"
-)]
 pub fn to_rpc(e: Error) -> ErrorObjectOwned {
     let plain = rpc_error(e.code(), &e);
     match e {
@@ -40,6 +38,9 @@ pub fn to_rpc(e: Error) -> ErrorObjectOwned {
             plain.message().to_owned(),
             Some(serde_json::json!({ "retry_after_ms": retry_after_ms })),
         ),
+        Error::EventsTooOld { position, .. } | Error::UnknownEventStream { position, .. } => {
+            ErrorObjectOwned::owned(plain.code(), plain.message().to_owned(), Some(position))
+        }
         _ => plain,
     }
 }
@@ -192,21 +193,90 @@ impl AnonchatServer for Api {
     }
 
     async fn events(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {
-        let mut rx = self.core.subscribe();
-        let sink = pending.accept().await?;
-        loop {
-            let event = tokio::select! {
-                () = sink.closed() => return Ok(()),
-                e = rx.recv() => match e {
-                    Ok(e) => e,
-                    Err(RecvError::Lagged(missed)) => Event::Lagged { missed },
-                    Err(RecvError::Closed) => return Ok(()),
-                },
-            };
-            let msg = SubscriptionMessage::from(serde_json::value::to_raw_value(&event)?);
-            if sink.send(msg).await.is_err() {
+        self.events_since(pending, None, None).await
+    }
+
+    async fn events_position(&self) -> RpcResult<EventPosition> {
+        Ok(self.core.events_position())
+    }
+
+    async fn events_since(
+        &self,
+        pending: PendingSubscriptionSink,
+        since: Option<u64>,
+        stream: Option<String>,
+    ) -> SubscriptionResult {
+        let attached = match self.core.subscribe_since(since, stream.as_deref()) {
+            Ok(a) => a,
+            Err(e) => {
+                pending.reject(to_rpc(e)).await;
                 return Ok(());
             }
+        };
+        let sink = pending.accept().await?;
+        let _ = forward(&self.core, &sink, attached, since.unwrap_or(0)).await;
+        Ok(())
+    }
+}
+
+/// Sends the replayed events, then the live ones, skipping any already
+/// sent. A subscriber that lags behind the live channel is re-attached
+/// from the replay log; if the log no longer holds what it missed, it gets
+/// one `lagged` event (numbered as the last event lost) and goes on from
+/// the oldest held.
+async fn forward(
+    core: &Core,
+    sink: &jsonrpsee::SubscriptionSink,
+    mut attached: Attached,
+    mut last: u64,
+) -> Result<(), Gone> {
+    loop {
+        for e in std::mem::take(&mut attached.replay) {
+            last = e.seq;
+            send(sink, &e).await?;
+        }
+        let e = tokio::select! {
+            () = sink.closed() => return Ok(()),
+            e = attached.live.recv() => e,
+        };
+        match e {
+            Ok(e) if e.seq <= last => {}
+            Ok(e) => {
+                last = e.seq;
+                send(sink, &e).await?;
+            }
+            Err(RecvError::Lagged(_)) => {
+                let position = core.events_position();
+                attached = if let Ok(a) = core.subscribe_since(Some(last), Some(&position.stream)) {
+                    a
+                } else {
+                    let skipped = position.oldest.saturating_sub(1);
+                    let lagged = SequencedEvent {
+                        stream: position.stream.clone(),
+                        seq: skipped,
+                        event: Event::Lagged {
+                            missed: skipped.saturating_sub(last),
+                        },
+                    };
+                    send(sink, &lagged).await?;
+                    last = skipped;
+                    core.subscribe_since(Some(last), Some(&position.stream))
+                        .map_err(|_| Gone)?
+                };
+            }
+            Err(RecvError::Closed) => return Ok(()),
         }
     }
 }
+
+/// Sends one event; `Err(Gone)` once the subscriber has left (a quiet
+/// end: the error would carry the event, text included, into a log).
+async fn send(sink: &jsonrpsee::SubscriptionSink, e: &SequencedEvent) -> Result<(), Gone> {
+    let msg = serde_json::value::to_raw_value(e).map_err(|_| Gone)?;
+    sink.send(SubscriptionMessage::from(msg))
+        .await
+        .map_err(|_| Gone)
+}
+
+/// The subscriber left, or its stream cannot go on.
+struct Gone;

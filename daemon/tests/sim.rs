@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use anonchat_ipc::Event;
+use anonchat_ipc::{Event, SequencedEvent};
 use anonchatd::core::{Clock, Core, Settings};
 use anonchatd::keystore::KdfCost;
 use anonchatd::paths::Paths;
@@ -221,7 +221,7 @@ fn settings(home: &Path, clock: &Arc<AtomicU64>) -> Settings {
 struct Node {
     home: PathBuf,
     core: Arc<Core>,
-    events: broadcast::Receiver<Event>,
+    events: broadcast::Receiver<SequencedEvent>,
     /// Connected from this round on (`None`: connected).
     down_until: Option<u64>,
     /// Unlocks again in this round.
@@ -357,7 +357,10 @@ impl Sim {
     fn collect(&mut self, n: usize) -> Result<(), Failure> {
         loop {
             match self.nodes[n].events.try_recv() {
-                Ok(Event::MessageReceived { text: t, .. }) => {
+                Ok(SequencedEvent {
+                    event: Event::MessageReceived { text: t, .. },
+                    ..
+                }) => {
                     let Some((sender, seq)) = parse(&t) else {
                         return Err(self.fail(format!("garbled message {t:?}")));
                     };

@@ -40,11 +40,18 @@ pub enum ErrorCode {
     InvalidRelay = -32012,
     /// The daemon is busy; the call may be retried.
     Busy = -32013,
+    /// `events.subscribe` with a `since` older than the events the daemon
+    /// still holds; `data` is the [`EventPosition`](crate::EventPosition).
+    EventsTooOld = -32014,
+    /// `events.subscribe` with a `stream` that is not this daemon run's
+    /// (the daemon restarted); `data` is the
+    /// [`EventPosition`](crate::EventPosition).
+    UnknownEventStream = -32015,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order (for tests and documentation).
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 15] = [
         Self::NoIdentity,
         Self::Locked,
         Self::IdentityExists,
@@ -58,6 +65,8 @@ impl ErrorCode {
         Self::Storage,
         Self::InvalidRelay,
         Self::Busy,
+        Self::EventsTooOld,
+        Self::UnknownEventStream,
     ];
 
     /// The code's number on the wire.
@@ -94,6 +103,12 @@ impl ErrorCode {
                 "the relay address is invalid; copy the whole line the relay printed (anonchat://HOST:PORT/#KEY)"
             }
             Self::Busy => "the daemon is busy; try again in a moment",
+            Self::EventsTooOld => {
+                "the daemon no longer holds the events you missed: re-read the history (`anonctl history`, `messages.history`), then subscribe again without `since` or from `data.oldest` - 1"
+            }
+            Self::UnknownEventStream => {
+                "the daemon has restarted since that event (sequence numbers start again in every run): subscribe again with the new `data.stream` and `since` 0 (nothing lost if `data.oldest` is 1), or without `since`"
+            }
         }
     }
 }

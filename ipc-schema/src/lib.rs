@@ -18,6 +18,10 @@ pub use types::*;
 /// says so), rather than guessing.
 pub const API_VERSION: u32 = 1;
 
+/// Events the daemon keeps in RAM for `events.subscribe`'s replay (the
+/// newest ones; also bounded in bytes by the daemon).
+pub const REPLAY_EVENTS: usize = 1000;
+
 /// Longest JSON-RPC line either side accepts, in bytes.
 pub const MAX_LINE: usize = 256 * 1024;
 
@@ -135,7 +139,27 @@ pub trait Anonchat {
         limit: Option<u32>,
     ) -> Result<HistoryPage, ErrorObjectOwned>;
 
-    /// Events: messages received, delivery states, contacts, relay state.
+    /// Events: messages received, delivery states, contacts, relay state;
+    /// from now on, without replay. On the wire each one carries its
+    /// `stream` and `seq` too (a [`SequencedEvent`]); this client reads
+    /// the [`Event`] only. Scripts that must not miss anything use
+    /// `events.subscribe`.
     #[subscription(name = "messages.subscribe" => "messages.event", unsubscribe = "messages.unsubscribe", item = Event)]
     async fn events(&self) -> SubscriptionResult;
+
+    /// Where the event stream stands: this daemon run's stream id and the
+    /// range of events it still holds (the last [`REPLAY_EVENTS`]).
+    #[method(name = "events.position")]
+    async fn events_position(&self) -> Result<EventPosition, ErrorObjectOwned>;
+
+    /// Events with their sequence numbers. With `since` (the `seq` of the
+    /// last event the client saw) and `stream` (that event's stream), the
+    /// daemon first replays every event after `since`, then goes on live:
+    /// nothing is missed or repeated. It refuses, with
+    /// [`ErrorCode::EventsTooOld`], a `since` whose followers it no longer
+    /// holds, and, with [`ErrorCode::UnknownEventStream`], a `stream` of
+    /// another daemon run; both errors carry the [`EventPosition`] as
+    /// `data`. Without `since`: from now on.
+    #[subscription(name = "events.subscribe" => "events.event", unsubscribe = "events.unsubscribe", item = SequencedEvent, param_kind = map)]
+    async fn events_since(&self, since: Option<u64>, stream: Option<String>) -> SubscriptionResult;
 }

@@ -334,6 +334,39 @@ pub enum Event {
     },
 }
 
+/// An event as `events.subscribe` (and `messages.subscribe`) sends it:
+/// the [`Event`]'s own members plus where it stands in the daemon's event
+/// stream. On the wire one flat object:
+/// `{"stream":"…","seq":42,"type":"message_received",…}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequencedEvent {
+    /// This daemon run's stream id (random, new at every daemon start):
+    /// sequence numbers are only meaningful within one stream.
+    pub stream: String,
+    /// The event's number in the stream: 1, 2, 3, … without gaps. A
+    /// [`Event::Lagged`] is not in the sequence: its `seq` is the last one
+    /// it stands for (the next event has `seq + 1`).
+    pub seq: u64,
+    /// The event.
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+/// Where the daemon's event stream stands (`events.position`, and the
+/// `data` of `events.subscribe`'s "too old" and "unknown stream" errors).
+/// A subscription with `since = s` replays events `s + 1 ..= last`; it can
+/// if `oldest <= s + 1` and `s <= last`, in this `stream`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventPosition {
+    /// This daemon run's stream id.
+    pub stream: String,
+    /// The oldest event the daemon still holds (`last + 1` if it holds
+    /// none).
+    pub oldest: u64,
+    /// The newest event's number (0 before the first event).
+    pub last: u64,
+}
+
 impl std::fmt::Debug for Event {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -383,6 +416,28 @@ mod tests {
             r#"{"type":"delivery_changed","contact":"bob","id":3,"state":"delivered"}"#
         );
         assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), e);
+    }
+
+    #[test]
+    fn sequenced_events_are_flat_and_plain_clients_can_read_them() {
+        let e = SequencedEvent {
+            stream: "s1".into(),
+            seq: 7,
+            event: Event::Locked,
+        };
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(json, r#"{"stream":"s1","seq":7,"type":"locked"}"#);
+        assert_eq!(serde_json::from_str::<SequencedEvent>(&json).unwrap(), e);
+        // `messages.subscribe`'s item is `Event`: the extra members are
+        // ignored, for every shape of variant.
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), Event::Locked);
+        let e = SequencedEvent {
+            stream: "s1".into(),
+            seq: 8,
+            event: Event::Lagged { missed: 2 },
+        };
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), e.event);
     }
 
     #[test]

@@ -208,6 +208,7 @@ async fn read_loop(
             Submit::Accepted => {}
             Submit::Late => Stats::inc(&ctx.stats.cells_late),
             Submit::Unearned | Submit::Duplicate | Submit::Future => {
+                Stats::inc(&ctx.stats.cells_refused);
                 Stats::inc(&ctx.stats.violations);
                 if violations.one_more() {
                     return End::Violation(violation_reason(outcome));

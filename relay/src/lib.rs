@@ -8,6 +8,7 @@ mod conn;
 pub mod defaults;
 pub mod keyfile;
 pub mod loadgen;
+pub mod metrics;
 mod per_ip;
 mod redact;
 pub mod server;
@@ -18,5 +19,5 @@ pub mod stats;
 /// links no server code; re-exported here for the load generator and tests.
 pub use anonchat_relay_client as client;
 pub use config::RelayConfig;
-pub use server::{Relay, run};
+pub use server::{Relay, run, run_with_metrics};
 pub use stats::Stats;

@@ -44,6 +44,17 @@ impl Relay {
 /// Serves until `shutdown` is cancelled, then tells every client, waits a
 /// moment for the close frames to go out, and returns the final counters.
 pub async fn run(listener: TcpListener, relay: Relay, shutdown: CancellationToken) -> Arc<Stats> {
+    run_with_metrics(listener, relay, None, shutdown).await
+}
+
+/// [`run`], and with `metrics`, the counters served on it in the
+/// Prometheus text format ([`crate::metrics`]).
+pub async fn run_with_metrics(
+    listener: TcpListener,
+    relay: Relay,
+    metrics: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> Arc<Stats> {
     let stats = Arc::new(Stats::default());
     let config = relay.config;
     let ctx = Arc::new(Ctx {
@@ -59,6 +70,26 @@ pub async fn run(listener: TcpListener, relay: Relay, shutdown: CancellationToke
     tasks.spawn(stats_logger(Arc::clone(&ctx)));
 
     let slots = Arc::new(Semaphore::new(config.max_clients));
+    if let Some(listener) = metrics {
+        let stop = ctx.shutdown.clone();
+        let ctx = Arc::clone(&ctx);
+        let slots = Arc::clone(&slots);
+        let gauges = move || {
+            let (shards, clients, backlog_bytes) = ctx.shards.counts();
+            crate::metrics::Gauges {
+                connections: config.max_clients.saturating_sub(slots.available_permits()),
+                clients,
+                shards,
+                backlog_bytes,
+            }
+        };
+        tasks.spawn(crate::metrics::serve(
+            listener,
+            Arc::clone(&stats),
+            gauges,
+            stop,
+        ));
+    }
     let per_ip = PerIp::default();
     loop {
         let (stream, peer) = tokio::select! {

@@ -29,6 +29,9 @@ pub struct Stats {
     /// Cells received for a round already closed, within the connection's
     /// one cell per batch (dropped, not a violation).
     pub cells_late: AtomicU64,
+    /// Cells refused as violations (unearned, duplicate, future round):
+    /// dropped.
+    pub cells_refused: AtomicU64,
     /// Cells sealed into batches.
     pub cells_relayed: AtomicU64,
     /// Bytes of batches (headers and bodies) written to clients.
@@ -63,7 +66,7 @@ impl Stats {
         format!(
             "accepted={} refused_full={} joins_refused={} shards_dropped={} \
              handshake_failed={} version_refused={} joined={} rounds={} cells_in={} \
-             cells_late={} cells_relayed={} batch_bytes={} \
+             cells_late={} cells_refused={} cells_relayed={} batch_bytes={} \
              slow_dropped={} idle_dropped={} violations={} backlog_evictions={}",
             Self::get(&self.connections_accepted),
             Self::get(&self.connections_refused_full),
@@ -75,6 +78,7 @@ impl Stats {
             Self::get(&self.rounds_closed),
             Self::get(&self.cells_in),
             Self::get(&self.cells_late),
+            Self::get(&self.cells_refused),
             Self::get(&self.cells_relayed),
             Self::get(&self.batch_bytes_written),
             Self::get(&self.slow_readers_dropped),

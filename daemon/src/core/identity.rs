@@ -155,6 +155,8 @@ impl Core {
             tracing::error!(error = %e, "could not save session state while locking");
         }
         inner.forget();
+        // The replay log holds received message text: history too.
+        self.events.forget();
         inner.relay.state = LinkState::Offline;
         drop(inner);
         tracing::info!("locked");
@@ -172,6 +174,7 @@ impl Core {
             tracing::error!(error = %e, "could not save session state on exit");
         }
         inner.forget();
+        self.events.forget();
         self.unlocked_tx.send_replace(false);
     }
 }

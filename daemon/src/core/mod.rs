@@ -11,18 +11,20 @@
 //! and the cell about to be sent always agree.
 
 mod contacts;
+pub mod events;
 mod identity;
 mod messages;
 mod rounds;
+mod settings;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use anonchat_ipc::{Event, IdentityState, LinkState, RelayStatus, Status};
+use anonchat_ipc::{
+    Event, EventPosition, IdentityState, LinkState, RelayStatus, SequencedEvent, Status,
+};
 use anonchat_protocol::e2e::{Config, ContactId, PublicIdentity, Router};
-use anonchat_protocol::wire::DEFAULT_CELL_SIZE;
 use rand::CryptoRng;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
@@ -32,79 +34,9 @@ use crate::error::{Error, Result};
 use crate::keystore::{self, DataKey, KeystoreError};
 use crate::paths::Paths;
 
+pub use events::{Attached, EVENT_BUFFER, EventLog};
 pub use messages::HISTORY_PER_CONTACT;
-
-/// Events buffered per subscriber before it counts as lagging.
-pub const EVENT_BUFFER: usize = 1024;
-/// Default time after which an unacknowledged message is sent again.
-pub const DEFAULT_RETRANSMIT_AFTER: Duration = Duration::from_secs(30);
-
-/// Where the core reads the time: the system clock, or (for in-process
-/// tests and the fault simulator) a number the test moves.
-#[derive(Clone, Default)]
-pub enum Clock {
-    /// Milliseconds since the Unix epoch.
-    #[default]
-    System,
-    /// A clock the owner of the `Arc` sets.
-    Manual(Arc<AtomicU64>),
-}
-
-impl Clock {
-    /// Now, in milliseconds.
-    pub fn now_ms(&self) -> u64 {
-        match self {
-            Self::System => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or(Duration::ZERO)
-                .as_millis() as u64,
-            Self::Manual(t) => t.load(Ordering::Relaxed),
-        }
-    }
-}
-
-impl std::fmt::Debug for Clock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::System => "Clock::System",
-            Self::Manual(_) => "Clock::Manual",
-        })
-    }
-}
-
-/// What the daemon is configured with.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    /// Where its files and socket are.
-    pub paths: Paths,
-    /// Retransmit after this long without an acknowledgement.
-    pub retransmit_after: Duration,
-    /// The cell size sessions are made for (the relay's must match).
-    pub cell_size: usize,
-    /// Where the time comes from.
-    pub clock: Clock,
-    /// The Argon2id cost of a new key file.
-    pub kdf_cost: keystore::KdfCost,
-    /// Fault injection for tests: every save of the session state first
-    /// waits this long, as on a very slow disk (zero in normal use). The
-    /// send schedule's timing tests use it to make any save on the path
-    /// from a batch to its answer stand out.
-    pub slow_disk: Duration,
-}
-
-impl Settings {
-    /// The defaults for a home.
-    pub fn new(paths: Paths) -> Self {
-        Self {
-            paths,
-            retransmit_after: DEFAULT_RETRANSMIT_AFTER,
-            cell_size: DEFAULT_CELL_SIZE,
-            clock: Clock::System,
-            kdf_cost: keystore::KdfCost::DEFAULT,
-            slow_disk: Duration::ZERO,
-        }
-    }
-}
+pub use settings::{Clock, DEFAULT_RETRANSMIT_AFTER, Settings, SystemRng};
 
 /// What exists only while unlocked: the sessions and the key that seals
 /// them on disk.
@@ -224,7 +156,8 @@ pub struct Core {
     /// files outside `inner`'s lock) and of a configuration change: one
     /// such writer at a time.
     exclusive_writes: Mutex<()>,
-    events: broadcast::Sender<Event>,
+    /// Numbered, kept for replay, broadcast.
+    events: EventLog,
     /// True while unlocked: the relay link runs only then.
     unlocked_tx: watch::Sender<bool>,
     /// The persisted configuration; the link redials when it changes.
@@ -261,7 +194,6 @@ impl Core {
         } else {
             false
         };
-        let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (unlocked_tx, _) = watch::channel(false);
         let (config, _) = watch::channel(
             crate::config::Config::load(&paths.config()).map_err(|e| anyhow::anyhow!("{e}"))?,
@@ -289,7 +221,7 @@ impl Core {
                 rng,
             }),
             exclusive_writes: Mutex::new(()),
-            events,
+            events: EventLog::new(),
             unlocked_tx,
             config,
             shutdown: CancellationToken::new(),
@@ -303,7 +235,7 @@ impl Core {
     }
 
     fn emit(&self, e: Event) {
-        let _ = self.events.send(e);
+        self.events.emit(e);
     }
 
     fn emit_all(&self, events: Vec<Event>) {
@@ -313,8 +245,19 @@ impl Core {
     }
 
     /// A stream of every API event from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        self.events.subscribe()
+    pub fn subscribe(&self) -> broadcast::Receiver<SequencedEvent> {
+        self.events.live()
+    }
+
+    /// The events after `since` in `stream` (see [`EventLog::attach`]),
+    /// then the live ones.
+    pub fn subscribe_since(&self, since: Option<u64>, stream: Option<&str>) -> Result<Attached> {
+        self.events.attach(since, stream)
+    }
+
+    /// Where the event stream stands.
+    pub fn events_position(&self) -> EventPosition {
+        self.events.position()
     }
 
     /// Watches whether the daemon is unlocked.
@@ -415,28 +358,3 @@ impl Core {
 
 #[cfg(test)]
 mod tests;
-
-/// The operating system's randomness, through rand's thread-local
-/// generator, as a value that can live in the core and move across threads
-/// (the thread-local one cannot).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemRng;
-
-impl rand::TryRng for SystemRng {
-    type Error = std::convert::Infallible;
-
-    fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        Ok(rand::Rng::next_u32(&mut rand::rng()))
-    }
-
-    fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        Ok(rand::Rng::next_u64(&mut rand::rng()))
-    }
-
-    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        rand::Rng::fill_bytes(&mut rand::rng(), dst);
-        Ok(())
-    }
-}
-
-impl rand::TryCryptoRng for SystemRng {}

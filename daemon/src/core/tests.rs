@@ -225,6 +225,38 @@ fn three_cores_in_a_ring_each_read_only_their_own() {
     assert!(w.received("bob", "carol").is_empty());
 }
 
+/// A received message can be replayed (`events.subscribe` with `since`)
+/// while unlocked, and not after `identity.lock`: the replay log is
+/// history and goes with it. Mutation: without `self.events.forget()` in
+/// `identity_lock` the text is still replayed after the lock.
+#[test]
+fn the_replay_log_forgets_message_text_at_lock() {
+    use anonchat_ipc::Event;
+    let mut w = World::new(&["alice", "bob"], Duration::from_secs(30));
+    w.core("alice").messages_send("bob", "hello bob").unwrap();
+    w.run(20);
+    let bob = w.core("bob");
+    let stream = bob.events_position().stream;
+    let texts = |since| {
+        bob.subscribe_since(Some(since), Some(&stream))
+            .map(|a| {
+                a.replay
+                    .into_iter()
+                    .filter_map(|e| match e.event {
+                        Event::MessageReceived { text, .. } => Some(text),
+                        _ => None,
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(texts(0), ["hello bob"]);
+    bob.identity_lock().unwrap();
+    assert!(texts(0).is_empty());
+    let p = bob.events_position();
+    assert_eq!(p.oldest, p.last, "only the `locked` event is held");
+}
+
 #[test]
 fn a_locked_core_prepares_and_receives_nothing() {
     let w = World::new(&["alice", "bob"], Duration::from_secs(30));

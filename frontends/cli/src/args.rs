@@ -93,8 +93,19 @@ pub(crate) enum Cmd {
         #[arg(long)]
         limit: Option<u32>,
     },
-    /// Stream events (messages, delivery states, relay state).
-    Watch,
+    /// Stream events (messages, delivery states, relay state). With --json
+    /// each event carries its `stream` and `seq`: after a restart of the
+    /// script, `--stream S --since N` first replays what followed event N
+    /// (the daemon keeps the last 1000 in RAM), or says it is too old or
+    /// from before a daemon restart (exit code 1).
+    Watch {
+        /// The `seq` of the last event seen: replay what followed it.
+        #[arg(long, requires = "stream")]
+        since: Option<u64>,
+        /// The `stream` of that event (the daemon run's id).
+        #[arg(long, requires = "since")]
+        stream: Option<String>,
+    },
     /// Chat interactively with a contact; Ctrl-D leaves.
     Chat { name: String },
     /// Daemon, identity and relay state, with warnings.

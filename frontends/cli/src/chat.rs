@@ -43,15 +43,21 @@ fn describe(e: &Event) -> String {
     }
 }
 
-/// Prints every event until the daemon closes the stream (an error then).
-pub(crate) async fn watch(c: &Client, json: bool) -> Result<(), Fail> {
-    let mut events = c.events().await?;
+/// Prints every event (those after `since` of `stream` first) until the
+/// daemon closes the stream (an error then).
+pub(crate) async fn watch(
+    c: &Client,
+    json: bool,
+    since: Option<u64>,
+    stream: Option<String>,
+) -> Result<(), Fail> {
+    let mut events = c.events_since(since, stream).await?;
     while let Some(e) = events.next().await {
         let e = e.map_err(|e| Fail::Other(format!("event stream: {e}")))?;
         if json {
             show::json(&e);
         } else {
-            println!("{}", describe(&e));
+            println!("#{} {}", e.seq, describe(&e.event));
         }
     }
     Err(Fail::Unreachable(

@@ -262,9 +262,14 @@ pub(crate) async fn history(ctx: &Ctx, name: &str, limit: Option<u32>) -> Result
     Ok(())
 }
 
-/// `watch`: prints the daemon's events until it closes the stream.
-pub(crate) async fn watch(ctx: &Ctx) -> Result<(), Fail> {
-    chat::watch(&ctx.connect().await?, ctx.json).await
+/// `watch`: prints the daemon's events (after `since` of `stream` first)
+/// until it closes the stream.
+pub(crate) async fn watch(
+    ctx: &Ctx,
+    since: Option<u64>,
+    stream: Option<String>,
+) -> Result<(), Fail> {
+    chat::watch(&ctx.connect().await?, ctx.json, since, stream).await
 }
 
 /// `chat NAME`: chats with a contact until end of input.

@@ -8,8 +8,8 @@ use jsonrpsee::core::ClientError;
 /// Why a command failed; each kind has its own exit code.
 #[derive(Debug)]
 pub(crate) enum Fail {
-    /// The daemon answered with an error (code, message).
-    Daemon(i32, String),
+    /// The daemon answered with an error (code, message, data).
+    Daemon(i32, String, Option<serde_json::Value>),
     /// A usage error: bad arguments or input (exit code 2).
     Usage(String),
     /// No daemon answers, or the connection was lost (exit code 3).
@@ -36,7 +36,11 @@ impl From<ConnectError> for Fail {
 impl From<ClientError> for Fail {
     fn from(e: ClientError) -> Self {
         match e {
-            ClientError::Call(obj) => Fail::Daemon(obj.code(), obj.message().to_owned()),
+            ClientError::Call(obj) => Fail::Daemon(
+                obj.code(),
+                obj.message().to_owned(),
+                obj.data().and_then(|d| serde_json::from_str(d.get()).ok()),
+            ),
             ClientError::RequestTimeout => {
                 Fail::Timeout("the daemon did not answer in time".into())
             }
@@ -63,7 +67,7 @@ impl Fail {
 
     fn message(&self) -> &str {
         match self {
-            Fail::Daemon(_, m)
+            Fail::Daemon(_, m, _)
             | Fail::Usage(m)
             | Fail::Unreachable(m)
             | Fail::Version(m)
@@ -77,14 +81,15 @@ impl Fail {
     pub(crate) fn report(self, json: bool) -> ExitCode {
         let code = self.code();
         if json {
-            let rpc_code = match &self {
-                Fail::Daemon(c, _) => Some(*c),
-                _ => None,
+            let (rpc_code, data) = match &self {
+                Fail::Daemon(c, _, data) => (Some(*c), data.clone()),
+                _ => (None, None),
             };
-            println!(
-                "{}",
-                serde_json::json!({"error": {"exit_code": code, "rpc_code": rpc_code, "message": self.message()}})
-            );
+            let mut error = serde_json::json!({"exit_code": code, "rpc_code": rpc_code, "message": self.message()});
+            if let Some(data) = data {
+                error["data"] = data;
+            }
+            println!("{}", serde_json::json!({ "error": error }));
         } else {
             // The message may quote the daemon, the relay or a contact.
             eprintln!("anonctl: {}", crate::show::safe(self.message()));

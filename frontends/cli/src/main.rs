@@ -91,7 +91,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
             timeout,
         } => sending::send(&ctx, &name, text, wait, timeout).await,
         Cmd::History { name, limit } => commands::history(&ctx, &name, limit).await,
-        Cmd::Watch => commands::watch(&ctx).await,
+        Cmd::Watch { since, stream } => commands::watch(&ctx, since, stream).await,
         Cmd::Chat { name } => commands::chat(&ctx, &name).await,
         Cmd::Status => commands::status(&ctx).await,
         Cmd::Rpc { method, params } => commands::rpc(&ctx, &method, params.as_deref()).await,

@@ -70,6 +70,10 @@ struct Args {
     /// Log client IP addresses (off by default: the relay should not know them).
     #[arg(long)]
     log_addresses: bool,
+    /// Serve aggregate counters (Prometheus text format, no labels) on
+    /// this address, e.g. 127.0.0.1:9466; nothing is served without it.
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<String>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -112,6 +116,17 @@ fn main() -> anyhow::Result<()> {
         let listener = TcpListener::bind(&args.listen)
             .await
             .with_context(|| format!("cannot listen on {} (in use? permission?)", args.listen))?;
+        // Bound before the address is printed: ready means both.
+        let metrics = match &args.metrics {
+            Some(addr) => {
+                let m = TcpListener::bind(addr).await.with_context(|| {
+                    format!("cannot serve metrics on {addr} (in use? permission?)")
+                })?;
+                tracing::info!(addr = %m.local_addr()?, "metrics served");
+                Some(m)
+            }
+            None => None,
+        };
         let local = listener.local_addr()?;
         let (host, port) = match &args.public_addr {
             Some(p) => split_host_port(p)?,
@@ -133,7 +148,7 @@ fn main() -> anyhow::Result<()> {
         );
         let shutdown = CancellationToken::new();
         tokio::spawn(signals(shutdown.clone()));
-        anonchat_relay::run(listener, relay, shutdown).await;
+        anonchat_relay::run_with_metrics(listener, relay, metrics, shutdown).await;
         Ok(())
     })
 }
