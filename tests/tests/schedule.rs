@@ -533,3 +533,71 @@ fn a_relay_announcing_1_ms_rounds_is_refused() {
         "no cell sent"
     );
 }
+
+/// A WELCOME whose open round the wall clock refutes (`u64::MAX`: every
+/// live batch would look like backlog, read and never answered, the
+/// client silently mute while "connected") is refused with the reason,
+/// and no cell goes out; once the relay stops lying, messages flow.
+/// Checked against a link without the WELCOME check: the daemon then
+/// stayed "connected" and sent nothing.
+#[test]
+fn a_welcome_with_a_lied_open_round_is_refused() {
+    let _one = serial();
+    let w = World::new();
+    let relay = Hostile::start(CELL, ANNOUNCED_MS, PERIOD, 0);
+    relay.behave(|b| b.welcome_open_round = Some(u64::MAX));
+    let _d = join_in_order(&w, &relay, &["bob"]);
+    let _a = w.daemon("alice");
+    w.init("alice", &relay.address);
+    eventually(30, "the refusal", || {
+        let s = w.json("alice", &["status"]);
+        s.to_string().contains("not near round")
+    });
+    let lied = relay.logs().len();
+    assert!(
+        relay.logs().iter().all(|l| l.cells.is_empty()),
+        "no cell sent under the lie"
+    );
+    relay.behave(|b| b.welcome_open_round = None);
+    w.introduce("alice", "bob");
+    w.introduce("bob", "alice");
+    w.json("alice", &["send", "bob", "after the lie"]);
+    eventually(60, "a message after the lie", || {
+        w.received("bob", "alice") == ["after the lie"]
+    });
+    assert!(relay.logs().len() > lied);
+}
+
+/// A relay that writes 20 batches back to back (rounds its clock allows:
+/// the 30 s of skew a client tolerates would let it send 3,000 at 10 ms)
+/// makes every client hang up at the burst, on the headers alone, the
+/// one with work queued and the idle one alike; nothing is lost. Without
+/// the pacing, each client read the burst at the speed of its own work
+/// (a save for a client with a message) and the one that fell 64 batches
+/// behind hung up: who hung up, and when, said who had work. Checked
+/// against a pacer that admits every header: no client hung up.
+#[test]
+fn a_burst_of_batches_ends_every_connection_alike() {
+    let _one = serial();
+    let w = World::new();
+    let relay = Hostile::start(CELL, ANNOUNCED_MS, PERIOD, 0);
+    let _daemons = join_in_order(&w, &relay, &["alice", "bob", "carol"]);
+    w.introduce("alice", "bob");
+    w.introduce("bob", "alice");
+    w.json("alice", &["send", "bob", "before"]);
+    eventually(60, "the first message", || {
+        w.received("bob", "alice") == ["before"]
+    });
+    w.json("alice", &["send", "bob", "during"]);
+    relay.behave(|b| b.burst = Some(20));
+    eventually(30, "every client hung up and came back", || {
+        relay.logs().len() >= 6 && relay.members() == 3
+    });
+    let logs = relay.logs();
+    assert_eq!(logs.len(), 6, "each of the three reconnected once");
+    w.json("bob", &["send", "alice", "after"]);
+    eventually(60, "messages after the burst", || {
+        w.received("bob", "alice") == ["before", "during"]
+            && w.received("alice", "bob") == ["after"]
+    });
+}

@@ -33,7 +33,7 @@ impl Core {
     /// much backlog it holds (how long an outage may be resumed). A length
     /// outside the documented range is refused, whatever the relay says.
     pub fn joined(&self, round_ms: u32, open_round: u64, oldest_held: u64) -> Result<()> {
-        RoundClock::new(u64::from(round_ms)).map_err(Error::RelayRefused)?;
+        self.check_welcome(round_ms, open_round, oldest_held)?;
         let mut inner = self.lock();
         inner.round_ms = Some(round_ms);
         inner.resume.window_ms = open_round
@@ -42,10 +42,30 @@ impl Core {
         Ok(())
     }
 
+    /// Checks what the relay announced at join against the wall clock,
+    /// without touching the state (no lock: the link calls it before it
+    /// starts answering). See [`RoundClock::check_welcome`].
+    pub fn check_welcome(&self, round_ms: u32, open_round: u64, oldest_held: u64) -> Result<()> {
+        RoundClock::new(u64::from(round_ms))
+            .and_then(|c| c.check_welcome(open_round, oldest_held, self.now_ms()))
+            .map_err(Error::RelayRefused)
+    }
+
+    /// Whether a cell for `round` would pass the wall-clock check now (no
+    /// lock). The link checks the round a job will prepare for before it
+    /// starts the job, so that a lied round number closes the connection
+    /// at once, not after work whose length depends on what it read.
+    pub fn round_acceptable(&self, round_ms: u32, round: u64) -> bool {
+        RoundClock::new(u64::from(round_ms))
+            .and_then(|c| c.check(round, self.now_ms()))
+            .is_ok()
+    }
+
     /// Records the round length alone (tests that drive a core without a
     /// relay).
     pub fn set_round_ms(&self, round_ms: u32) -> Result<()> {
-        self.joined(round_ms, 0, 0)
+        let now = self.now_ms() / u64::from(round_ms.max(1));
+        self.joined(round_ms, now, now)
     }
 
     /// Gives the router the relay's round length, so that it can check
