@@ -24,6 +24,7 @@
 //! come again by retransmission) instead of hanging up.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -53,7 +54,11 @@ type Read = Result<client::ReceivedBatch, String>;
 type Job = JoinHandle<crate::error::Result<Prepared>>;
 
 /// Holds one connection until it ends; returns why.
-pub(super) async fn run(core: &Arc<Core>, conn: Connected<TcpStream>) -> String {
+pub(super) async fn run(
+    core: &Arc<Core>,
+    conn: Connected<TcpStream>,
+    last_read: &AtomicU64,
+) -> String {
     let Connected {
         params,
         welcome,
@@ -75,26 +80,25 @@ pub(super) async fn run(core: &Arc<Core>, conn: Connected<TcpStream>) -> String 
     let (batches, mut incoming) = tokio::sync::mpsc::channel(4);
     let reader = tokio::spawn(link.clone().read(sender, receiver, batches));
     let _reader = AbortOnDrop(reader);
-    // Only now the state (its lock may wait on a save): the reader already
-    // answers, with cover until the first prepared cell is ready.
-    if let Err(e) = core.joined(params.round_ms, welcome.open_round, welcome.oldest_held) {
-        return e.to_string();
+    // Only now the state, on a blocking thread (its lock may wait on a
+    // save, and this thread must stay free for the reader, which already
+    // answers, with cover until the first prepared cell is ready).
+    if let Err(e) = join_state(core, params.round_ms, &welcome).await {
+        return e;
     }
-    core.set_link(LinkState::Connected, None);
-    tracing::info!("connected to the relay");
     let mut job = Some(spawn_job(core, None, welcome.open_round.checked_add(1)));
     let mut queue: VecDeque<(u64, Vec<Vec<u8>>)> = VecDeque::new();
     let mut failed: Option<String> = None;
     let silence = SILENCE + Duration::from_millis(u64::from(params.round_ms) * 2);
-    loop {
+    let end = loop {
         tokio::select! {
             next = tokio::time::timeout(silence, incoming.recv()) => {
                 let batch = match next {
                     Ok(Some(Ok(batch))) => batch,
-                    Ok(Some(Err(reason))) => return reason,
-                    Ok(None) => return "the connection's reader stopped".to_owned(),
+                    Ok(Some(Err(reason))) => break reason,
+                    Ok(None) => break "the connection's reader stopped".to_owned(),
                     Err(_) => {
-                        return format!(
+                        break format!(
                             "the relay sent no round for {} s; reconnecting",
                             silence.as_secs()
                         );
@@ -104,8 +108,9 @@ pub(super) async fn run(core: &Arc<Core>, conn: Connected<TcpStream>) -> String 
                 // arrives (a time the relay chose), not when the job ended
                 // (a time that depends on what it read and saved).
                 if let Some(reason) = failed.take() {
-                    return reason;
+                    break reason;
                 }
+                last_read.fetch_max(batch.round, Ordering::Relaxed);
                 if queue.len() >= MAX_QUEUED_BATCHES {
                     queue.pop_front();
                     tracing::warn!("this daemon falls behind the relay's rounds; an unread batch was dropped (its messages come again)");
@@ -138,6 +143,37 @@ pub(super) async fn run(core: &Arc<Core>, conn: Connected<TcpStream>) -> String 
                 }
             }
         }
+    };
+    if failed.is_none() {
+        link.drain(job, queue);
+    }
+    end
+}
+
+/// Records the join in the core's state, on a blocking thread: its lock
+/// may wait on a save, and the link's thread must stay free for the
+/// reader, which already answers (with cover until the first prepared cell
+/// is ready).
+async fn join_state(
+    core: &Arc<Core>,
+    round_ms: u32,
+    welcome: &anonchat_protocol::wire::Welcome,
+) -> Result<(), String> {
+    let core = Arc::clone(core);
+    let (open, oldest) = (welcome.open_round, welcome.oldest_held);
+    let joined = tokio::task::spawn_blocking(move || {
+        core.joined(round_ms, open, oldest)?;
+        core.set_link(LinkState::Connected, None);
+        Ok::<(), crate::error::Error>(())
+    })
+    .await;
+    match joined {
+        Ok(Ok(())) => {
+            tracing::info!("connected to the relay");
+            Ok(())
+        }
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("internal error".to_owned()),
     }
 }
 
@@ -246,6 +282,34 @@ impl Link {
         let mut cell = vec![0u8; self.cell_size];
         rand::rng().fill_bytes(&mut cell);
         cell
+    }
+
+    /// Reads what was read but not yet processed, in the background (the
+    /// next dial does not wait for it): the resume point is the last batch
+    /// read off the wire, so nothing in the HELLO shows how far the work
+    /// had got.
+    fn drain(&self, job: Option<Job>, mut queue: VecDeque<(u64, Vec<Vec<u8>>)>) {
+        if job.is_none() && queue.is_empty() {
+            return;
+        }
+        let link = self.clone();
+        tokio::spawn(async move {
+            if let Some(j) = job {
+                let _ = j.await;
+            }
+            while let Some(j) = link.next_job_read_only(&mut queue) {
+                if !matches!(j.await, Ok(Ok(_))) {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Starts a job that only reads the oldest queued batch (the
+    /// connection is gone: no cell to prepare).
+    fn next_job_read_only(&self, queue: &mut VecDeque<(u64, Vec<Vec<u8>>)>) -> Option<Job> {
+        let batch = queue.pop_front()?;
+        Some(spawn_job(&self.core, Some(batch), None))
     }
 
     /// Starts the job for the oldest queued batch, if any: read it and, for

@@ -5,6 +5,7 @@
 //! while the daemon is unlocked.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anonchat_ipc::LinkState;
@@ -83,6 +84,15 @@ async fn run(core: Arc<Core>) {
     let mut unlocked = core.watch_unlocked();
     let mut config = core.watch_config();
     let mut backoff = BACKOFF_MIN;
+    // The last round whose batch this link read off the wire (processed
+    // or not: a queue left at a disconnect is still read, in the
+    // background), so that the HELLO's resume point does not show how far
+    // the client got through its work.
+    let last_read = Arc::new(AtomicU64::new(0));
+    // Where the next dial goes, fetched before the wait that precedes it:
+    // the core's lock may wait on a save, and no such wait may come
+    // between the end of the wait and the dial.
+    let mut target = None;
     loop {
         if !*unlocked.borrow_and_update() {
             core.set_link(LinkState::Offline, None);
@@ -92,10 +102,11 @@ async fn run(core: Arc<Core>) {
             }
             continue;
         }
-        let Some((relay, shard, resume)) = core.link_target() else {
+        let Some((relay, shard, resume)) = target.take().or_else(|| core.link_target()) else {
             tokio::time::sleep(BACKOFF_MIN).await;
             continue;
         };
+        let resume = resume.map(|r| r.max(last_read.load(Ordering::Relaxed)));
         core.set_link(LinkState::Connecting, None);
         let settings = config.borrow_and_update().clone();
         let connected = tokio::select! {
@@ -117,9 +128,9 @@ async fn run(core: Arc<Core>) {
                     conn.welcome.open_round,
                     conn.welcome.oldest_held,
                 ) {
-                    core.set_link(LinkState::Retrying, Some(e.to_string()));
-                    if !retry_wait(&core, &mut config, &mut backoff).await {
-                        return;
+                    match retry_wait(&core, &mut config, &mut backoff, e.to_string()).await {
+                        Some(next) => target = next,
+                        None => return,
                     }
                     continue;
                 }
@@ -129,7 +140,7 @@ async fn run(core: Arc<Core>) {
                     r = unlocked.changed() => { if r.is_err() { return } continue }
                     // The proxy setting changed: redial the new way.
                     r = config.changed() => { if r.is_err() { return } continue }
-                    e = lockstep::run(&core, conn) => e,
+                    e = lockstep::run(&core, conn, &last_read) => e,
                 };
                 tracing::info!(reason = %end, "relay connection ended");
                 end
@@ -137,28 +148,39 @@ async fn run(core: Arc<Core>) {
             Ok(Err(e)) => e,
             Err(_) => "timed out".to_owned(),
         };
-        core.set_link(LinkState::Retrying, Some(error));
-        if !retry_wait(&core, &mut config, &mut backoff).await {
-            return;
+        match retry_wait(&core, &mut config, &mut backoff, error).await {
+            Some(next) => target = next,
+            None => return,
         }
     }
 }
 
+/// Where the link connects: relay, shard, resume point.
+type Target = (RelayAddress, u32, Option<u64>);
+
 /// Waits before the next dial: exponential backoff with full jitter, cut
-/// short by a change of the proxy setting. False once the daemon stops.
+/// short by a change of the proxy setting. The deadline is fixed the
+/// moment the connection ended, before anything that takes the core's
+/// lock (which may wait on a save); the next dial's target is fetched
+/// during the wait. `None` once the daemon stops.
 async fn retry_wait(
     core: &Core,
     config: &mut tokio::sync::watch::Receiver<Config>,
     backoff: &mut Duration,
-) -> bool {
+    error: String,
+) -> Option<Option<Target>> {
     // Jitter on every wait, the first included (between one and four
     // times the minimum): the time from a drop to the next dial says
     // nothing the relay could time against the client's work.
     let wait = rand::rng().random_range(BACKOFF_MIN..=(*backoff).max(BACKOFF_MIN * 4));
+    let deadline = tokio::time::Instant::now() + wait;
     *backoff = (*backoff * 2).min(BACKOFF_MAX);
+    core.set_link(LinkState::Retrying, Some(error));
+    let target = core.link_target();
     tokio::select! {
-        () = core.shutdown.cancelled() => false,
-        () = tokio::time::sleep(wait) => true,
-        r = config.changed() => r.is_ok(),
+        () = core.shutdown.cancelled() => None,
+        () = tokio::time::sleep_until(deadline) => Some(target),
+        // A new proxy: dial at once, to a target fetched afresh.
+        r = config.changed() => r.is_ok().then_some(None),
     }
 }
