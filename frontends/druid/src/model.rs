@@ -537,4 +537,91 @@ mod tests {
         apply_contacts(&mut s, &[contact("carol")]);
         assert!(s.selected.is_none() && s.conversation.is_empty());
     }
+
+    /// Mutation: `title` ignoring the unread count fails here.
+    #[test]
+    fn the_title_shows_the_unread_count() {
+        let mut s = AppState::new("sock".into());
+        apply_contacts(&mut s, &[contact("bob"), contact("carol")]);
+        select(&mut s, "bob");
+        assert_eq!(title(&s), "anonchat");
+        let msg = |id| Event::MessageReceived {
+            contact: "carol".into(),
+            id,
+            text: "hi".into(),
+            time_ms: 0,
+        };
+        apply_event(&mut s, &msg(1));
+        apply_event(&mut s, &msg(2));
+        assert_eq!(title(&s), "anonchat (2 unread)");
+        select(&mut s, "carol");
+        assert_eq!(title(&s), "anonchat");
+    }
+
+    /// Mutation: `neighbour` wrapping around, or ignoring the selection,
+    /// fails here.
+    #[test]
+    fn arrow_keys_walk_the_contact_list_and_stop_at_the_ends() {
+        let mut s = AppState::new("sock".into());
+        assert_eq!(neighbour(&s, 1), None);
+        apply_contacts(&mut s, &[contact("a"), contact("b"), contact("c")]);
+        assert_eq!(neighbour(&s, 1).as_deref(), Some("a"));
+        assert_eq!(neighbour(&s, -1).as_deref(), Some("c"));
+        select(&mut s, "b");
+        assert_eq!(neighbour(&s, 1).as_deref(), Some("c"));
+        assert_eq!(neighbour(&s, -1).as_deref(), Some("a"));
+        select(&mut s, "c");
+        assert_eq!(neighbour(&s, 1).as_deref(), Some("c"));
+        select(&mut s, "a");
+        assert_eq!(neighbour(&s, -1).as_deref(), Some("a"));
+    }
+
+    /// The pasted block wins over the chosen file; blank is nothing.
+    /// Mutation: always sending `file_text` fails here.
+    #[test]
+    fn pasted_identity_text_is_what_gets_added() {
+        let mut add = AddContact::default();
+        assert_eq!(identity_text(&add), None);
+        add.file_text = "from the file".into();
+        assert_eq!(identity_text(&add).as_deref(), Some("from the file"));
+        add.pasted = "\n  -----BEGIN ANONCHAT IDENTITY-----\nx\n".into();
+        assert_eq!(
+            identity_text(&add).as_deref(),
+            Some("-----BEGIN ANONCHAT IDENTITY-----\nx")
+        );
+    }
+
+    /// The sender only, unless the text is asked for. Mutation: a body
+    /// that always holds the text fails here (and in the Xvfb smoke test).
+    #[test]
+    fn notifications_name_the_sender_and_show_text_only_when_asked() {
+        let (summary, body) = notification("bob", "meet at noon", false);
+        assert!(summary.contains("bob"));
+        assert!(!summary.contains("noon") && body.is_empty());
+        let (_, body) = notification("bob", "meet at noon", true);
+        assert_eq!(body, "meet at noon");
+    }
+
+    /// A passphrase typed and left on its screen is wiped when the screen
+    /// changes. Mutation: removing the `clear` calls in `apply_status`.
+    #[test]
+    fn leaving_a_passphrase_screen_wipes_the_field() {
+        let mut s = AppState::new("sock".into());
+        apply_status(
+            &mut s,
+            &status(IdentityState::Locked, Some(true), LinkState::Offline),
+        );
+        s.passphrase.push_str("half typed");
+        apply_status(
+            &mut s,
+            &status(IdentityState::Locked, Some(true), LinkState::Offline),
+        );
+        assert_eq!(s.passphrase.chars(), 10, "same screen: kept");
+        apply_status(
+            &mut s,
+            &status(IdentityState::Unlocked, Some(true), LinkState::Offline),
+        );
+        assert_eq!(s.passphrase.chars(), 0);
+        assert!(!format!("{s:?}").contains("half typed"));
+    }
 }

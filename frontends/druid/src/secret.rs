@@ -154,6 +154,10 @@ mod tests {
         assert_eq!(b.chars(), 1);
         assert!(a.same(&b));
         assert!(!a.same(&Secret::new()));
+        assert!(
+            !Secret::new().same(&Secret::new()),
+            "same contents, two buffers"
+        );
     }
 
     /// The buffer never reallocates (no freed copy left behind): typing

@@ -96,8 +96,10 @@ sleep 1
 
 # 4. Locked: the passphrase typed into the masked field unlocks.
 "$CTL" --socket "$CAROL" lock >/dev/null
-sleep 2
+wait_for "$CAROL" status '"identity": *"locked"'
+sleep 2; shot locked
 xdotool type --delay 15 "$PASS_B"
+sleep 0.5; shot unlocking
 xdotool key Return
 wait_for "$CAROL" status '"identity": *"unlocked"'
 sleep 1; shot end
