@@ -13,6 +13,8 @@ use druid::{ExtEventSink, Selector, Target};
 use jsonrpsee::async_client::Client;
 use tokio::sync::mpsc;
 
+use crate::secret::Passphrase;
+
 pub const STATUS: Selector<Status> = Selector::new("anonchat.status");
 pub const IDENTITY: Selector<IdentityInfo> = Selector::new("anonchat.identity");
 pub const CONTACTS: Selector<Vec<ContactInfo>> = Selector::new("anonchat.contacts");
@@ -34,11 +36,11 @@ pub enum Request {
         to: String,
         text: String,
     },
-    Unlock(String),
+    Unlock(Passphrase),
     Create {
         name: String,
         relay: String,
-        passphrase: String,
+        passphrase: Passphrase,
     },
     AddContact {
         text: String,
@@ -97,7 +99,9 @@ impl Worker {
                 .await
                 .map(|sent| self.send(SENT, (to, sent.id, text))),
             Request::Unlock(pass) => {
-                let r = c.identity_unlock(pass).await;
+                // The copy jsonrpsee serializes is its own; ours is
+                // zeroized when `pass` drops.
+                let r = c.identity_unlock(pass.expose().to_owned()).await;
                 if r.is_ok() {
                     self.refresh(c).await?;
                 }
@@ -108,7 +112,7 @@ impl Worker {
                 relay,
                 passphrase,
             } => {
-                let pass = (!passphrase.is_empty()).then_some(passphrase);
+                let pass = (!passphrase.is_empty()).then(|| passphrase.expose().to_owned());
                 let r = c.identity_create(name, relay, pass, None).await.map(|_| ());
                 if r.is_ok() {
                     self.refresh(c).await?;
