@@ -108,10 +108,7 @@ fn a_member_cannot_forge_another_members_cells() {
         next: 0,
     };
     let fake = forger.seal(20, &payload(0xbb), CELL).unwrap();
-    assert_eq!(
-        carol.open(20, &fake, CELL).err(),
-        Some(GroupError::Forged)
-    );
+    assert_eq!(carol.open(20, &fake, CELL).err(), Some(GroupError::Forged));
     let real = alice.seal(20, &payload(0xaa), CELL).unwrap();
     assert_eq!(carol.open(20, &real, CELL).unwrap().payload[0], 0xaa);
 }
