@@ -46,6 +46,12 @@ pub struct Behaviour {
     pub burst: Option<u64>,
     /// Close rounds but write no batch.
     pub silent: bool,
+    /// Put the previous round's cells into every batch again (a replay).
+    pub replay: bool,
+    /// Put every cell into its batch twice.
+    pub duplicate: bool,
+    /// Shuffle the cells of every batch.
+    pub reorder: bool,
 }
 
 /// What the relay saw of one connection.
@@ -99,6 +105,8 @@ struct State {
     behaviour: Behaviour,
     logs: Vec<ConnLog>,
     pending: Pending,
+    /// The cells of the round closed last (for replays).
+    previous: Pending,
     open_round: u64,
     members: Vec<Member>,
 }
@@ -311,6 +319,7 @@ async fn serve(
 /// behaviour does to it), and the time each was written is logged.
 async fn close_round(state: &Arc<Mutex<State>>, cell_size: usize) {
     let (round, pending, behaviour, mut members) = take_round(state);
+    let previous = std::mem::replace(&mut lock(state).previous, pending.clone());
     if behaviour.kick {
         return; // dropping the members closes their connections
     }
@@ -323,6 +332,7 @@ async fn close_round(state: &Arc<Mutex<State>>, cell_size: usize) {
         return;
     }
     let copies = mutated_copies(&pending, &behaviour, cell_size);
+    let pending = rearranged(pending, previous, &behaviour);
     let mut written = Vec::new();
     let mut failed = Vec::new();
     let closed_at_us = unix_ms() * 1000;
@@ -481,6 +491,24 @@ async fn burst(
     members.retain(|m| !failed.contains(&m.conn));
     members.append(&mut st.members);
     st.members = members;
+}
+
+/// The round's cells as the behaviour serves them: with the previous
+/// round's again (replay), each twice (duplicate), shuffled (reorder).
+fn rearranged(pending: Pending, previous: Pending, behaviour: &Behaviour) -> Pending {
+    use rand::seq::SliceRandom as _;
+    let mut cells = pending;
+    if behaviour.replay {
+        cells.extend(previous);
+    }
+    if behaviour.duplicate {
+        let again = cells.clone();
+        cells.extend(again);
+    }
+    if behaviour.reorder {
+        cells.shuffle(&mut rand::rng());
+    }
+    cells
 }
 
 /// The mutated copies the behaviour asks for: one flipped bit each, after

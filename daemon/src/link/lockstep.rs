@@ -41,7 +41,7 @@ use crate::core::Core;
 const MAX_QUEUED_BATCHES: usize = 64;
 /// Live batch headers that may come back to back (a relay tick that came
 /// late and the next on time), beyond one per announced round.
-const BURST: f64 = 4.0;
+const BURST: u64 = 4;
 /// How long the relay may send nothing before the connection is given
 /// up, on top of two announced rounds.
 const SILENCE: Duration = Duration::from_secs(30);
@@ -339,18 +339,22 @@ fn spawn_job(core: &Arc<Core>, batch: Option<(u64, Vec<Vec<u8>>)>, prepare: Opti
 }
 
 /// A token bucket over live batch headers: one token per announced round,
-/// at most [`BURST`] saved up.
+/// at most [`BURST`] saved up. Counted in microseconds of credit (integers:
+/// a header on the exact pace is never refused by a rounding error).
 struct Pacer {
-    round_ms: f64,
-    tokens: f64,
+    /// The cost of one header: the announced round, in microseconds.
+    cost: u64,
+    /// Credit, at most `BURST × cost`.
+    credit: u64,
     last: Option<Instant>,
 }
 
 impl Pacer {
     fn new(round_ms: u32) -> Self {
+        let cost = u64::from(round_ms.max(1)) * 1000;
         Self {
-            round_ms: f64::from(round_ms.max(1)),
-            tokens: BURST,
+            cost,
+            credit: BURST * cost,
             last: None,
         }
     }
@@ -358,12 +362,13 @@ impl Pacer {
     /// Takes a token for a header read at `now`; false if none is left.
     fn admit(&mut self, now: Instant) -> bool {
         if let Some(last) = self.last {
-            let ms = now.saturating_duration_since(last).as_secs_f64() * 1000.0;
-            self.tokens = (self.tokens + ms / self.round_ms).min(BURST);
+            let us =
+                u64::try_from(now.saturating_duration_since(last).as_micros()).unwrap_or(u64::MAX);
+            self.credit = self.credit.saturating_add(us).min(BURST * self.cost);
         }
         self.last = Some(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.credit >= self.cost {
+            self.credit -= self.cost;
             true
         } else {
             false

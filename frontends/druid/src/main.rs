@@ -70,7 +70,9 @@ impl AppDelegate<AppState> for Delegate {
         data: &mut AppState,
         _env: &Env,
     ) -> Handled {
-        if let Some(s) = cmd.get(worker::STATUS) {
+        if cmd.is(worker::NUDGE) {
+            // Only wakes the UI thread (see the worker's `send`).
+        } else if let Some(s) = cmd.get(worker::STATUS) {
             model::apply_status(data, s);
         } else if let Some(info) = cmd.get(worker::IDENTITY) {
             model::apply_identity(data, info);

@@ -24,6 +24,8 @@ pub const SENT: Selector<(String, u64, String)> = Selector::new("anonchat.sent")
 pub const ADDED: Selector<ContactInfo> = Selector::new("anonchat.added");
 pub const ERROR: Selector<String> = Selector::new("anonchat.error");
 pub const UNREACHABLE: Selector<String> = Selector::new("anonchat.unreachable");
+/// A no-op that follows every command (see [`Worker::send`]).
+pub const NUDGE: Selector<()> = Selector::new("anonchat.nudge");
 
 /// Requests queued for the worker at most (the UI shows "busy" beyond).
 pub const QUEUE: usize = 64;
@@ -60,8 +62,16 @@ struct Worker {
 }
 
 impl Worker {
+    /// Hands a command to the window. druid 0.8's `submit_command` wakes
+    /// the UI thread *before* it queues the command: if the wake-up runs
+    /// first (a busy machine), the command waits until the next submit.
+    /// A lone command (the `Locked` event of `anonctl lock`) then never
+    /// arrived, and the window stayed on the conversation. So every
+    /// command is followed by a no-op whose wake-up comes after the
+    /// command is queued (only the no-op itself can wait, harmlessly).
     fn send<T: std::any::Any + Send>(&self, sel: Selector<T>, value: T) {
         let _ = self.sink.submit_command(sel, value, Target::Auto);
+        let _ = self.sink.submit_command(NUDGE, (), Target::Auto);
     }
 
     fn error(&self, e: impl std::fmt::Display) {
