@@ -26,6 +26,10 @@ use tokio::net::{TcpListener, TcpStream};
 /// How the relay misbehaves; change it at any time through
 /// [`Hostile::behave`].
 #[derive(Debug, Clone, Default)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent switches of a test double, any combination of which is meant"
+)]
 pub struct Behaviour {
     /// Number the next batch so (once), instead of the next round.
     pub lie_next: Option<u64>,

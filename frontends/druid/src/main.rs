@@ -61,6 +61,9 @@ impl Delegate {
     }
 }
 
+/// The largest identity file the window reads (the daemon takes 8 KiB).
+const MAX_IDENTITY_FILE: u64 = 64 * 1024;
+
 impl AppDelegate<AppState> for Delegate {
     fn command(
         &mut self,
@@ -111,7 +114,18 @@ impl AppDelegate<AppState> for Delegate {
             data.add = model::AddContact::default();
             self.ask(data, Request::Select(name.clone()));
         } else if let Some(file) = cmd.get(druid::commands::OPEN_FILE) {
+            // An identity file is a few kilobytes: a larger one is not one
+            // (and a huge text would freeze the window).
+            let too_large =
+                std::fs::metadata(file.path()).is_ok_and(|m| m.len() > MAX_IDENTITY_FILE);
             match std::fs::read_to_string(file.path()) {
+                _ if too_large => {
+                    data.error = format!(
+                        "{} is larger than {} KiB: not an anonchat identity file; ask your contact to export it again",
+                        file.path().display(),
+                        MAX_IDENTITY_FILE / 1024
+                    );
+                }
                 Ok(text) => {
                     data.add.file_text = text;
                     data.add.file_name = file.path().display().to_string();

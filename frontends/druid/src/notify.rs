@@ -24,7 +24,10 @@ pub fn plain(s: &str) -> String {
             '&' => out.push_str("&amp;"),
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
-            c if c.is_control() => out.push(' '),
+            // Controls, bidi overrides and invisible characters: a
+            // contact's text must not reorder or hide what the
+            // notification shows.
+            c if anonchat_ipc::is_hidden(c) => out.push(' '),
             c => out.push(c),
         }
     }
