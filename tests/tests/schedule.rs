@@ -648,3 +648,28 @@ fn replayed_duplicated_and_reordered_cells_deliver_each_message_once_in_order() 
     assert_eq!(w.received("bob", "alice"), from_alice);
     assert_eq!(w.received("alice", "bob"), from_bob);
 }
+
+/// A relay that stops sending rounds (mid-connection, after the WELCOME)
+/// is given up after 30 s and two rounds, and the client redials, instead
+/// of showing "connected" for good while nothing moves. Checked against a
+/// link without the silence timeout: no second connection came.
+#[test]
+fn a_relay_that_goes_silent_is_given_up_and_redialled() {
+    let _one = serial();
+    let w = World::new();
+    let relay = Hostile::start(CELL, ANNOUNCED_MS, PERIOD, 0);
+    let _d = join_in_order(&w, &relay, &["alice"]);
+    std::thread::sleep(PERIOD * 4);
+    relay.behave(|b| b.silent = true);
+    let silent_from = std::time::Instant::now();
+    eventually(60, "a redial after the silence", || relay.logs().len() >= 2);
+    let after = silent_from.elapsed();
+    assert!(
+        after >= Duration::from_secs(29),
+        "gave up after {after:?}, before the 30 s the link allows"
+    );
+    relay.behave(|b| b.silent = false);
+    eventually(30, "cells again", || {
+        relay.logs().last().is_some_and(|l| !l.cells.is_empty())
+    });
+}
