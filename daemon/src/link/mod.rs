@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::core::Core;
 
 mod lockstep;
+mod pacer;
 
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
