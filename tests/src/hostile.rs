@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anonchat_protocol::wire::{
     ClientFrame, LinkSealer, MAX_BATCH_CELLS, RelayAddress, RelayFrame, RelayKeypair, RelayParams,
-    Welcome, frame_wire_len, handshake_len, respond, seal_batch,
+    SealedBatch, Welcome, frame_wire_len, handshake_len, respond, seal_batch,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -388,14 +388,7 @@ async fn close_round(state: &Arc<Mutex<State>>, cell_size: usize) {
             own = b;
             &own
         };
-        let header = RelayFrame::Batch {
-            round,
-            closed_at_us,
-            cells: batch.cells,
-            key: batch.key.clone(),
-            body_hash: batch.body_hash,
-        };
-        let Ok(header) = m.sealer.seal_relay(&header) else {
+        let Some(header) = seal_header(m, round, closed_at_us, batch) else {
             continue;
         };
         // The clock starts as the header is written (just before: the
@@ -424,6 +417,23 @@ async fn close_round(state: &Arc<Mutex<State>>, cell_size: usize) {
     members.retain(|m| !failed.contains(&m.conn));
     members.append(&mut st.members);
     st.members = members;
+}
+
+/// `member`'s sealed header of `batch` for `round`.
+fn seal_header(
+    member: &mut Member,
+    round: u64,
+    closed_at_us: u64,
+    batch: &SealedBatch,
+) -> Option<Vec<u8>> {
+    let header = RelayFrame::Batch {
+        round,
+        closed_at_us,
+        cells: batch.cells,
+        key: batch.key.clone(),
+        body_hash: batch.body_hash,
+    };
+    member.sealer.seal_relay(&header).ok()
 }
 
 /// Ends the open round: its number (or the lie told for it), its cells,
@@ -475,14 +485,7 @@ async fn burst(
             continue;
         };
         for m in &mut members {
-            let header = RelayFrame::Batch {
-                round: r,
-                closed_at_us,
-                cells: batch.cells,
-                key: batch.key.clone(),
-                body_hash: batch.body_hash,
-            };
-            let Ok(header) = m.sealer.seal_relay(&header) else {
+            let Some(header) = seal_header(m, r, closed_at_us, &batch) else {
                 continue;
             };
             if m.wr.write_all(&header).await.is_err() || m.wr.write_all(&batch.body).await.is_err()

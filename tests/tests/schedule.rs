@@ -79,6 +79,22 @@ fn join_in_order(w: &World, relay: &Hostile, users: &[&str]) -> Vec<anonchat_e2e
     procs
 }
 
+/// Alice and Bob on a hostile relay with honest 100 ms rounds, each the
+/// other's contact, and `first` sent from Alice to Bob and received (the
+/// session started).
+fn talking_pair(first: &str) -> (World, Hostile, Vec<anonchat_e2e::Proc>) {
+    let w = World::new();
+    let relay = Hostile::start(CELL, 100, Duration::from_millis(100), 0);
+    let daemons = join_in_order(&w, &relay, &["alice", "bob"]);
+    w.introduce("alice", "bob");
+    w.introduce("bob", "alice");
+    w.json("alice", &["send", "bob", first]);
+    eventually(60, "the first message", || {
+        w.received("bob", "alice") == [first]
+    });
+    (w, relay, daemons)
+}
+
 /// The two-sample Kolmogorov–Smirnov statistic.
 fn ks(a: &[f64], b: &[f64]) -> f64 {
     let mut a = a.to_vec();
@@ -437,15 +453,7 @@ fn the_first_cell_after_a_reconnect_does_not_show_a_queue() {
 #[test]
 fn withheld_cells_and_lied_rounds_lose_and_mute_nothing() {
     let _one = serial();
-    let w = World::new();
-    let relay = Hostile::start(CELL, 100, Duration::from_millis(100), 0);
-    let _daemons = join_in_order(&w, &relay, &["alice", "bob"]);
-    w.introduce("alice", "bob");
-    w.introduce("bob", "alice");
-    w.json("alice", &["send", "bob", "m0"]);
-    eventually(60, "the first message", || {
-        w.received("bob", "alice") == ["m0"]
-    });
+    let (w, relay, _daemons) = talking_pair("m0");
     relay.behave(|b| b.withhold = Some((0, 1)));
     for i in 1..=5 {
         w.json("alice", &["send", "bob", &format!("m{i}")]);
@@ -622,15 +630,7 @@ fn a_burst_of_batches_ends_every_connection_alike() {
 #[test]
 fn replayed_duplicated_and_reordered_cells_deliver_each_message_once_in_order() {
     let _one = serial();
-    let w = World::new();
-    let relay = Hostile::start(CELL, 100, Duration::from_millis(100), 0);
-    let _daemons = join_in_order(&w, &relay, &["alice", "bob"]);
-    w.introduce("alice", "bob");
-    w.introduce("bob", "alice");
-    w.json("alice", &["send", "bob", "hello"]);
-    eventually(60, "the first message", || {
-        w.received("bob", "alice") == ["hello"]
-    });
+    let (w, relay, _daemons) = talking_pair("hello");
     relay.behave(|b| {
         b.replay = true;
         b.duplicate = true;
