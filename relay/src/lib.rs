@@ -3,6 +3,7 @@
 #![warn(missing_docs)]
 
 pub mod broker;
+pub mod compare;
 pub mod config;
 mod conn;
 pub mod defaults;
@@ -10,6 +11,7 @@ pub mod keyfile;
 pub mod loadgen;
 pub mod metrics;
 mod per_ip;
+pub mod procstat;
 mod redact;
 pub mod server;
 mod shard;
