@@ -393,7 +393,10 @@ mod tests {
         let (v, used) = parse(hello).unwrap().unwrap();
         assert_eq!(used, hello.len() - 4);
         assert!(matches!(v, Value::Agg(ref items) if items.len() == 4));
-        assert_eq!(parse(b"-ERR no\r\n").unwrap().unwrap().0, Value::Error(b"ERR no"));
+        assert_eq!(
+            parse(b"-ERR no\r\n").unwrap().unwrap().0,
+            Value::Error(b"ERR no")
+        );
         assert_eq!(parse(b"_\r\n").unwrap().unwrap().0, Value::Bulk(None));
         assert!(parse(b"?\r\n").is_err());
         assert!(parse(b"$99999999\r\n").is_err());

@@ -97,11 +97,13 @@ pub fn find_on_path(name: &str) -> Option<PathBuf> {
 
 /// Where `redis-server` is, or what to do to get it.
 pub fn locate_redis(given: Option<PathBuf>) -> Result<PathBuf, String> {
-    given.or_else(|| find_on_path("redis-server")).ok_or_else(|| {
-        "redis-server not found on PATH (Debian: apt-get install redis-server); \
+    given
+        .or_else(|| find_on_path("redis-server"))
+        .ok_or_else(|| {
+            "redis-server not found on PATH (Debian: apt-get install redis-server); \
          the Redis row is skipped"
-            .to_owned()
-    })
+                .to_owned()
+        })
 }
 
 fn start_relay(cfg: &CompareConfig, dir: &Path) -> Result<(Server, RelayAddress), CompareError> {

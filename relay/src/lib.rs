@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod body;
 pub mod broker;
 pub mod compare;
 pub mod config;

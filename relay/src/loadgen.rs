@@ -305,7 +305,14 @@ pub async fn run(cfg: LoadConfig) -> Result<Report, ClientError> {
             Err(e) => return Err(ClientError::Io(std::io::Error::other(e))),
         }
     }
-    Ok(summarize(&cfg, &sent, &logs, (server, own), cell_size, round_ms))
+    Ok(summarize(
+        &cfg,
+        &sent,
+        &logs,
+        (server, own),
+        cell_size,
+        round_ms,
+    ))
 }
 
 async fn one_client(
