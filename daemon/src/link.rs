@@ -120,6 +120,10 @@ async fn run(core: Arc<Core>) {
                     continue;
                 }
                 backoff = BACKOFF_MIN;
+                core.traffic_meter().link(
+                    conn.params.round_ms,
+                    anonchat_protocol::wire::frame_wire_len(conn.params.cell_size),
+                );
                 core.set_link(LinkState::Connected, None);
                 tracing::info!("connected to the relay");
                 let end = tokio::select! {
@@ -257,6 +261,7 @@ async fn lockstep(core: &Arc<Core>, conn: Connected<TcpStream>) -> String {
                 if queue.len() >= MAX_QUEUED_BATCHES {
                     return "this daemon cannot keep up with the relay's rounds".to_owned();
                 }
+                core.traffic_meter().batch(batch.batch.len(), batch.wire_bytes);
                 let cells = batch.batch.cells().map(<[u8]>::to_vec).collect();
                 queue.push_back((batch.round, cells));
                 if job.is_none() {
