@@ -34,6 +34,9 @@ pub struct CompareConfig {
     pub relay_args: Vec<String>,
     /// The `redis-server` binary; `None` skips Redis, saying why.
     pub redis_bin: Result<PathBuf, String>,
+    /// The daemon's per-round cost: the `round_cost` example of
+    /// `anonchatd` and the number of contacts to give it.
+    pub daemon_cost: Option<(PathBuf, usize)>,
 }
 
 /// Both rows, or the relay's and why Redis was skipped.
@@ -45,6 +48,8 @@ pub struct Comparison {
     pub redis: Option<Report>,
     /// Why Redis was not measured.
     pub redis_skipped: Option<String>,
+    /// The daemon's CPU per round, as `round_cost` printed it (or why not).
+    pub daemon: Option<String>,
     /// What the numbers were measured on.
     pub machine: String,
 }
@@ -227,12 +232,38 @@ pub fn run(
             (Some(report), None)
         }
     };
+    let daemon = cfg.daemon_cost.as_ref().map(|(bin, contacts)| {
+        daemon_cost(bin, *contacts, cfg.clients.max(contacts + 1), cfg.round_ms)
+    });
     Ok(Comparison {
         relay,
         redis,
         redis_skipped,
+        daemon,
         machine: machine(),
     })
+}
+
+/// Runs `anonchatd`'s `round_cost` example (one daemon core with
+/// `contacts` established sessions in a `shard`-client shard) and returns
+/// its line, or why it could not run.
+fn daemon_cost(bin: &Path, contacts: usize, shard: usize, round_ms: u64) -> String {
+    if !bin.is_file() {
+        return format!(
+            "anonchatd: not measured ({} is missing: cargo build --release -p anonchatd --example round_cost)",
+            bin.display()
+        );
+    }
+    match Command::new(bin)
+        .args([contacts.to_string(), shard.to_string(), round_ms.to_string()])
+        .arg("400")
+        .stderr(Stdio::inherit())
+        .output()
+    {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        Ok(out) => format!("anonchatd: round_cost failed ({})", out.status),
+        Err(e) => format!("anonchatd: cannot run {}: {e}", bin.display()),
+    }
 }
 
 fn opt(v: Option<f64>, digits: usize) -> String {
@@ -301,6 +332,9 @@ impl std::fmt::Display for Comparison {
         }
         if let Some(why) = &self.redis_skipped {
             writeln!(f, "{why}")?;
+        }
+        if let Some(line) = &self.daemon {
+            writeln!(f, "{line}")?;
         }
         write!(f, "measured on {}", self.machine)
     }

@@ -80,6 +80,11 @@ struct CompareArgs {
     /// More flags for the relay, e.g. --relay-arg=--socket-send-buffer=1048576.
     #[arg(long = "relay-arg", allow_hyphen_values = true)]
     relay_args: Vec<String>,
+    /// Also measure one daemon's CPU per round with this many contacts in
+    /// a shard of --clients (anonchatd's round_cost example, built with
+    /// `cargo build --release -p anonchatd --example round_cost`).
+    #[arg(long, value_name = "CONTACTS")]
+    daemon_cost: Option<usize>,
     /// Print the comparison as one JSON object.
     #[arg(long)]
     json: bool,
@@ -124,12 +129,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn run_compare(c: CompareArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
-    let relay_bin = match c.relay_bin {
-        Some(p) => p,
-        None => std::env::current_exe()
-            .context("cannot find this binary's directory; pass --relay-bin")?
-            .with_file_name("anonchat-relay"),
-    };
+    let exe = std::env::current_exe().context("cannot find this binary's directory")?;
+    let relay_bin = c
+        .relay_bin
+        .unwrap_or_else(|| exe.with_file_name("anonchat-relay"));
+    let daemon_cost = c
+        .daemon_cost
+        .map(|n| (exe.with_file_name("examples").join("round_cost"), n));
     let redis_bin = if c.no_redis {
         Err("--no-redis: the Redis row is skipped".to_owned())
     } else {
@@ -146,6 +152,7 @@ fn run_compare(c: CompareArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Res
         relay_bin,
         relay_args: c.relay_args,
         redis_bin,
+        daemon_cost,
     };
     let result = compare::run(&cfg, runtime)?;
     if c.json {
