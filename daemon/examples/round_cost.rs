@@ -15,7 +15,11 @@
 //! adds the line to its table.
 
 #![forbid(unsafe_code)]
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark: a failed step should stop it loudly")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark: a failed step should stop it loudly"
+)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +44,8 @@ fn arg(i: usize, default: u64) -> u64 {
 fn thread_cpu() -> Duration {
     let u = getrusage(UsageWho::RUSAGE_THREAD).expect("getrusage");
     let tv = |t: nix::sys::time::TimeVal| {
-        Duration::from_secs(t.tv_sec() as u64) + Duration::from_micros(t.tv_usec() as u64)
+        Duration::from_secs(t.tv_sec().cast_unsigned())
+            + Duration::from_micros(t.tv_usec().cast_unsigned())
     };
     tv(u.user_time()) + tv(u.system_time())
 }
@@ -61,9 +66,28 @@ fn node(name: &str, clock: &Arc<AtomicU64>, round_ms: u64) -> Node {
     settings.kdf_cost = KdfCost::INSECURE_FOR_TESTS;
     settings.clock = Clock::Manual(Arc::clone(clock));
     let core = Core::open(settings).unwrap();
-    core.identity_create(name, RELAY, Some(""), Some(1)).unwrap();
+    core.identity_create(name, RELAY, Some(""), Some(1))
+        .unwrap();
     core.set_round_ms(round_ms as u32).unwrap();
     Node { core, _home: home }
+}
+
+/// One core per name. RSA-3072 key generation dominates: spread it over
+/// the cores.
+fn make_nodes(names: &[String], clock: &Arc<AtomicU64>, round_ms: u64) -> Vec<Node> {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let per_thread = names.len().div_ceil(threads);
+    let mut nodes: Vec<Option<Node>> = (0..names.len()).map(|_| None).collect();
+    std::thread::scope(|s| {
+        for (t, chunk) in nodes.chunks_mut(per_thread).enumerate() {
+            s.spawn(move || {
+                for (j, slot) in chunk.iter_mut().enumerate() {
+                    *slot = Some(node(&names[t * per_thread + j], clock, round_ms));
+                }
+            });
+        }
+    });
+    nodes.into_iter().map(Option::unwrap).collect()
 }
 
 fn main() {
@@ -74,23 +98,9 @@ fn main() {
     let cell_size = anonchat_protocol::wire::DEFAULT_CELL_SIZE;
     let clock = Arc::new(AtomicU64::new(1_764_000_000_000));
 
-    // RSA-3072 key generation dominates the setup: spread it over the cores.
     let t0 = Instant::now();
     let names: Vec<String> = (0..=contacts).map(|i| format!("c{i}")).collect();
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let mut nodes: Vec<Option<Node>> = (0..names.len()).map(|_| None).collect();
-    std::thread::scope(|s| {
-        for (t, chunk) in nodes.chunks_mut(names.len().div_ceil(threads)).enumerate() {
-            let (clock, names) = (&clock, &names);
-            s.spawn(move || {
-                for (j, slot) in chunk.iter_mut().enumerate() {
-                    let i = t * names.len().div_ceil(threads) + j;
-                    *slot = Some(node(&names[i], clock, round_ms));
-                }
-            });
-        }
-    });
-    let nodes: Vec<Node> = nodes.into_iter().map(Option::unwrap).collect();
+    let nodes = make_nodes(&names, &clock, round_ms);
     let (me, others) = nodes.split_first().unwrap();
     let my_file = me.core.identity_export().unwrap();
     for (i, o) in others.iter().enumerate() {
@@ -135,7 +145,10 @@ fn main() {
     while others.iter().any(|o| o.core.status().undelivered > 0) {
         step();
         warmup += 1;
-        assert!(warmup < 20 * (contacts as u64 + 10), "sessions did not settle");
+        assert!(
+            warmup < 20 * (contacts as u64 + 10),
+            "sessions did not settle"
+        );
     }
     // Measured: this core alone, idle (cover cells), in the full shard, as
     // the link drives it: check and open the sealed body (the relay's
@@ -166,7 +179,7 @@ fn main() {
         let refs: Vec<&[u8]> = opened.cells().collect();
         me.core.receive_batch(round, &refs).unwrap();
         let _next = me.core.prepare_cell(round).unwrap();
-        cpu += thread_cpu() - c0;
+        cpu += thread_cpu().saturating_sub(c0);
     }
     let wall = wall0.elapsed();
     let per_round = cpu / rounds as u32;

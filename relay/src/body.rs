@@ -125,9 +125,11 @@ pub(crate) async fn write_with_file(
         }
         sent += n;
     }
+    // sendfile's offset is an off_t; bodies are far below its range.
     let mut offset: i64 = 0;
-    while (offset as usize) < file.len {
-        let left = file.len - offset as usize;
+    let done = |offset: i64| usize::try_from(offset).unwrap_or(usize::MAX);
+    while done(offset) < file.len {
+        let left = file.len - done(offset);
         let r = stream
             .async_io(Interest::WRITABLE, || {
                 nix::sys::sendfile::sendfile(stream, &file.file, Some(&mut offset), left)
@@ -139,7 +141,8 @@ pub(crate) async fn write_with_file(
             Ok(_) => {}
             Err(e) if is_refusal(&e) => {
                 files.refuse(&e);
-                return wr.write_all(&buffer[offset as usize..]).await;
+                let rest = buffer.get(done(offset)..).unwrap_or_default();
+                return wr.write_all(rest).await;
             }
             Err(e) => return Err(e),
         }
@@ -201,7 +204,7 @@ mod tests {
             got
         });
         let (server, _) = listener.accept().await.unwrap();
-        let (_rd, mut wr) = server.into_split();
+        let (rd, mut wr) = server.into_split();
         // Twice over the same file: each client's copy starts at offset 0.
         for _ in 0..2 {
             write_with_file(&mut wr, b"HEADER", &file, &body, &files)
@@ -209,7 +212,7 @@ mod tests {
                 .unwrap();
         }
         drop(wr);
-        drop(_rd);
+        drop(rd);
         let got = reader.await.unwrap();
         let mut want = b"HEADER".to_vec();
         want.extend_from_slice(&body);

@@ -255,7 +255,11 @@ fn daemon_cost(bin: &Path, contacts: usize, shard: usize, round_ms: u64) -> Stri
         );
     }
     match Command::new(bin)
-        .args([contacts.to_string(), shard.to_string(), round_ms.to_string()])
+        .args([
+            contacts.to_string(),
+            shard.to_string(),
+            round_ms.to_string(),
+        ])
         .arg("400")
         .stderr(Stdio::inherit())
         .output()

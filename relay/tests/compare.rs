@@ -24,7 +24,15 @@ fn cells(row: &str) -> Vec<String> {
 #[test]
 fn compare_prints_a_row_per_server_and_loses_nothing_at_a_tiny_load() {
     let out = Command::new(env!("CARGO_BIN_EXE_anonchat-loadgen"))
-        .args(["compare", "--clients", "4", "--round-ms", "100", "--duration-s", "2"])
+        .args([
+            "compare",
+            "--clients",
+            "4",
+            "--round-ms",
+            "100",
+            "--duration-s",
+            "2",
+        ])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -42,16 +50,19 @@ fn compare_prints_a_row_per_server_and_loses_nothing_at_a_tiny_load() {
     assert!(per_s > 100.0, "{stdout}");
     assert_eq!(relay[7], "0", "lost cells:\n{stdout}");
     let redis_installed = anonchat_relay::compare::find_on_path("redis-server").is_some();
-    match row("redis-server") {
-        Some(redis) => {
-            assert!(redis_installed);
-            assert_eq!(redis[7], "0", "lost messages:\n{stdout}");
-            assert!(stdout.contains("less CPU per delivery than redis-server"), "{stdout}");
-        }
-        None => {
-            assert!(!redis_installed, "redis-server is installed but has no row:\n{stdout}");
-            assert!(stdout.contains("redis-server not found"), "{stdout}");
-            eprintln!("redis-server not installed: its row was skipped, as it should be");
-        }
+    if let Some(redis) = row("redis-server") {
+        assert!(redis_installed);
+        assert_eq!(redis[7], "0", "lost messages:\n{stdout}");
+        assert!(
+            stdout.contains("less CPU per delivery than redis-server"),
+            "{stdout}"
+        );
+    } else {
+        assert!(
+            !redis_installed,
+            "redis-server is installed but has no row:\n{stdout}"
+        );
+        assert!(stdout.contains("redis-server not found"), "{stdout}");
+        eprintln!("redis-server not installed: its row was skipped, as it should be");
     }
 }

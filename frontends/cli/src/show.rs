@@ -207,6 +207,7 @@ pub(crate) fn status(s: &Status, traffic: Option<&anonchat_ipc::Traffic>, json_o
 /// What anonymity costs now: "205 kB/s down (17.7 GB a day), 1.1 kB/s
 /// up; 200 clients in your shard, 500 ms rounds".
 pub(crate) fn traffic_line(t: &anonchat_ipc::Traffic) -> Option<String> {
+    use std::fmt::Write as _;
     let down = t.download_bytes_per_s?;
     let mut line = format!(
         "{}/s down ({} a day)",
@@ -214,10 +215,10 @@ pub(crate) fn traffic_line(t: &anonchat_ipc::Traffic) -> Option<String> {
         bytes(t.download_bytes_per_day.unwrap_or(down * 86_400))
     );
     if let Some(up) = t.upload_bytes_per_s {
-        line.push_str(&format!(", {}/s up", bytes(up)));
+        let _ = write!(line, ", {}/s up", bytes(up));
     }
     if let (Some(n), Some(ms)) = (t.shard_clients, t.round_ms) {
-        line.push_str(&format!("; {n} clients in your shard, {ms} ms rounds"));
+        let _ = write!(line, "; {n} clients in your shard, {ms} ms rounds");
     }
     Some(line)
 }

@@ -81,7 +81,7 @@ struct CompareArgs {
     #[arg(long = "relay-arg", allow_hyphen_values = true)]
     relay_args: Vec<String>,
     /// Also measure one daemon's CPU per round with this many contacts in
-    /// a shard of --clients (anonchatd's round_cost example, built with
+    /// a shard of --clients (anonchatd's `round_cost` example, built with
     /// `cargo build --release -p anonchatd --example round_cost`).
     #[arg(long, value_name = "CONTACTS")]
     daemon_cost: Option<usize>,
