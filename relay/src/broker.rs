@@ -228,7 +228,7 @@ async fn client(
     addr: String,
     channel: String,
     id: u32,
-    round: Duration,
+    (round, duration): (Duration, Duration),
     shared: Arc<Shared>,
     done: CancellationToken,
 ) -> std::io::Result<()> {
@@ -254,9 +254,12 @@ async fn client(
             let mut payload = vec![0u8; CELL];
             payload[8..12].copy_from_slice(&id.to_be_bytes());
             loop {
-                tick.tick().await;
+                // Exactly duration / round publishes, as a relay client
+                // answers the rounds of the window: the tick due at the
+                // window's end is not one of them.
+                let due = tick.tick().await;
                 let t = now_us();
-                if t >= shared.stop.load(Ordering::SeqCst) {
+                if due >= start + duration || t >= shared.stop.load(Ordering::SeqCst) {
                     return Ok::<_, std::io::Error>(wr);
                 }
                 payload[..8].copy_from_slice(&t.to_be_bytes());
@@ -313,7 +316,7 @@ pub async fn run(cfg: &RedisLoad) -> std::io::Result<Report> {
             cfg.addr.clone(),
             channel,
             i as u32,
-            cfg.round,
+            (cfg.round, cfg.duration),
             Arc::clone(&shared),
             done.clone(),
         )));

@@ -95,7 +95,13 @@ fn main() -> anyhow::Result<()> {
     if let Err(e) = rlimit::increase_nofile_limit(u64::MAX) {
         eprintln!("warning: cannot raise the open-file limit: {e}");
     }
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    // Every core, whatever TOKIO_WORKER_THREADS says (that variable is
+    // for the relay that `compare` starts).
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, std::num::NonZero::get))
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
     if let Some(Cmd::Compare(c)) = args.cmd {
         return run_compare(c, &runtime);
     }
