@@ -14,8 +14,12 @@
 #   anonchat.sh watch 41 9f3a0c2d17e4b5a6
 #
 # The socket is $ANONCHAT_SOCKET, else $XDG_RUNTIME_DIR/anonchatd.sock.
-# `call` waits ${ANONCHAT_WAIT:-2} seconds for the reply; slow methods
-# (identity.unlock, identity.create) need more: ANONCHAT_WAIT=30.
+# `call` waits ${ANONCHAT_WAIT:-2} seconds for the reply. It refuses
+# methods that take a passphrase: on a command line it would be readable
+# by every local user (ps, /proc/PID/cmdline) and kept in shell history.
+# Unlock with `anonctl unlock` (it reads the passphrase without echo).
+# Replies and events are printed as the daemon sent them: names and text
+# come from your contacts; pipe through `jq` before a terminal shows them.
 # Prefer anonctl for people: it checks that the socket is served by your
 # own user before sending anything; socat does not.
 set -eu
@@ -29,6 +33,12 @@ call)
     [ $# -ge 2 ] || { echo "usage: anonchat.sh call METHOD [PARAMS]" >&2; exit 2; }
     params=${3:-}
     [ -n "$params" ] || params='{}'
+    case "$params" in
+    *passphrase*)
+        echo "anonchat.sh: not sending a passphrase from a command line (any local user can read it there); use anonctl unlock / anonctl id create" >&2
+        exit 2
+        ;;
+    esac
     printf '{"jsonrpc":"2.0","id":1,"method":"%s","params":%s}\n' "$2" "$params" |
         socat -t "${ANONCHAT_WAIT:-2}" - UNIX-CONNECT:"$sock"
     ;;
@@ -45,7 +55,7 @@ watch)
         socat - UNIX-CONNECT:"$sock"
     ;;
 *)
-    sed -n '2,20s/^# \{0,1\}//p' "$0" >&2
+    sed -n '2,24s/^# \{0,1\}//p' "$0" >&2
     exit 2
     ;;
 esac

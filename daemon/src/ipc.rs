@@ -25,6 +25,8 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub const OUT_QUEUE: usize = 1024;
 /// Notifications buffered per subscription inside the module.
 const SUB_BUFFER: usize = 256;
+/// How long a closing connection may take to write what is queued.
+const WRITE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Binds the socket (mode 0600, in a 0700 directory the caller made),
 /// replacing a stale one: the caller holds the home's lock, so no other
@@ -153,7 +155,7 @@ where
     let (read, mut write) = tokio::io::split(stream);
     let mut read = BufReader::new(read);
     let (out_tx, mut out_rx) = mpsc::channel::<String>(OUT_QUEUE);
-    let writer = tokio::spawn(async move {
+    let mut writer = tokio::spawn(async move {
         while let Some(mut line) = out_rx.recv().await {
             line.push('\n');
             if write.write_all(line.as_bytes()).await.is_err() {
@@ -162,8 +164,19 @@ where
         }
     });
     let mut subscriptions = JoinSet::new();
+    // Cancelled when a subscription's notifications no longer fit: the
+    // client does not read, and a connection that silently stopped
+    // delivering events would leave it waiting for good.
+    let stalled = CancellationToken::new();
     loop {
-        let line = match read_request(&mut read, MAX_LINE).await {
+        let read_next = tokio::select! {
+            () = stalled.cancelled() => {
+                tracing::warn!("an RPC client does not read its events; dropping it");
+                break;
+            }
+            r = read_request(&mut read, MAX_LINE) => r,
+        };
+        let line = match read_next {
             Ok(Some(line)) => line,
             Ok(None) => break,
             Err(e @ RequestError::TooLong { .. }) => {
@@ -200,10 +213,12 @@ where
                         break;
                     }
                     let tx = out_tx.clone();
+                    let stalled = stalled.clone();
                     subscriptions.spawn(async move {
                         while let Some(n) = notifications.recv().await {
                             if tx.try_send(n.get().to_owned()).is_err() {
-                                return; // the client does not read: stop
+                                stalled.cancel();
+                                return;
                             }
                         }
                     });
@@ -229,7 +244,14 @@ where
     }
     subscriptions.shutdown().await;
     drop(out_tx);
-    let _ = writer.await;
+    // What is queued goes out (an error line, say) to a client that reads;
+    // one that does not gets a few seconds, then is cut.
+    if tokio::time::timeout(WRITE_GRACE, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
 }
 
 #[cfg(test)]
@@ -307,5 +329,43 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
+    }
+
+    /// A client that subscribes and never reads its notifications is
+    /// dropped once they no longer fit, not left connected to a
+    /// subscription that silently stopped (it would wait for events that
+    /// never come). Checked against the forwarder just returning: the
+    /// connection then stayed open.
+    #[tokio::test]
+    async fn a_subscriber_that_does_not_read_is_dropped() {
+        let mut module = RpcModule::new(());
+        module
+            .register_subscription("sub", "note", "unsub", |_, pending, _, _| async move {
+                let sink = pending.accept().await?;
+                for i in 0..OUT_QUEUE * 8 {
+                    let n = serde_json::value::to_raw_value(&i)?;
+                    if sink
+                        .send(jsonrpsee::SubscriptionMessage::from(n))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                sink.closed().await;
+                jsonrpsee::core::SubscriptionResult::Ok(())
+            })
+            .unwrap();
+        let (mut client, daemon_end) = tokio::io::duplex(1024);
+        let task = tokio::spawn(connection(daemon_end, Arc::new(module)));
+        client
+            .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"sub\"}\n")
+            .await
+            .unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(20), task)
+            .await
+            .expect("a subscriber that does not read stays connected")
+            .unwrap();
+        drop(client);
     }
 }

@@ -170,3 +170,28 @@ pub trait Anonchat {
     #[subscription(name = "events.subscribe" => "events.event", unsubscribe = "events.unsubscribe", item = SequencedEvent, param_kind = map)]
     async fn events_since(&self, since: Option<u64>, stream: Option<String>) -> SubscriptionResult;
 }
+
+/// Whether `c` must not reach a terminal or a notification as it is
+/// (front-ends show such text escaped or blanked): the control
+/// characters (C0, DEL, C1), which can move the cursor, rewrite lines, set
+/// the window title or start a new line, and Unicode's invisible format
+/// characters (bidirectional embeddings, overrides and isolates, zero-width
+/// and tag characters, line and paragraph separators…), which can reorder
+/// or hide what is shown. Kept: ZWNJ and ZWJ (U+200C, U+200D), which
+/// scripts and emoji need to join letters.
+#[must_use]
+pub fn is_hidden(c: char) -> bool {
+    matches!(c,
+        '\0'..='\x1f' | '\x7f'..='\u{9f}'
+        | '\u{ad}'
+        | '\u{600}'..='\u{605}' | '\u{61c}' | '\u{6dd}' | '\u{70f}'
+        | '\u{890}'..='\u{891}' | '\u{8e2}' | '\u{180e}'
+        | '\u{200b}' | '\u{200e}' | '\u{200f}'
+        | '\u{2028}'..='\u{202e}'
+        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}'
+        | '\u{feff}' | '\u{fff9}'..='\u{fffb}'
+        | '\u{110bd}' | '\u{110cd}' | '\u{13430}'..='\u{1343f}'
+        | '\u{1bca0}'..='\u{1bca3}' | '\u{1d173}'..='\u{1d17a}'
+        | '\u{e0001}' | '\u{e0020}'..='\u{e007f}'
+    )
+}

@@ -26,6 +26,10 @@ use tokio::net::{TcpListener, TcpStream};
 /// How the relay misbehaves; change it at any time through
 /// [`Hostile::behave`].
 #[derive(Debug, Clone, Default)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "independent switches of a test double, any combination of which is meant"
+)]
 pub struct Behaviour {
     /// Number the next batch so (once), instead of the next round.
     pub lie_next: Option<u64>,
@@ -39,6 +43,19 @@ pub struct Behaviour {
     /// Write each member's batch this long after the previous member's
     /// (so that clients do not compete for the CPU while they read).
     pub stagger: Option<Duration>,
+    /// Announce this open round in every WELCOME instead of the real one.
+    pub welcome_open_round: Option<u64>,
+    /// At the next round, write this many batches back to back (rounds
+    /// numbered one after the other), once.
+    pub burst: Option<u64>,
+    /// Close rounds but write no batch.
+    pub silent: bool,
+    /// Put the previous round's cells into every batch again (a replay).
+    pub replay: bool,
+    /// Put every cell into its batch twice.
+    pub duplicate: bool,
+    /// Shuffle the cells of every batch.
+    pub reorder: bool,
 }
 
 /// What the relay saw of one connection.
@@ -84,12 +101,16 @@ struct Member {
     sealer: LinkSealer,
 }
 
+/// Cells of the open round: (connection, cell).
+type Pending = Vec<(usize, Vec<u8>)>;
+
 #[derive(Default)]
 struct State {
     behaviour: Behaviour,
     logs: Vec<ConnLog>,
-    /// Cells of the open round: (connection, cell).
-    pending: Vec<(usize, Vec<u8>)>,
+    pending: Pending,
+    /// The cells of the round closed last (for replays).
+    previous: Pending,
     open_round: u64,
     members: Vec<Member>,
 }
@@ -258,7 +279,7 @@ async fn serve(
         let open_round = st.open_round;
         let welcome = RelayFrame::Welcome(Welcome {
             shard,
-            open_round,
+            open_round: st.behaviour.welcome_open_round.unwrap_or(open_round),
             oldest_held: open_round.saturating_sub(backlog_rounds),
         });
         let bytes: Vec<u8> = match sealer.seal_relay(&welcome) {
@@ -301,22 +322,21 @@ async fn serve(
 /// Closes the open round: every member gets its batch (after whatever the
 /// behaviour does to it), and the time each was written is logged.
 async fn close_round(state: &Arc<Mutex<State>>, cell_size: usize) {
-    let (round, pending, behaviour, mut members) = {
-        let mut st = lock(state);
-        let mut round = st.open_round;
-        st.open_round += 1;
-        let behaviour = st.behaviour.clone();
-        if let Some(lie) = st.behaviour.lie_next.take() {
-            round = lie;
-        }
-        st.behaviour.kick = false;
-        let pending = std::mem::take(&mut st.pending);
-        (round, pending, behaviour, std::mem::take(&mut st.members))
-    };
+    let (round, pending, behaviour, mut members) = take_round(state);
+    let previous = std::mem::replace(&mut lock(state).previous, pending.clone());
     if behaviour.kick {
         return; // dropping the members closes their connections
     }
+    if behaviour.silent {
+        put_back(state, members);
+        return;
+    }
+    if let Some(n) = behaviour.burst {
+        burst(state, members, round, n, cell_size).await;
+        return;
+    }
     let copies = mutated_copies(&pending, &behaviour, cell_size);
+    let pending = rearranged(pending, previous, &behaviour);
     let mut written = Vec::new();
     let mut failed = Vec::new();
     let closed_at_us = unix_ms() * 1000;
@@ -404,6 +424,95 @@ async fn close_round(state: &Arc<Mutex<State>>, cell_size: usize) {
     members.retain(|m| !failed.contains(&m.conn));
     members.append(&mut st.members);
     st.members = members;
+}
+
+/// Ends the open round: its number (or the lie told for it), its cells,
+/// the behaviour for it, and the members (taken out of the state while
+/// their batches are written).
+fn take_round(state: &Arc<Mutex<State>>) -> (u64, Pending, Behaviour, Vec<Member>) {
+    let mut st = lock(state);
+    let mut round = st.open_round;
+    st.open_round += 1;
+    let behaviour = st.behaviour.clone();
+    if let Some(lie) = st.behaviour.lie_next.take() {
+        round = lie;
+    }
+    st.behaviour.kick = false;
+    if let Some(n) = st.behaviour.burst.take() {
+        st.open_round += n.saturating_sub(1);
+    }
+    let pending = std::mem::take(&mut st.pending);
+    (round, pending, behaviour, std::mem::take(&mut st.members))
+}
+
+/// Puts the members back (with those who joined meanwhile).
+fn put_back(state: &Arc<Mutex<State>>, mut members: Vec<Member>) {
+    let mut st = lock(state);
+    members.append(&mut st.members);
+    st.members = members;
+}
+
+/// Writes `n` empty batches, rounds `round..round + n`, back to back to
+/// every member.
+async fn burst(
+    state: &Arc<Mutex<State>>,
+    mut members: Vec<Member>,
+    round: u64,
+    n: u64,
+    cell_size: usize,
+) {
+    let closed_at_us = unix_ms() * 1000;
+    let mut failed = Vec::new();
+    for r in round..round + n {
+        let Ok(batch) = seal_batch(
+            &mut rand::rng(),
+            members.first().map_or(0, |m| m.shard),
+            r,
+            closed_at_us,
+            cell_size,
+            Vec::new(),
+        ) else {
+            continue;
+        };
+        for m in &mut members {
+            let header = RelayFrame::Batch {
+                round: r,
+                closed_at_us,
+                cells: batch.cells,
+                key: batch.key.clone(),
+                body_hash: batch.body_hash,
+            };
+            let Ok(header) = m.sealer.seal_relay(&header) else {
+                continue;
+            };
+            if m.wr.write_all(&header).await.is_err() || m.wr.write_all(&batch.body).await.is_err()
+            {
+                failed.push(m.conn);
+            }
+        }
+    }
+    let mut st = lock(state);
+    members.retain(|m| !failed.contains(&m.conn));
+    members.append(&mut st.members);
+    st.members = members;
+}
+
+/// The round's cells as the behaviour serves them: with the previous
+/// round's again (replay), each twice (duplicate), shuffled (reorder).
+fn rearranged(pending: Pending, previous: Pending, behaviour: &Behaviour) -> Pending {
+    use rand::seq::SliceRandom as _;
+    let mut cells = pending;
+    if behaviour.replay {
+        cells.extend(previous);
+    }
+    if behaviour.duplicate {
+        let again = cells.clone();
+        cells.extend(again);
+    }
+    if behaviour.reorder {
+        cells.shuffle(&mut rand::rng());
+    }
+    cells
 }
 
 /// The mutated copies the behaviour asks for: one flipped bit each, after

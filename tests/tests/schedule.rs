@@ -533,3 +533,143 @@ fn a_relay_announcing_1_ms_rounds_is_refused() {
         "no cell sent"
     );
 }
+
+/// A WELCOME whose open round the wall clock refutes (`u64::MAX`: every
+/// live batch would look like backlog, read and never answered, the
+/// client silently mute while "connected") is refused with the reason,
+/// and no cell goes out; once the relay stops lying, messages flow.
+/// Checked against a link without the WELCOME check: the daemon then
+/// stayed "connected" and sent nothing.
+#[test]
+fn a_welcome_with_a_lied_open_round_is_refused() {
+    let _one = serial();
+    let w = World::new();
+    let relay = Hostile::start(CELL, ANNOUNCED_MS, PERIOD, 0);
+    relay.behave(|b| b.welcome_open_round = Some(u64::MAX));
+    let _d = join_in_order(&w, &relay, &["bob"]);
+    let _a = w.daemon("alice");
+    w.init("alice", &relay.address);
+    eventually(30, "the refusal", || {
+        let s = w.json("alice", &["status"]);
+        s.to_string().contains("not near round")
+    });
+    let lied = relay.logs().len();
+    assert!(
+        relay.logs().iter().all(|l| l.cells.is_empty()),
+        "no cell sent under the lie"
+    );
+    relay.behave(|b| b.welcome_open_round = None);
+    w.introduce("alice", "bob");
+    w.introduce("bob", "alice");
+    w.json("alice", &["send", "bob", "after the lie"]);
+    eventually(60, "a message after the lie", || {
+        w.received("bob", "alice") == ["after the lie"]
+    });
+    assert!(relay.logs().len() > lied);
+}
+
+/// A relay that writes 20 batches back to back (rounds its clock allows:
+/// the 30 s of skew a client tolerates would let it send 3,000 at 10 ms)
+/// makes every client hang up at the burst, on the headers alone, the
+/// one with work queued and the idle one alike; nothing is lost. Without
+/// the pacing, each client read the burst at the speed of its own work
+/// (a save for a client with a message) and the one that fell 64 batches
+/// behind hung up: who hung up, and when, said who had work. Checked
+/// against a pacer that admits every header: no client hung up.
+#[test]
+fn a_burst_of_batches_ends_every_connection_alike() {
+    let _one = serial();
+    let w = World::new();
+    let relay = Hostile::start(CELL, ANNOUNCED_MS, PERIOD, 0);
+    let _daemons = join_in_order(&w, &relay, &["alice", "bob", "carol"]);
+    w.introduce("alice", "bob");
+    w.introduce("bob", "alice");
+    w.json("alice", &["send", "bob", "before"]);
+    eventually(60, "the first message", || {
+        w.received("bob", "alice") == ["before"]
+    });
+    w.json("alice", &["send", "bob", "during"]);
+    relay.behave(|b| b.burst = Some(20));
+    eventually(30, "every client hung up and came back", || {
+        relay.logs().len() >= 6 && relay.members() == 3
+    });
+    let logs = relay.logs();
+    assert_eq!(logs.len(), 6, "each of the three reconnected once");
+    w.json("bob", &["send", "alice", "after"]);
+    eventually(60, "messages after the burst", || {
+        w.received("bob", "alice") == ["before", "during"]
+            && w.received("alice", "bob") == ["after"]
+    });
+}
+
+/// A relay that replays the previous round's cells in every batch, puts
+/// every cell in twice and shuffles each batch, while both users send
+/// messages of one and of several cells: every message arrives exactly
+/// once and in order, both ways. This is the composition, through real
+/// daemons and a real link, of guards that are each mutation-tested on
+/// their own in `protocol` (tags per round, tags tried once, one-time
+/// message keys, the inbox's duplicate check); they back each other up,
+/// so removing one alone does not make this test fail (checked: without
+/// the inbox's duplicate check every text still arrived once, the
+/// ratchet refusing the copies first).
+#[test]
+fn replayed_duplicated_and_reordered_cells_deliver_each_message_once_in_order() {
+    let _one = serial();
+    let w = World::new();
+    let relay = Hostile::start(CELL, 100, Duration::from_millis(100), 0);
+    let _daemons = join_in_order(&w, &relay, &["alice", "bob"]);
+    w.introduce("alice", "bob");
+    w.introduce("bob", "alice");
+    w.json("alice", &["send", "bob", "hello"]);
+    eventually(60, "the first message", || {
+        w.received("bob", "alice") == ["hello"]
+    });
+    relay.behave(|b| {
+        b.replay = true;
+        b.duplicate = true;
+        b.reorder = true;
+    });
+    let mut from_alice = vec!["hello".to_owned()];
+    let mut from_bob = Vec::new();
+    for i in 0..4 {
+        let a = format!("a{i} {}", "x".repeat(if i % 2 == 0 { 10 } else { 1500 }));
+        let b = format!("b{i} {}", "y".repeat(if i % 2 == 0 { 1500 } else { 10 }));
+        w.json("alice", &["send", "bob", &a]);
+        w.json("bob", &["send", "alice", &b]);
+        from_alice.push(a);
+        from_bob.push(b);
+    }
+    eventually(90, "every message, both ways", || {
+        w.received("bob", "alice").len() >= from_alice.len()
+            && w.received("alice", "bob").len() >= from_bob.len()
+    });
+    // A little longer: a late duplicate would show now.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(w.received("bob", "alice"), from_alice);
+    assert_eq!(w.received("alice", "bob"), from_bob);
+}
+
+/// A relay that stops sending rounds (mid-connection, after the WELCOME)
+/// is given up after 30 s and two rounds, and the client redials, instead
+/// of showing "connected" for good while nothing moves. Checked against a
+/// link without the silence timeout: no second connection came.
+#[test]
+fn a_relay_that_goes_silent_is_given_up_and_redialled() {
+    let _one = serial();
+    let w = World::new();
+    let relay = Hostile::start(CELL, ANNOUNCED_MS, PERIOD, 0);
+    let _d = join_in_order(&w, &relay, &["alice"]);
+    std::thread::sleep(PERIOD * 4);
+    relay.behave(|b| b.silent = true);
+    let silent_from = std::time::Instant::now();
+    eventually(60, "a redial after the silence", || relay.logs().len() >= 2);
+    let after = silent_from.elapsed();
+    assert!(
+        after >= Duration::from_secs(29),
+        "gave up after {after:?}, before the 30 s the link allows"
+    );
+    relay.behave(|b| b.silent = false);
+    eventually(30, "cells again", || {
+        relay.logs().last().is_some_and(|l| !l.cells.is_empty())
+    });
+}

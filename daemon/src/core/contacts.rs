@@ -48,6 +48,11 @@ impl Core {
         inner.history.remove(&id);
         inner.save_contacts_and_sessions(&self.settings.paths)?;
         drop(guard);
+        // The replay log holds the removed contact's messages, under a
+        // name that a new contact may take: forget it all (a subscriber
+        // that asks for older events is told they are gone, and re-reads
+        // the history).
+        self.events.forget();
         self.emit(Event::ContactRemoved {
             contact: name.to_owned(),
         });

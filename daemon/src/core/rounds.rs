@@ -33,19 +33,43 @@ impl Core {
     /// much backlog it holds (how long an outage may be resumed). A length
     /// outside the documented range is refused, whatever the relay says.
     pub fn joined(&self, round_ms: u32, open_round: u64, oldest_held: u64) -> Result<()> {
-        RoundClock::new(u64::from(round_ms)).map_err(Error::RelayRefused)?;
+        self.check_welcome(round_ms, open_round, oldest_held)?;
         let mut inner = self.lock();
         inner.round_ms = Some(round_ms);
         inner.resume.window_ms = open_round
             .saturating_sub(oldest_held)
             .saturating_mul(u64::from(round_ms));
+        drop(inner);
+        let cell_size = self.settings.cell_size;
+        self.traffic_meter()
+            .link(round_ms, anonchat_protocol::wire::frame_wire_len(cell_size));
         Ok(())
+    }
+
+    /// Checks what the relay announced at join against the wall clock,
+    /// without touching the state (no lock: the link calls it before it
+    /// starts answering). See [`RoundClock::check_welcome`].
+    pub fn check_welcome(&self, round_ms: u32, open_round: u64, oldest_held: u64) -> Result<()> {
+        RoundClock::new(u64::from(round_ms))
+            .and_then(|c| c.check_welcome(open_round, oldest_held, self.now_ms()))
+            .map_err(Error::RelayRefused)
+    }
+
+    /// Whether a cell for `round` would pass the wall-clock check now (no
+    /// lock). The link checks the round a job will prepare for before it
+    /// starts the job, so that a lied round number closes the connection
+    /// at once, not after work whose length depends on what it read.
+    pub fn round_acceptable(&self, round_ms: u32, round: u64) -> bool {
+        RoundClock::new(u64::from(round_ms))
+            .and_then(|c| c.check(round, self.now_ms()))
+            .is_ok()
     }
 
     /// Records the round length alone (tests that drive a core without a
     /// relay).
     pub fn set_round_ms(&self, round_ms: u32) -> Result<()> {
-        self.joined(round_ms, 0, 0)
+        let now = self.now_ms() / u64::from(round_ms.max(1));
+        self.joined(round_ms, now, now)
     }
 
     /// Gives the router the relay's round length, so that it can check
@@ -82,6 +106,13 @@ impl Core {
     /// [`Error::Locked`] while locked.
     pub fn receive_batch(&self, round: u64, cells: &[&[u8]]) -> Result<()> {
         let now = self.now_ms();
+        // What this batch took on the wire: its header frame and its body.
+        let cell_size = self.settings.cell_size;
+        self.traffic_meter().batch(
+            cells.len(),
+            anonchat_protocol::wire::frame_wire_len(cell_size)
+                + anonchat_protocol::wire::sealed_body_len(cells.len() as u32, cell_size),
+        );
         let mut guard = self.lock();
         let inner = &mut *guard;
         Self::apply_round_ms(inner)?;

@@ -9,28 +9,7 @@ use serde::Serialize;
 
 use crate::fail::Fail;
 
-/// Whether `c` must not reach the terminal as it is: the control
-/// characters (C0, DEL, C1), which can move the cursor, rewrite lines, set
-/// the window title or start a new line, and Unicode's invisible format
-/// characters (bidirectional embeddings, overrides and isolates, zero-width
-/// and tag characters, line and paragraph separators…), which can reorder
-/// or hide what is shown. Kept: ZWNJ and ZWJ (U+200C, U+200D), which
-/// scripts and emoji need to join letters.
-fn hidden(c: char) -> bool {
-    matches!(c,
-        '\0'..='\x1f' | '\x7f'..='\u{9f}'
-        | '\u{ad}'
-        | '\u{600}'..='\u{605}' | '\u{61c}' | '\u{6dd}' | '\u{70f}'
-        | '\u{890}'..='\u{891}' | '\u{8e2}' | '\u{180e}'
-        | '\u{200b}' | '\u{200e}' | '\u{200f}'
-        | '\u{2028}'..='\u{202e}'
-        | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}'
-        | '\u{feff}' | '\u{fff9}'..='\u{fffb}'
-        | '\u{110bd}' | '\u{110cd}' | '\u{13430}'..='\u{1343f}'
-        | '\u{1bca0}'..='\u{1bca3}' | '\u{1d173}'..='\u{1d17a}'
-        | '\u{e0001}' | '\u{e0020}'..='\u{e007f}'
-    )
-}
+use anonchat_ipc::is_hidden as hidden;
 
 /// Untrusted text (a contact's message or nickname, the relay's words, a
 /// daemon's error) made safe to print: every [`hidden`] character is shown

@@ -7,18 +7,33 @@
 // A binary: `pub` marks the interface of each module.
 #![allow(unreachable_pub)]
 
+mod keys;
 mod model;
+mod notify;
+mod passbox;
+mod secret;
+mod settings;
 mod ui;
 mod worker;
 
 use std::path::PathBuf;
 
+use std::os::unix::process::CommandExt as _;
+
 use clap::Parser;
-use druid::{AppDelegate, AppLauncher, Command, DelegateCtx, Env, Handled, Target, WindowDesc};
+use druid::{
+    AppDelegate, AppLauncher, Command, DelegateCtx, Env, Event, Handled, KbKey, Target, WindowDesc,
+    WindowId,
+};
 use tokio::sync::mpsc::Sender;
 
 use crate::model::AppState;
+use crate::settings::Settings;
 use crate::worker::Request;
+
+/// The window's size on first run, and its minimum.
+const DEFAULT_SIZE: (f64, f64) = (900.0, 620.0);
+const MIN_SIZE: (f64, f64) = (560.0, 380.0);
 
 /// The anonchat desktop window. It talks to your anonchatd over its local
 /// socket and never holds a key; closing it leaves the daemon running.
@@ -32,6 +47,10 @@ struct Args {
 
 struct Delegate {
     tx: Sender<Request>,
+    notifier: notify::Notifier,
+    /// Where the window's settings live (`None`: no home directory).
+    settings: Option<PathBuf>,
+    size: Option<(f64, f64)>,
 }
 
 impl Delegate {
@@ -42,6 +61,9 @@ impl Delegate {
     }
 }
 
+/// The largest identity file the window reads (the daemon takes 8 KiB).
+const MAX_IDENTITY_FILE: u64 = 64 * 1024;
+
 impl AppDelegate<AppState> for Delegate {
     fn command(
         &mut self,
@@ -51,7 +73,9 @@ impl AppDelegate<AppState> for Delegate {
         data: &mut AppState,
         _env: &Env,
     ) -> Handled {
-        if let Some(s) = cmd.get(worker::STATUS) {
+        if cmd.is(worker::NUDGE) {
+            // Only wakes the UI thread (see the worker's `send`).
+        } else if let Some(s) = cmd.get(worker::STATUS) {
             model::apply_status(data, s);
         } else if let Some(info) = cmd.get(worker::IDENTITY) {
             model::apply_identity(data, info);
@@ -66,6 +90,12 @@ impl AppDelegate<AppState> for Delegate {
         } else if let Some((with, h)) = cmd.get(worker::HISTORY) {
             model::apply_history(data, with, h);
         } else if let Some(e) = cmd.get(worker::EVENT) {
+            if let anonchat_ipc::Event::MessageReceived { contact, text, .. } = e
+                && !notify::window_active()
+            {
+                let (summary, body) = model::notification(contact, text, data.notify_text);
+                self.notifier.notify(&summary, &body);
+            }
             if model::apply_event(data, e) {
                 self.ask(data, Request::Refresh);
             }
@@ -84,7 +114,18 @@ impl AppDelegate<AppState> for Delegate {
             data.add = model::AddContact::default();
             self.ask(data, Request::Select(name.clone()));
         } else if let Some(file) = cmd.get(druid::commands::OPEN_FILE) {
+            // An identity file is a few kilobytes: a larger one is not one
+            // (and a huge text would freeze the window).
+            let too_large =
+                std::fs::metadata(file.path()).is_ok_and(|m| m.len() > MAX_IDENTITY_FILE);
             match std::fs::read_to_string(file.path()) {
+                _ if too_large => {
+                    data.error = format!(
+                        "{} is larger than {} KiB: not an anonchat identity file; ask your contact to export it again",
+                        file.path().display(),
+                        MAX_IDENTITY_FILE / 1024
+                    );
+                }
                 Ok(text) => {
                     data.add.file_text = text;
                     data.add.file_name = file.path().display().to_string();
@@ -97,6 +138,32 @@ impl AppDelegate<AppState> for Delegate {
             return Handled::No;
         }
         Handled::Yes
+    }
+
+    fn event(
+        &mut self,
+        _ctx: &mut DelegateCtx<'_>,
+        _window: WindowId,
+        event: Event,
+        data: &mut AppState,
+        _env: &Env,
+    ) -> Option<Event> {
+        match &event {
+            // Escape closes the add-contact panel wherever the focus is.
+            Event::KeyDown(k) if k.key == KbKey::Escape && data.add.open => {
+                data.add = model::AddContact::default();
+                return None;
+            }
+            Event::WindowSize(size) => {
+                let now = (size.width.round(), size.height.round());
+                if self.size != Some(now) {
+                    self.size = Some(now);
+                    Settings::update(self.settings.as_deref(), |s| s.window = Some(now));
+                }
+            }
+            _ => {}
+        }
+        Some(event)
     }
 }
 
@@ -115,14 +182,40 @@ fn main() {
         eprintln!("anonchat-gui: cannot find the daemon's socket; pass --socket PATH");
         std::process::exit(2);
     };
+    // GTK's GApplication parses the process's own arguments again and
+    // exits on any it does not know ("Unknown option --socket"): hand ours
+    // over in the environment and start again without arguments.
+    if std::env::args_os().len() > 1 {
+        let err = std::process::Command::new(
+            std::env::current_exe().unwrap_or_else(|_| PathBuf::from("anonchat-gui")),
+        )
+        .env("ANONCHAT_SOCKET", &socket)
+        .exec();
+        eprintln!(
+            "anonchat-gui: cannot restart itself without arguments: {err} (set ANONCHAT_SOCKET instead of passing --socket)"
+        );
+        std::process::exit(1);
+    }
+    let settings_path = settings::default_path();
+    let stored = settings_path
+        .as_deref()
+        .map(Settings::load)
+        .unwrap_or_default();
+    let size = settings::usable_size(&stored, MIN_SIZE).unwrap_or(DEFAULT_SIZE);
     let (tx, rx) = worker::channel();
-    let window = WindowDesc::new(ui::root(tx.clone()))
-        .title("anonchat")
-        .window_size((900.0, 620.0))
-        .with_min_size((560.0, 380.0));
-    let launcher = AppLauncher::with_window(window).delegate(Delegate { tx });
+    let window = WindowDesc::new(ui::root(tx.clone(), settings_path.clone()))
+        .title(|d: &AppState, _: &Env| model::title(d))
+        .window_size(size)
+        .with_min_size(MIN_SIZE);
+    let launcher = AppLauncher::with_window(window).delegate(Delegate {
+        tx,
+        notifier: notify::Notifier::default(),
+        settings: settings_path,
+        size: Some(size),
+    });
     worker::spawn(socket.clone(), launcher.get_external_handle(), rx);
-    let state = AppState::new(socket.display().to_string());
+    let mut state = AppState::new(socket.display().to_string());
+    state.notify_text = stored.notify_text;
     if let Err(e) = launcher.launch(state) {
         eprintln!(
             "anonchat-gui: cannot open the window: {e} (is there a display? try `xvfb-run anonchat-gui` for a headless one)"

@@ -8,6 +8,8 @@ use anonchat_ipc::{
 use druid::im::Vector;
 use druid::{Data, Lens};
 
+use crate::secret::Secret;
+
 /// Which screen the window shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Data)]
 pub enum Screen {
@@ -50,6 +52,8 @@ pub struct AddContact {
     /// The friend's identity file, as text (from the open dialog).
     pub file_text: String,
     pub file_name: String,
+    /// Or the armored identity text, pasted.
+    pub pasted: String,
     pub name: String,
     /// After adding: the fingerprint to compare aloud.
     pub added_fingerprint: String,
@@ -72,11 +76,14 @@ pub struct AppState {
     pub selected: Option<String>,
     pub conversation: Vector<MessageRow>,
     pub compose: String,
-    pub passphrase: String,
+    /// The unlock field (a shared zeroized buffer, not a copy per clone).
+    pub passphrase: Secret,
     pub form_name: String,
     pub form_relay: String,
-    pub form_passphrase: String,
+    pub form_passphrase: Secret,
     pub add: AddContact,
+    /// Show message text in desktop notifications (off: the sender only).
+    pub notify_text: bool,
 }
 
 impl AppState {
@@ -94,11 +101,12 @@ impl AppState {
             selected: None,
             conversation: Vector::new(),
             compose: String::new(),
-            passphrase: String::new(),
+            passphrase: Secret::new(),
             form_name: String::new(),
             form_relay: String::new(),
-            form_passphrase: String::new(),
+            form_passphrase: Secret::new(),
             add: AddContact::default(),
+            notify_text: false,
         }
     }
 }
@@ -132,6 +140,13 @@ pub fn apply_status(state: &mut AppState, s: &Status) {
         IdentityState::Locked => Screen::Locked,
         IdentityState::Unlocked => Screen::Main,
     };
+    // A half-typed passphrase does not outlive its screen.
+    if state.screen != Screen::Locked {
+        state.passphrase.clear();
+    }
+    if state.screen != Screen::FirstRun {
+        state.form_passphrase.clear();
+    }
     let mut banners = Vec::new();
     if s.keys_protected == Some(false) {
         banners.push("Your keys are stored without a passphrase.".to_owned());
@@ -279,6 +294,60 @@ pub fn apply_event(state: &mut AppState, e: &Event) -> bool {
         | Event::Locked
         | Event::Unlocked => true,
     }
+}
+
+/// Unread messages over all contacts.
+pub fn total_unread(state: &AppState) -> u32 {
+    state.contacts.iter().map(|c| c.unread).sum()
+}
+
+/// The window title: the unread count, when there is one.
+pub fn title(state: &AppState) -> String {
+    match total_unread(state) {
+        0 => "anonchat".to_owned(),
+        n => format!("anonchat ({n} unread)"),
+    }
+}
+
+/// The contact `delta` rows from the selected one (arrow keys), stopping
+/// at either end; the first (or last) one if none is selected.
+pub fn neighbour(state: &AppState, delta: i32) -> Option<String> {
+    let n = state.contacts.len();
+    if n == 0 {
+        return None;
+    }
+    let here = state
+        .selected
+        .as_deref()
+        .and_then(|s| state.contacts.iter().position(|c| c.name == s));
+    let i = match here {
+        None if delta < 0 => n - 1,
+        None => 0,
+        Some(i) => i.saturating_add_signed(delta as isize).min(n - 1),
+    };
+    Some(state.contacts[i].name.clone())
+}
+
+/// The identity text to add: the pasted block if there is one, else the
+/// chosen file's. `None` if neither.
+pub fn identity_text(add: &AddContact) -> Option<String> {
+    [&add.pasted, &add.file_text]
+        .into_iter()
+        .find(|t| !t.trim().is_empty())
+        .map(|t| t.trim().to_owned())
+}
+
+/// A desktop notification for a message from `contact`: its summary and
+/// body. The text only if the user asked for it (a lock screen shows
+/// notifications).
+pub fn notification(contact: &str, text: &str, show_text: bool) -> (String, String) {
+    let summary = format!("anonchat: message from {contact}");
+    let body = if show_text {
+        text.to_owned()
+    } else {
+        String::new()
+    };
+    (summary, body)
 }
 
 /// The message to send, if the compose box holds one; clears it.
@@ -467,5 +536,92 @@ mod tests {
         // A removed contact closes its conversation.
         apply_contacts(&mut s, &[contact("carol")]);
         assert!(s.selected.is_none() && s.conversation.is_empty());
+    }
+
+    /// Mutation: `title` ignoring the unread count fails here.
+    #[test]
+    fn the_title_shows_the_unread_count() {
+        let mut s = AppState::new("sock".into());
+        apply_contacts(&mut s, &[contact("bob"), contact("carol")]);
+        select(&mut s, "bob");
+        assert_eq!(title(&s), "anonchat");
+        let msg = |id| Event::MessageReceived {
+            contact: "carol".into(),
+            id,
+            text: "hi".into(),
+            time_ms: 0,
+        };
+        apply_event(&mut s, &msg(1));
+        apply_event(&mut s, &msg(2));
+        assert_eq!(title(&s), "anonchat (2 unread)");
+        select(&mut s, "carol");
+        assert_eq!(title(&s), "anonchat");
+    }
+
+    /// Mutation: `neighbour` wrapping around, or ignoring the selection,
+    /// fails here.
+    #[test]
+    fn arrow_keys_walk_the_contact_list_and_stop_at_the_ends() {
+        let mut s = AppState::new("sock".into());
+        assert_eq!(neighbour(&s, 1), None);
+        apply_contacts(&mut s, &[contact("a"), contact("b"), contact("c")]);
+        assert_eq!(neighbour(&s, 1).as_deref(), Some("a"));
+        assert_eq!(neighbour(&s, -1).as_deref(), Some("c"));
+        select(&mut s, "b");
+        assert_eq!(neighbour(&s, 1).as_deref(), Some("c"));
+        assert_eq!(neighbour(&s, -1).as_deref(), Some("a"));
+        select(&mut s, "c");
+        assert_eq!(neighbour(&s, 1).as_deref(), Some("c"));
+        select(&mut s, "a");
+        assert_eq!(neighbour(&s, -1).as_deref(), Some("a"));
+    }
+
+    /// The pasted block wins over the chosen file; blank is nothing.
+    /// Mutation: always sending `file_text` fails here.
+    #[test]
+    fn pasted_identity_text_is_what_gets_added() {
+        let mut add = AddContact::default();
+        assert_eq!(identity_text(&add), None);
+        add.file_text = "from the file".into();
+        assert_eq!(identity_text(&add).as_deref(), Some("from the file"));
+        add.pasted = "\n  -----BEGIN ANONCHAT IDENTITY-----\nx\n".into();
+        assert_eq!(
+            identity_text(&add).as_deref(),
+            Some("-----BEGIN ANONCHAT IDENTITY-----\nx")
+        );
+    }
+
+    /// The sender only, unless the text is asked for. Mutation: a body
+    /// that always holds the text fails here (and in the Xvfb smoke test).
+    #[test]
+    fn notifications_name_the_sender_and_show_text_only_when_asked() {
+        let (summary, body) = notification("bob", "meet at noon", false);
+        assert!(summary.contains("bob"));
+        assert!(!summary.contains("noon") && body.is_empty());
+        let (_, body) = notification("bob", "meet at noon", true);
+        assert_eq!(body, "meet at noon");
+    }
+
+    /// A passphrase typed and left on its screen is wiped when the screen
+    /// changes. Mutation: removing the `clear` calls in `apply_status`.
+    #[test]
+    fn leaving_a_passphrase_screen_wipes_the_field() {
+        let mut s = AppState::new("sock".into());
+        apply_status(
+            &mut s,
+            &status(IdentityState::Locked, Some(true), LinkState::Offline),
+        );
+        s.passphrase.push_str("half typed");
+        apply_status(
+            &mut s,
+            &status(IdentityState::Locked, Some(true), LinkState::Offline),
+        );
+        assert_eq!(s.passphrase.chars(), 10, "same screen: kept");
+        apply_status(
+            &mut s,
+            &status(IdentityState::Unlocked, Some(true), LinkState::Offline),
+        );
+        assert_eq!(s.passphrase.chars(), 0);
+        assert!(!format!("{s:?}").contains("half typed"));
     }
 }

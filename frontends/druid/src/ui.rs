@@ -1,17 +1,23 @@
 //! The widgets. They read the model and turn clicks and keys into
 //! [`Request`]s for the worker; all state changes go through `model`.
 
+use std::path::PathBuf;
+use std::rc::Rc;
+
 use druid::widget::{
-    Button, Controller, CrossAxisAlignment, Flex, Label, LineBreaking, List, Painter, Scroll,
+    Checkbox, Controller, CrossAxisAlignment, Flex, Label, LineBreaking, List, Painter, Scroll,
     Split, TextBox, ViewSwitcher,
 };
 use druid::{
     Color, Env, Event, EventCtx, FileDialogOptions, KbKey, LensExt as _, RenderContext as _,
-    Selector, Widget, WidgetExt as _,
+    Selector, UpdateCtx, Widget, WidgetExt as _,
 };
 use tokio::sync::mpsc::Sender;
 
+use crate::keys::{AutoFocusExt as _, Focusable, button};
 use crate::model::{self, AddContact, AppState, ContactRow, MessageRow, Screen};
+use crate::passbox::PassBox;
+use crate::settings::Settings;
 use crate::worker::Request;
 
 /// A contact row was clicked.
@@ -59,7 +65,7 @@ impl<F: Fn(&mut AppState), W: Widget<AppState>> Controller<AppState, W> for OnEn
 }
 
 fn unlock(tx: &Sender<Request>, d: &mut AppState) {
-    let pass = std::mem::take(&mut d.passphrase);
+    let pass = d.passphrase.take();
     d.error.clear();
     request(tx, d, Request::Unlock(pass));
 }
@@ -72,7 +78,8 @@ fn wrapped(f: impl Fn(&AppState) -> String + 'static) -> Label<AppState> {
     Label::new(move |d: &AppState, _: &Env| f(d)).with_line_break_mode(LineBreaking::WordWrap)
 }
 
-pub fn root(tx: Sender<Request>) -> impl Widget<AppState> {
+pub fn root(tx: Sender<Request>, settings: Option<PathBuf>) -> impl Widget<AppState> {
+    let settings = Rc::new(settings);
     let body = ViewSwitcher::new(
         |d: &AppState, _| d.screen,
         move |screen, _, _| match screen {
@@ -83,7 +90,7 @@ pub fn root(tx: Sender<Request>) -> impl Widget<AppState> {
             Screen::NoDaemon => Box::new(no_daemon(tx.clone())),
             Screen::FirstRun => Box::new(first_run(tx.clone())),
             Screen::Locked => Box::new(locked(tx.clone())),
-            Screen::Main => Box::new(main_view(tx.clone())),
+            Screen::Main => Box::new(main_view(tx.clone(), Rc::clone(&settings))),
         },
     );
     Flex::column()
@@ -120,9 +127,10 @@ fn no_daemon(tx: Sender<Request>) -> impl Widget<AppState> {
         .with_child(wrapped(|d| format!("Nothing answers on {}.", d.socket)))
         .with_spacer(12.0)
         .with_child(
-            Button::new("Start the daemon").on_click(move |_, d: &mut AppState, _| {
+            button("Start the daemon", move |_, d: &mut AppState, _| {
                 request(&tx, d, Request::StartDaemon);
-            }),
+            })
+            .auto_focus(),
         )
         .padding(20.0)
 }
@@ -137,7 +145,13 @@ fn first_run(tx: Sender<Request>) -> impl Widget<AppState> {
         }))
         .with_spacer(12.0)
         .with_child(Label::new("Nickname"))
-        .with_child(TextBox::new().with_placeholder("alice").lens(AppState::form_name).expand_width())
+        .with_child(
+            TextBox::new()
+                .with_placeholder("alice")
+                .lens(AppState::form_name)
+                .expand_width()
+                .auto_focus(),
+        )
         .with_spacer(8.0)
         .with_child(Label::new("Relay address"))
         .with_child(
@@ -147,14 +161,14 @@ fn first_run(tx: Sender<Request>) -> impl Widget<AppState> {
                 .expand_width(),
         )
         .with_spacer(8.0)
-        .with_child(Label::new("Passphrase (protects your keys on disk; visible while you type)"))
-        .with_child(TextBox::new().lens(AppState::form_passphrase).expand_width())
+        .with_child(Label::new("Passphrase (protects your keys on disk)"))
+        .with_child(PassBox::new().lens(AppState::form_passphrase).expand_width())
         .with_spacer(12.0)
-        .with_child(Button::new("Generate connection data").on_click(move |_, d: &mut AppState, _| {
+        .with_child(button("Generate connection data", move |_, d: &mut AppState, _| {
             let req = Request::Create {
                 name: d.form_name.trim().to_owned(),
                 relay: d.form_relay.trim().to_owned(),
-                passphrase: std::mem::take(&mut d.form_passphrase),
+                passphrase: d.form_passphrase.take(),
             };
             d.error.clear();
             request(&tx, d, req);
@@ -170,13 +184,16 @@ fn locked(tx: Sender<Request>) -> impl Widget<AppState> {
         .with_spacer(8.0)
         .with_child(Label::new("Passphrase (Enter unlocks)"))
         .with_child(
-            TextBox::new()
+            PassBox::new()
                 .lens(AppState::passphrase)
                 .expand_width()
-                .controller(OnEnter(move |d: &mut AppState| unlock(&tx2, d))),
+                .controller(OnEnter(move |d: &mut AppState| unlock(&tx2, d)))
+                .auto_focus(),
         )
         .with_spacer(12.0)
-        .with_child(Button::new("Unlock").on_click(move |_, d: &mut AppState, _| unlock(&tx, d)))
+        .with_child(button("Unlock", move |_, d: &mut AppState, _| {
+            unlock(&tx, d);
+        }))
         .padding(20.0)
 }
 
@@ -214,38 +231,63 @@ fn message_row() -> impl Widget<MessageRow> {
         .padding((4.0, 2.0))
 }
 
-fn sidebar(tx: Sender<Request>) -> impl Widget<AppState> {
+/// Saves the notification setting when the checkbox changes it.
+struct SaveNotifySetting(Rc<Option<PathBuf>>);
+
+impl<W: Widget<AppState>> Controller<AppState, W> for SaveNotifySetting {
+    fn update(
+        &mut self,
+        child: &mut W,
+        ctx: &mut UpdateCtx<'_, '_>,
+        old: &AppState,
+        data: &AppState,
+        env: &Env,
+    ) {
+        if old.notify_text != data.notify_text {
+            let on = data.notify_text;
+            Settings::update(self.0.as_deref(), |s| s.notify_text = on);
+        }
+        child.update(ctx, old, data, env);
+    }
+}
+
+fn sidebar(tx: Sender<Request>, settings: Rc<Option<PathBuf>>) -> impl Widget<AppState> {
+    let contacts =
+        Focusable::new(Scroll::new(List::new(contact_row).lens(AppState::contacts)).vertical())
+            .on_arrows(|ctx, d: &mut AppState, delta| {
+                if let Some(name) = model::neighbour(d, delta) {
+                    ctx.submit_command(SELECT.with(name));
+                }
+            });
     Flex::column()
         .cross_axis_alignment(CrossAxisAlignment::Start)
         .with_child(wrapped(|d| format!("You: {}", d.my_name)).padding(6.0))
-        .with_child(
-            Button::new("Export my identity").on_click(|ctx, _d: &mut AppState, _| {
-                ctx.submit_command(
-                    druid::commands::SHOW_SAVE_PANEL.with(
-                        FileDialogOptions::new()
-                            .default_name("your_id")
-                            .title("Export your identity file"),
-                    ),
-                );
-            }),
-        )
+        .with_child(button("Export my identity", |ctx, _d: &mut AppState, _| {
+            ctx.submit_command(
+                druid::commands::SHOW_SAVE_PANEL.with(
+                    FileDialogOptions::new()
+                        .default_name("your_id")
+                        .title("Export your identity file"),
+                ),
+            );
+        }))
+        .with_spacer(4.0)
+        .with_child(button("Add contact", |_, d: &mut AppState, _| {
+            d.add = AddContact {
+                open: true,
+                ..AddContact::default()
+            };
+        }))
+        .with_spacer(8.0)
+        .with_flex_child(contacts, 1.0)
+        .with_child(button("Refresh", move |_, d: &mut AppState, _| {
+            request(&tx, d, Request::Refresh);
+        }))
         .with_spacer(4.0)
         .with_child(
-            Button::new("Add contact").on_click(|_, d: &mut AppState, _| {
-                d.add = AddContact {
-                    open: true,
-                    ..AddContact::default()
-                };
-            }),
-        )
-        .with_spacer(8.0)
-        .with_flex_child(
-            Scroll::new(List::new(contact_row).lens(AppState::contacts)).vertical(),
-            1.0,
-        )
-        .with_child(
-            Button::new("Refresh")
-                .on_click(move |_, d: &mut AppState, _| request(&tx, d, Request::Refresh)),
+            Checkbox::new("Message text in notifications")
+                .lens(AppState::notify_text)
+                .controller(SaveNotifySetting(settings)),
         )
         .padding(6.0)
 }
@@ -256,7 +298,8 @@ fn add_contact_panel(tx: Sender<Request>) -> impl Widget<AppState> {
         .cross_axis_alignment(CrossAxisAlignment::Start)
         .with_child(heading("Add a contact"))
         .with_spacer(8.0)
-        .with_child(Button::new("Choose your friend's identity file…").on_click(
+        .with_child(button(
+            "Choose your friend's identity file…",
             |ctx, _d: &mut AppState, _| {
                 ctx.submit_command(druid::commands::SHOW_OPEN_PANEL.with(FileDialogOptions::new()));
             },
@@ -269,6 +312,16 @@ fn add_contact_panel(tx: Sender<Request>) -> impl Widget<AppState> {
             }
         }))
         .with_spacer(8.0)
+        .with_child(Label::new("…or paste the identity text they sent you"))
+        .with_child(
+            TextBox::multiline()
+                .with_placeholder("-----BEGIN ANONCHAT IDENTITY-----")
+                .lens(AppState::add.then(AddContact::pasted))
+                .expand_width()
+                .fix_height(90.0)
+                .auto_focus(),
+        )
+        .with_spacer(8.0)
         .with_child(Label::new("Name for this contact"))
         .with_child(
             TextBox::new()
@@ -276,9 +329,14 @@ fn add_contact_panel(tx: Sender<Request>) -> impl Widget<AppState> {
                 .expand_width(),
         )
         .with_spacer(8.0)
-        .with_child(Button::new("Add").on_click(move |_, d: &mut AppState, _| {
+        .with_child(button("Add", move |_, d: &mut AppState, _| {
+            let Some(text) = model::identity_text(&d.add) else {
+                "Choose your friend's identity file or paste its text first."
+                    .clone_into(&mut d.error);
+                return;
+            };
             let req = Request::AddContact {
-                text: d.add.file_text.clone(),
+                text,
                 name: d.add.name.trim().to_owned(),
             };
             d.error.clear();
@@ -298,7 +356,8 @@ fn add_contact_panel(tx: Sender<Request>) -> impl Widget<AppState> {
         .with_spacer(8.0)
         .with_child(
             Flex::row()
-                .with_child(Button::new("They match: mark verified").on_click(
+                .with_child(button(
+                    "They match: mark verified",
                     move |_, d: &mut AppState, _| {
                         if !d.add.added_fingerprint.is_empty() {
                             let req = Request::Verify {
@@ -311,10 +370,9 @@ fn add_contact_panel(tx: Sender<Request>) -> impl Widget<AppState> {
                     },
                 ))
                 .with_spacer(8.0)
-                .with_child(
-                    Button::new("Close")
-                        .on_click(|_, d: &mut AppState, _| d.add = AddContact::default()),
-                ),
+                .with_child(button("Close (Esc)", |_, d: &mut AppState, _| {
+                    d.add = AddContact::default();
+                })),
         )
         .padding(12.0)
 }
@@ -358,19 +416,19 @@ fn conversation(tx: Sender<Request>) -> impl Widget<AppState> {
                         .with_placeholder("Message (Enter sends, Shift+Enter: new line)")
                         .lens(AppState::compose)
                         .expand_width()
-                        .controller(OnEnter(move |d: &mut AppState| send_compose(&tx, d))),
+                        .controller(OnEnter(move |d: &mut AppState| send_compose(&tx, d)))
+                        .auto_focus(),
                     1.0,
                 )
                 .with_spacer(6.0)
-                .with_child(
-                    Button::new("Send")
-                        .on_click(move |_, d: &mut AppState, _| send_compose(&tx2, d)),
-                )
+                .with_child(button("Send", move |_, d: &mut AppState, _| {
+                    send_compose(&tx2, d);
+                }))
                 .padding(6.0),
         )
 }
 
-fn main_view(tx: Sender<Request>) -> impl Widget<AppState> {
+fn main_view(tx: Sender<Request>, settings: Rc<Option<PathBuf>>) -> impl Widget<AppState> {
     let right = ViewSwitcher::new(|d: &AppState, _| d.add.open, {
         let tx = tx.clone();
         move |open, _, _| {
@@ -381,7 +439,7 @@ fn main_view(tx: Sender<Request>) -> impl Widget<AppState> {
             }
         }
     });
-    Split::columns(sidebar(tx), right)
+    Split::columns(sidebar(tx, settings), right)
         .split_point(0.3)
         .draggable(true)
         .solid_bar(true)

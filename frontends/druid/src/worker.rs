@@ -13,6 +13,8 @@ use druid::{ExtEventSink, Selector, Target};
 use jsonrpsee::async_client::Client;
 use tokio::sync::mpsc;
 
+use crate::secret::Passphrase;
+
 pub const STATUS: Selector<Status> = Selector::new("anonchat.status");
 pub const IDENTITY: Selector<IdentityInfo> = Selector::new("anonchat.identity");
 pub const CONTACTS: Selector<Vec<ContactInfo>> = Selector::new("anonchat.contacts");
@@ -22,6 +24,8 @@ pub const SENT: Selector<(String, u64, String)> = Selector::new("anonchat.sent")
 pub const ADDED: Selector<ContactInfo> = Selector::new("anonchat.added");
 pub const ERROR: Selector<String> = Selector::new("anonchat.error");
 pub const UNREACHABLE: Selector<String> = Selector::new("anonchat.unreachable");
+/// A no-op that follows every command (see [`Worker::send`]).
+pub const NUDGE: Selector<()> = Selector::new("anonchat.nudge");
 
 /// Requests queued for the worker at most (the UI shows "busy" beyond).
 pub const QUEUE: usize = 64;
@@ -34,11 +38,11 @@ pub enum Request {
         to: String,
         text: String,
     },
-    Unlock(String),
+    Unlock(Passphrase),
     Create {
         name: String,
         relay: String,
-        passphrase: String,
+        passphrase: Passphrase,
     },
     AddContact {
         text: String,
@@ -58,8 +62,16 @@ struct Worker {
 }
 
 impl Worker {
+    /// Hands a command to the window. druid 0.8's `submit_command` wakes
+    /// the UI thread *before* it queues the command: if the wake-up runs
+    /// first (a busy machine), the command waits until the next submit.
+    /// A lone command (the `Locked` event of `anonctl lock`) then never
+    /// arrived, and the window stayed on the conversation. So every
+    /// command is followed by a no-op whose wake-up comes after the
+    /// command is queued (only the no-op itself can wait, harmlessly).
     fn send<T: std::any::Any + Send>(&self, sel: Selector<T>, value: T) {
         let _ = self.sink.submit_command(sel, value, Target::Auto);
+        let _ = self.sink.submit_command(NUDGE, (), Target::Auto);
     }
 
     fn error(&self, e: impl std::fmt::Display) {
@@ -97,7 +109,9 @@ impl Worker {
                 .await
                 .map(|sent| self.send(SENT, (to, sent.id, text))),
             Request::Unlock(pass) => {
-                let r = c.identity_unlock(pass).await;
+                // The copy jsonrpsee serializes is its own; ours is
+                // zeroized when `pass` drops.
+                let r = c.identity_unlock(pass.expose().to_owned()).await;
                 if r.is_ok() {
                     self.refresh(c).await?;
                 }
@@ -108,7 +122,7 @@ impl Worker {
                 relay,
                 passphrase,
             } => {
-                let pass = (!passphrase.is_empty()).then_some(passphrase);
+                let pass = (!passphrase.is_empty()).then(|| passphrase.expose().to_owned());
                 let r = c.identity_create(name, relay, pass, None).await.map(|_| ());
                 if r.is_ok() {
                     self.refresh(c).await?;

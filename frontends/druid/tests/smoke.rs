@@ -1,39 +1,110 @@
-//! GUI smoke test: a real relay and two real daemons exchange messages over
-//! JSON-RPC (via anonctl), then `anonchat-gui` opens against alice's daemon
-//! under `xvfb-run`; the test waits for its window (`xdotool search`),
-//! types a message into the compose box and presses Enter (`xdotool`),
-//! takes a screenshot (`import -window root`), checks it is not blank, and
-//! checks that bob received the typed message.
-//! The screenshot is kept as `target/anonchat-gui-smoke.png`.
+//! GUI smoke test: a real relay and three real daemons (alice, bob, dave)
+//! exchange messages over JSON-RPC (via anonctl), then `anonchat-gui` opens
+//! against alice's daemon under `xvfb-run`, inside `dbus-run-session` with
+//! a real notification server (`dunst`).
+//!
+//! 1. The test waits for its window (`xdotool search`), types a message
+//!    into the compose box and presses Enter, takes a screenshot, checks it
+//!    is not blank, and checks that bob received the typed message. The
+//!    screenshot is kept as `target/anonchat-gui-smoke.png`.
+//!    Shift+Tab twice reaches the contact list, Down opens the second
+//!    contact (dave), Tab twice reaches the compose box: the next typed
+//!    message reaches dave. Mutation seen failing: `Focusable` ignoring
+//!    the arrow keys (the message never reaches dave).
+//! 2. Notifications: dave writes while the window is in front; then the
+//!    pointer leaves the window (no window manager: the focus follows the
+//!    pointer) and bob writes. `dunstctl history` (closed notifications:
+//!    dunst closes one after 10 s) must name bob, not hold the text (off
+//!    by default), and not name dave; the title must count bob's unread
+//!    message. Mutations seen failing: not calling `notify` (no
+//!    notification); `model::notification` always putting the text in
+//!    the body (the text shows up in the history); notifying whether or
+//!    not the window is active (dave's shows up).
+//! 3. The window remembers its size: resized by `xdotool windowsize`,
+//!    closed and opened again, it has the new size. Mutation seen failing:
+//!    the delegate not saving `WindowSize`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Command;
+mod common;
 
 use anonchat_e2e::World;
 
-fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
+const SCRIPT: &str = r#"set -e
+dunst >/dev/null 2>&1 & DUNST=$!
+XDG_CONFIG_HOME="$OUT/config" "$GUI" --socket "$ALICE" & GUI_PID=$!
+trap 'kill $GUI_PID $DUNST 2>/dev/null || true' EXIT
+W=$(timeout 30 xdotool search --sync --name '^anonchat( \(|$)' | head -n1)
+sleep 2
+# 1. Type into the compose box (it has the focus) and press Enter.
+xdotool mousemove 550 555
+xdotool type --delay 20 'typed in the window'
+xdotool key Return
+sleep 2
+import -window root "$SHOT"
+# Back to the contact list (Refresh, then the list), Down to dave, Tab
+# past Refresh to the compose box.
+xdotool key shift+Tab shift+Tab Down
+sleep 1
+xdotool key Tab Tab
+xdotool type --delay 20 'chosen with the arrow keys'
+xdotool key Return
+sleep 1
+# dave writes while the window is in front: no notification.
+"$CTL" --socket "$DAVE" send alice 'while the window is in front' --wait --timeout 60 >/dev/null
+sleep 1
+
+# 2. The window loses the focus; bob writes.
+xdotool mousemove 1015 690
+sleep 1
+"$CTL" --socket "$BOB" send alice "$SECRET" --wait --timeout 60 >/dev/null
+i=0
+until dunstctl history | grep -q 'message from bob'; do
+    i=$((i + 1))
+    if [ $i -ge 100 ]; then
+        import -window root "$OUT/no-notification.png"
+        echo "no notification; dunst's history: $(dunstctl history)" >&2
+        exit 1
+    fi
+    sleep 0.2
+done
+dunstctl history > "$OUT/notifications.json"
+sleep 0.5
+xdotool getwindowname "$W" > "$OUT/title.txt"
+
+# 3. Resize, close, reopen.
+xdotool search --name '^anonchat( \(|$)' windowsize --sync 700 500
+sleep 1
+kill $GUI_PID; wait $GUI_PID || true
+XDG_CONFIG_HOME="$OUT/config" "$GUI" --socket "$ALICE" & GUI_PID=$!
+W=$(timeout 30 xdotool search --sync --name '^anonchat( \(|$)' | head -n1)
+sleep 2
+xdotool getwindowgeometry "$W" > "$OUT/geometry.txt"
+"#;
+
+const SECRET: &str = "this text stays off the lock screen";
 
 #[test]
-fn the_window_opens_and_shows_a_conversation() {
-    let missing: Vec<&str> = ["xvfb-run", "xdotool", "import", "convert"]
-        .into_iter()
-        .filter(|t| !have(t))
-        .collect();
-    if !missing.is_empty() {
-        eprintln!(
-            "SKIPPED the GUI smoke test: {} not installed (apt-get install xvfb xdotool imagemagick; .ci/run does)",
-            missing.join(", ")
-        );
+fn the_window_opens_shows_a_conversation_notifies_and_keeps_its_size() {
+    if common::missing(
+        "the GUI smoke test",
+        &[
+            "xvfb-run",
+            "xdotool",
+            "import",
+            "convert",
+            "dbus-run-session",
+            "dunst",
+            "dunstctl",
+        ],
+    ) {
         return;
     }
     let w = World::new();
-    let _world = w.friends(&["alice", "bob"], &[("alice", "bob")]);
+    let _world = w.friends(
+        &["alice", "bob", "dave"],
+        &[("alice", "bob"), ("alice", "dave")],
+    );
     w.json(
         "alice",
         &[
@@ -59,55 +130,57 @@ fn the_window_opens_and_shows_a_conversation() {
 
     let shot = w.bins.parent().unwrap().join("anonchat-gui-smoke.png");
     let _ = std::fs::remove_file(&shot);
-    let script = format!(
-        r#"set -e
-"{gui}" --socket "{sock}" & GUI=$!
-trap 'kill $GUI 2>/dev/null || true' EXIT
-timeout 30 xdotool search --sync --name '^anonchat$' >/dev/null
-sleep 2
-# Type into the compose box (bottom of the window) and press Enter.
-xdotool mousemove 550 555 click 1
-sleep 0.3
-xdotool type --delay 20 'typed in the window'
-xdotool key Return
-sleep 2
-import -window root "{shot}"
-"#,
-        gui = env!("CARGO_BIN_EXE_anonchat-gui"),
-        sock = w.socket("alice").display(),
-        shot = shot.display(),
+    // Kept after the run (to look at when it fails).
+    let out = w.bins.parent().unwrap().join("anonchat-gui-smoke");
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&out).unwrap();
+    let ctl = w.bins.join("anonctl");
+    common::xvfb(
+        &["dbus-run-session", "--"],
+        SCRIPT,
+        &[
+            ("GUI", env!("CARGO_BIN_EXE_anonchat-gui")),
+            ("CTL", ctl.to_str().unwrap()),
+            ("ALICE", w.socket("alice").to_str().unwrap()),
+            ("BOB", w.socket("bob").to_str().unwrap()),
+            ("DAVE", w.socket("dave").to_str().unwrap()),
+            ("OUT", out.to_str().unwrap()),
+            ("SHOT", shot.to_str().unwrap()),
+            ("SECRET", SECRET),
+        ],
     );
-    let out = Command::new("xvfb-run")
-        .args(["-a", "-s", "-screen 0 1024x700x24", "sh", "-c", &script])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "GUI run failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+
+    // 1.
     assert!(shot.exists(), "no screenshot");
-
-    // Not blank: many distinct colours and a real spread of brightness.
-    let stats = Command::new("convert")
-        .arg(&shot)
-        .args(["-format", "%k %[fx:standard_deviation]", "info:"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&stats.stdout).to_string();
-    let mut parts = text.split_whitespace();
-    let colours: u64 = parts.next().unwrap().parse().unwrap();
-    let spread: f64 = parts.next().unwrap().parse().unwrap();
-    assert!(
-        colours > 50 && spread > 0.02,
-        "the screenshot looks blank: {text}"
-    );
-    eprintln!("GUI screenshot: {} ({colours} colours)", shot.display());
-
-    // What was typed in the window went to bob through the relay.
+    common::assert_not_blank(&shot);
+    eprintln!("GUI screenshot: {}", shot.display());
     anonchat_e2e::eventually(60, "bob received the message typed in the window", || {
         w.received("bob", "alice")
             .contains(&"typed in the window".to_owned())
     });
+
+    anonchat_e2e::eventually(60, "dave received the message after the arrow keys", || {
+        w.received("dave", "alice")
+            .contains(&"chosen with the arrow keys".to_owned())
+    });
+
+    // 2. A notification naming bob, without the text; bob's conversation
+    // is not the open one, so the title counts it.
+    let history = std::fs::read_to_string(out.join("notifications.json")).unwrap();
+    assert!(history.contains("message from bob"), "{history}");
+    assert!(
+        !history.contains("message from dave"),
+        "a notification while the window was in front: {history}"
+    );
+    assert!(
+        !history.contains(SECRET),
+        "the message text is in the notification: {history}"
+    );
+
+    let title = std::fs::read_to_string(out.join("title.txt")).unwrap();
+    assert_eq!(title.trim(), "anonchat (1 unread)");
+
+    // 3. The size survived the restart.
+    let geometry = std::fs::read_to_string(out.join("geometry.txt")).unwrap();
+    assert!(geometry.contains("Geometry: 700x500"), "{geometry}");
 }

@@ -9,6 +9,7 @@
 mod armor;
 mod contact;
 mod error;
+pub mod group;
 mod handshake;
 mod identity;
 mod init;

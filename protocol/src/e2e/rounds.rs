@@ -36,6 +36,16 @@ pub enum RoundError {
         /// The round the wall clock gives.
         expected: u64,
     },
+    /// The WELCOME names a backlog that starts after its open round.
+    #[error(
+        "the relay's welcome says its backlog starts at round {oldest_held}, after its open round {open_round}; use another relay"
+    )]
+    Backlog {
+        /// The oldest round held, as announced.
+        oldest_held: u64,
+        /// The open round, as announced.
+        open_round: u64,
+    },
     /// The batch of a round already read (or older) came again.
     #[error("the relay sent round {round} after round {last}; reconnect, or use another relay")]
     Repeated {
@@ -95,6 +105,33 @@ impl RoundClock {
         }
         Ok(())
     }
+
+    /// Checks a WELCOME against the wall clock: the open round, and the
+    /// round its first cell answers with (`open_round + 1`), must both pass
+    /// [`check`](Self::check), and the backlog must start no later than the
+    /// open round. A WELCOME that fails is refused before anything is sent:
+    /// one lied number (`u64::MAX`) would otherwise make every live batch
+    /// look like backlog, read and never answered.
+    pub fn check_welcome(
+        self,
+        open_round: u64,
+        oldest_held: u64,
+        now_ms: u64,
+    ) -> Result<(), RoundError> {
+        self.check(open_round, now_ms)?;
+        let next = open_round.checked_add(1).ok_or(RoundError::OutOfStep {
+            round: open_round,
+            expected: self.current(now_ms),
+        })?;
+        self.check(next, now_ms)?;
+        if oldest_held > open_round {
+            return Err(RoundError::Backlog {
+                oldest_held,
+                open_round,
+            });
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -125,5 +162,27 @@ mod tests {
         for lie in [u64::MAX, u64::MAX - 1, 1 << 62, 0] {
             assert!(c.check(lie, now).is_err(), "{lie}");
         }
+    }
+
+    /// Checked against a `check_welcome` that accepts anything: the
+    /// `u64::MAX` open round (every live batch then looked like backlog,
+    /// never answered) and a backlog after the open round.
+    #[test]
+    fn lied_welcomes_are_refused() {
+        let c = RoundClock::new(500).unwrap();
+        let now = 1_764_000_000_000;
+        let here = now / 500;
+        assert!(c.check_welcome(here, here - 20, now).is_ok());
+        assert!(c.check_welcome(here, here, now).is_ok());
+        for lie in [u64::MAX, u64::MAX - 1, 1 << 62, here + 60, 0] {
+            assert!(c.check_welcome(lie, 0, now).is_err(), "{lie}");
+        }
+        assert_eq!(
+            c.check_welcome(here, here + 1, now),
+            Err(RoundError::Backlog {
+                oldest_held: here + 1,
+                open_round: here
+            })
+        );
     }
 }
