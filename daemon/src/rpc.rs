@@ -74,6 +74,10 @@ impl AnonchatServer for Api {
         Ok(self.core.status())
     }
 
+    async fn traffic(&self) -> RpcResult<anonchat_ipc::Traffic> {
+        Ok(self.core.traffic())
+    }
+
     async fn shutdown(&self) -> RpcResult<()> {
         tracing::info!("shutdown requested over RPC");
         let core = Arc::clone(&self.core);

@@ -22,6 +22,9 @@ pub const API_VERSION: u32 = 1;
 /// newest ones; also bounded in bytes by the daemon).
 pub const REPLAY_EVENTS: usize = 1000;
 
+/// Batches `daemon.traffic` averages over.
+pub const TRAFFIC_BATCHES: usize = 20;
+
 /// Longest JSON-RPC line either side accepts, in bytes.
 pub const MAX_LINE: usize = 256 * 1024;
 
@@ -38,6 +41,10 @@ pub trait Anonchat {
     /// Daemon, identity and relay state; the API version.
     #[method(name = "daemon.status")]
     async fn status(&self) -> Result<Status, ErrorObjectOwned>;
+
+    /// The relay link's download and upload now (see [`Traffic`]).
+    #[method(name = "daemon.traffic")]
+    async fn traffic(&self) -> Result<Traffic, ErrorObjectOwned>;
 
     /// Stops the daemon (after answering). Undelivered messages are kept
     /// (sealed) and go out after the next start.

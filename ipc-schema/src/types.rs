@@ -72,6 +72,34 @@ pub struct RelayStatus {
     pub proxy: Option<String>,
 }
 
+/// The result of `daemon.traffic`: what anonymity costs this user now.
+/// Every client of a shard receives every cell of the shard every round
+/// (that is what hides the recipient), so the download grows with the
+/// shard's size and shrinks with longer rounds. Figures are averages over
+/// the last batches received (at most
+/// [`TRAFFIC_BATCHES`](crate::TRAFFIC_BATCHES)), times the rounds per
+/// second; `None` before the first batch.
+///
+/// A method of its own rather than fields of [`Status`]: existing clients
+/// build `Status` values field by field, and a new field would break them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Traffic {
+    /// Batches the averages are over.
+    pub batches: u32,
+    /// The round length of the relay link, in milliseconds.
+    pub round_ms: Option<u32>,
+    /// Cells in the last batch: the clients in your shard that sent a cell
+    /// that round, your anonymity set.
+    pub shard_clients: Option<u32>,
+    /// Bytes per second the relay link receives (batch headers and
+    /// bodies).
+    pub download_bytes_per_s: Option<u64>,
+    /// The same, for a day.
+    pub download_bytes_per_day: Option<u64>,
+    /// Bytes per second the relay link sends (one cell per round).
+    pub upload_bytes_per_s: Option<u64>,
+}
+
 /// The daemon's persisted configuration (`daemon.config`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DaemonConfig {

@@ -177,6 +177,19 @@ pub struct BatchHeader {
     body_hash: [u8; anonchat_protocol::wire::BODY_HASH_LEN],
 }
 
+impl BatchHeader {
+    /// Cells in the body.
+    pub fn cells(&self) -> u32 {
+        self.cells
+    }
+
+    /// The SHA-256 of the sealed body, as this client's own Noise frame
+    /// carries it.
+    pub fn body_hash(&self) -> &[u8; anonchat_protocol::wire::BODY_HASH_LEN] {
+        &self.body_hash
+    }
+}
+
 /// What the relay sent next, the body of a batch not yet read.
 #[derive(Debug)]
 pub enum Announced {
@@ -235,25 +248,43 @@ impl<S: AsyncRead> BatchReceiver<S> {
     /// [`WireError::BatchBodyMismatch`]; the stream is still aligned, but
     /// the link can no longer be trusted: drop it and reconnect.
     pub async fn read_body(&mut self, header: BatchHeader) -> Result<ReceivedBatch, ClientError> {
-        let mut body = vec![0u8; sealed_body_len(header.cells, self.params.cell_size)];
-        self.rd.read_exact(&mut body).await?;
-        // Checks the body against the hash in our own (Noise) header
-        // before opening it: another member of the shard knows `key`.
-        let batch = open_batch(
-            &header.key,
-            &header.body_hash,
-            self.shard,
-            header.round,
-            header.cells,
-            self.params.cell_size,
-            &body,
-        )?;
+        let body = self.read_sealed_body(&header).await?;
+        let batch = self.open_body(&header, &body)?;
         Ok(ReceivedBatch {
             round: header.round,
             closed_at_us: header.closed_at_us,
             batch,
             wire_bytes: self.buf.len() + body.len(),
         })
+    }
+
+    /// Reads the sealed body `header` announced, without checking or
+    /// opening it: for a load generator that opens one copy per shard and
+    /// round and compares the others with it. Anything else uses
+    /// [`Self::read_body`].
+    pub async fn read_sealed_body(&mut self, header: &BatchHeader) -> Result<Vec<u8>, ClientError> {
+        let mut body = vec![0u8; sealed_body_len(header.cells, self.params.cell_size)];
+        self.rd.read_exact(&mut body).await?;
+        Ok(body)
+    }
+
+    /// Checks `body` against the hash in `header` (our own Noise frame:
+    /// another member of the shard knows the batch key), then opens it.
+    pub fn open_body(&self, header: &BatchHeader, body: &[u8]) -> Result<OpenedBatch, ClientError> {
+        Ok(open_batch(
+            &header.key,
+            &header.body_hash,
+            self.shard,
+            header.round,
+            header.cells,
+            self.params.cell_size,
+            body,
+        )?)
+    }
+
+    /// Bytes of a batch header frame on the wire.
+    pub fn header_wire_len(&self) -> usize {
+        self.buf.len()
     }
 
     /// The next batch, header and body (or the relay's close notice); see

@@ -1,18 +1,32 @@
 //! The comparison run of the load generator: the same fan-out done by a
-//! real broker, Redis pub/sub. Each client subscribes to its shard's
-//! channel and publishes one 512-byte message per round; every subscriber
-//! of the shard receives every message. No encryption, no constant-rate
-//! rounds, no anonymity: the point is the cost of the fan-out itself.
+//! real broker, Redis pub/sub, measured the way [`crate::loadgen`]
+//! measures the relay.
+//!
+//! Each client is one TCP connection (as a relay client is), speaking RESP3
+//! (`HELLO 3`) so that one connection both subscribes to its shard's
+//! channel and publishes: every round (all clients on one clock, as relay
+//! rounds are) it publishes one 512-byte message, and every subscriber of
+//! the shard receives every message. No encryption, no cover traffic, no
+//! anonymity: the point is the cost of the fan-out itself. The server's
+//! CPU comes from `/proc/PID/stat` over the same window as the relay's.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+use bytes::{Buf as _, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use tokio::sync::{Barrier, Mutex};
+use tokio::sync::Barrier;
+use tokio_util::sync::CancellationToken;
 
-use crate::loadgen::Report;
+use crate::loadgen::{Latencies, Measured, Report};
+use crate::procstat::{CpuMeter, clock_ticks_per_s};
+
+/// Message size: the relay's default cell.
+const CELL: usize = crate::defaults::CELL_SIZE;
+/// Largest RESP value this client reads (a bound on its buffer).
+const MAX_VALUE: usize = 1 << 20;
 
 /// A RESP command: an array of bulk strings.
 pub fn resp_command(parts: &[&[u8]]) -> Vec<u8> {
@@ -25,40 +39,156 @@ pub fn resp_command(parts: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> std::io::Result<String> {
-    let mut line = String::new();
-    if r.read_line(&mut line).await? == 0 {
-        return Err(std::io::ErrorKind::UnexpectedEof.into());
-    }
-    Ok(line.trim_end().to_owned())
+/// One RESP2 or RESP3 value, borrowed from the read buffer. Aggregates
+/// (arrays, pushes, sets, maps flattened) hold their elements.
+#[derive(Debug, PartialEq, Eq)]
+enum Value<'a> {
+    /// `+`, and the RESP3 scalars kept as text (`#`, `,`, `(`).
+    Simple(&'a [u8]),
+    /// `-`: the server refused a command.
+    Error(&'a [u8]),
+    /// `:`
+    Int(i64),
+    /// `$` (also `=`, `!`), or a null (`_`, `$-1`).
+    Bulk(Option<&'a [u8]>),
+    /// `*`, `>`, `~`, `%` (keys and values in turn).
+    Agg(Vec<Value<'a>>),
 }
 
-/// Reads one RESP value, returning the bulk strings it holds (flattened).
-async fn read_value<R: tokio::io::AsyncBufRead + Unpin>(
-    r: &mut R,
-) -> std::io::Result<Vec<Vec<u8>>> {
-    let line = read_line(r).await?;
-    let bad = || std::io::Error::other(format!("unexpected RESP: {line}"));
-    let (kind, rest) = line.split_at(1.min(line.len()));
-    match kind {
-        "+" | ":" => Ok(vec![rest.as_bytes().to_vec()]),
-        "-" => Err(std::io::Error::other(format!("redis error: {rest}"))),
-        "$" => {
-            let n: usize = rest.parse().map_err(|_| bad())?;
-            let mut buf = vec![0u8; n + 2];
-            r.read_exact(&mut buf).await?;
-            buf.truncate(n);
-            Ok(vec![buf])
+fn bad(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad RESP: {what}"))
+}
+
+fn int(line: &[u8]) -> std::io::Result<i64> {
+    std::str::from_utf8(line)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("not a number"))
+}
+
+/// Parses one value at the start of `buf`: the value and the bytes it
+/// took, or `None` if `buf` does not hold all of it yet.
+fn parse(buf: &[u8]) -> std::io::Result<Option<(Value<'_>, usize)>> {
+    let Some(eol) = buf.windows(2).position(|w| w == b"\r\n") else {
+        if buf.len() > MAX_VALUE {
+            return Err(bad("line too long"));
         }
-        "*" => {
-            let n: usize = rest.parse().map_err(|_| bad())?;
-            let mut out = Vec::new();
-            for _ in 0..n {
-                out.extend(Box::pin(read_value(r)).await?);
+        return Ok(None);
+    };
+    let Some(&kind) = buf.first() else {
+        return Ok(None);
+    };
+    let line = &buf[1..eol];
+    let mut at = eol + 2;
+    let v = match kind {
+        b'+' | b'#' | b',' | b'(' => Value::Simple(line),
+        b'-' => Value::Error(line),
+        b':' => Value::Int(int(line)?),
+        b'_' => Value::Bulk(None),
+        b'$' | b'=' | b'!' => {
+            let n = int(line)?;
+            if n < 0 {
+                Value::Bulk(None)
+            } else {
+                let n = usize::try_from(n).map_err(|_| bad("length"))?;
+                if n > MAX_VALUE {
+                    return Err(bad("value too long"));
+                }
+                if buf.len() < at + n + 2 {
+                    return Ok(None);
+                }
+                let s = &buf[at..at + n];
+                at += n + 2;
+                Value::Bulk(Some(s))
             }
-            Ok(out)
         }
-        _ => Err(bad()),
+        b'*' | b'>' | b'~' | b'%' => {
+            let n = int(line)?;
+            if n < 0 {
+                Value::Bulk(None)
+            } else {
+                let n = usize::try_from(n).map_err(|_| bad("length"))?;
+                let n = if kind == b'%' { n * 2 } else { n };
+                if n > MAX_VALUE {
+                    return Err(bad("too many elements"));
+                }
+                let mut items = Vec::with_capacity(n.min(16));
+                for _ in 0..n {
+                    let Some((item, used)) = parse(&buf[at..])? else {
+                        return Ok(None);
+                    };
+                    items.push(item);
+                    at += used;
+                }
+                Value::Agg(items)
+            }
+        }
+        _ => return Err(bad("unknown type")),
+    };
+    Ok(Some((v, at)))
+}
+
+/// What a client's connection delivered.
+#[derive(Debug, PartialEq, Eq)]
+enum Event {
+    /// A pub/sub message, with the publish time its payload carries.
+    Message(Option<u64>),
+    /// Anything else (a publish's reply, a subscribe confirmation).
+    Other,
+}
+
+impl Event {
+    fn of(v: &Value<'_>) -> std::io::Result<Self> {
+        match v {
+            Value::Error(e) => Err(std::io::Error::other(format!(
+                "redis error: {}",
+                String::from_utf8_lossy(e)
+            ))),
+            Value::Agg(items) if items.first() == Some(&Value::Bulk(Some(b"message"))) => {
+                let t = match items.get(2) {
+                    Some(Value::Bulk(Some(p))) if p.len() >= 8 => {
+                        let mut t = [0u8; 8];
+                        t.copy_from_slice(&p[..8]);
+                        Some(u64::from_be_bytes(t))
+                    }
+                    _ => None,
+                };
+                Ok(Self::Message(t))
+            }
+            _ => Ok(Self::Other),
+        }
+    }
+}
+
+/// A RESP reader over one connection, counting the bytes it reads.
+struct Reader<R> {
+    rd: R,
+    buf: BytesMut,
+    bytes: u64,
+}
+
+impl<R: AsyncRead + Unpin> Reader<R> {
+    fn new(rd: R) -> Self {
+        Self {
+            rd,
+            buf: BytesMut::with_capacity(64 * 1024),
+            bytes: 0,
+        }
+    }
+
+    async fn next(&mut self) -> std::io::Result<Event> {
+        loop {
+            if let Some((v, used)) = parse(&self.buf)? {
+                let ev = Event::of(&v)?;
+                self.buf.advance(used);
+                return Ok(ev);
+            }
+            let n = self.rd.read_buf(&mut self.buf).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            self.bytes += n as u64;
+        }
     }
 }
 
@@ -66,131 +196,171 @@ fn now_us() -> u64 {
     crate::shard::unix_micros()
 }
 
-/// What the subscribers and publishers share.
+/// What to run against Redis.
+#[derive(Debug, Clone)]
+pub struct RedisLoad {
+    /// HOST:PORT of the server.
+    pub addr: String,
+    /// Clients, one connection each.
+    pub clients: usize,
+    /// Shards (channels) the clients are spread over (0 counts as 1).
+    pub shards: u32,
+    /// Measurement time, once every client has subscribed.
+    pub duration: Duration,
+    /// Round length: every client publishes once per round.
+    pub round: Duration,
+    /// The server's process id, to report its CPU use (same machine only).
+    pub server_pid: Option<u32>,
+}
+
+/// What the clients share.
 struct Shared {
     ready: Barrier,
+    /// Publish no more at or after this time (µs since the epoch).
     stop: AtomicU64,
     sent: AtomicU64,
     delivered: AtomicU64,
-    latencies: Mutex<Vec<u64>>,
+    bytes: AtomicU64,
+    latencies: std::sync::Mutex<Latencies>,
 }
 
-const CELL: usize = 512;
-
-async fn subscriber(mut sub: BufReader<TcpStream>, shared: Arc<Shared>) {
-    shared.ready.wait().await;
-    let mut mine = Vec::new();
-    // Publishers stop at `stop`; then the channel falls silent.
-    while let Ok(Ok(msg)) = tokio::time::timeout(Duration::from_secs(2), read_value(&mut sub)).await
-    {
-        let Some(payload) = msg.get(2).filter(|p| p.len() >= 8) else {
-            continue;
-        };
-        let t = u64::from_be_bytes(payload[..8].try_into().unwrap_or_default());
-        mine.push(now_us().saturating_sub(t));
-        shared.delivered.fetch_add(1, Ordering::Relaxed);
-    }
-    shared.latencies.lock().await.extend(mine);
-}
-
-async fn publisher(
-    mut publ: BufReader<TcpStream>,
+async fn client(
+    addr: String,
     channel: String,
-    round: Duration,
+    id: u32,
+    (round, duration): (Duration, Duration),
     shared: Arc<Shared>,
-) {
+    done: CancellationToken,
+) -> std::io::Result<()> {
+    let stream = TcpStream::connect(&addr).await?;
+    stream.set_nodelay(true)?;
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = Reader::new(rd);
+    wr.write_all(&resp_command(&[b"HELLO", b"3"])).await?;
+    rd.next().await?;
+    wr.write_all(&resp_command(&[b"SUBSCRIBE", channel.as_bytes()]))
+        .await?;
+    rd.next().await?;
     shared.ready.wait().await;
-    let mut tick = tokio::time::interval(round);
-    loop {
-        tick.tick().await;
-        let t = now_us();
-        if t >= shared.stop.load(Ordering::SeqCst) {
-            return;
+    let start = tokio::time::Instant::now();
+
+    let publisher = {
+        let shared = Arc::clone(&shared);
+        async move {
+            // One clock for everyone (as relay rounds are): the first tick
+            // right after the barrier, then every `round`.
+            let mut tick = tokio::time::interval_at(start, round);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            let mut payload = vec![0u8; CELL];
+            payload[8..12].copy_from_slice(&id.to_be_bytes());
+            loop {
+                // Exactly duration / round publishes, as a relay client
+                // answers the rounds of the window: the tick due at the
+                // window's end is not one of them.
+                let due = tick.tick().await;
+                let t = now_us();
+                if due >= start + duration || t >= shared.stop.load(Ordering::SeqCst) {
+                    return Ok::<_, std::io::Error>(wr);
+                }
+                payload[..8].copy_from_slice(&t.to_be_bytes());
+                let cmd = resp_command(&[b"PUBLISH", channel.as_bytes(), &payload]);
+                wr.write_all(&cmd).await?;
+                shared.sent.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        let mut payload = vec![0u8; CELL];
-        payload[..8].copy_from_slice(&t.to_be_bytes());
-        let cmd = resp_command(&[b"PUBLISH", channel.as_bytes(), &payload]);
-        if publ.get_mut().write_all(&cmd).await.is_err() || read_value(&mut publ).await.is_err() {
-            return;
+    };
+    let subscriber = async {
+        let mut mine = Latencies::default();
+        let mut delivered = 0u64;
+        loop {
+            let ev = tokio::select! {
+                () = done.cancelled() => break,
+                ev = rd.next() => ev?,
+            };
+            if let Event::Message(Some(t)) = ev {
+                mine.push(now_us().saturating_sub(t));
+                delivered += 1;
+            }
         }
-        shared.sent.fetch_add(1, Ordering::Relaxed);
-    }
+        shared.delivered.fetch_add(delivered, Ordering::Relaxed);
+        shared.bytes.fetch_add(rd.bytes, Ordering::Relaxed);
+        shared
+            .latencies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .merge(mine);
+        Ok::<_, std::io::Error>(())
+    };
+    let (wr, ()) = tokio::try_join!(publisher, subscriber)?;
+    drop(wr);
+    Ok(())
 }
 
-/// Runs `clients` publishers/subscribers against Redis at `addr` for
-/// `duration`, one 512-byte message per client per `round`.
-pub async fn run(
-    addr: &str,
-    clients: usize,
-    shards: u32,
-    duration: Duration,
-    round: Duration,
-) -> std::io::Result<Report> {
-    let shards = shards.max(1);
+/// Runs `cfg.clients` clients against Redis at `cfg.addr` for
+/// `cfg.duration`, one 512-byte message per client per round.
+pub async fn run(cfg: &RedisLoad) -> std::io::Result<Report> {
+    let shards = cfg.shards.max(1);
     let shared = Arc::new(Shared {
-        ready: Barrier::new(clients * 2 + 1),
+        ready: Barrier::new(cfg.clients + 1),
         stop: AtomicU64::new(u64::MAX),
         sent: AtomicU64::new(0),
         delivered: AtomicU64::new(0),
-        latencies: Mutex::new(Vec::new()),
+        bytes: AtomicU64::new(0),
+        latencies: std::sync::Mutex::new(Latencies::default()),
     });
-    let mut tasks = Vec::new();
-    for i in 0..clients {
+    let done = CancellationToken::new();
+    let mut tasks = Vec::with_capacity(cfg.clients);
+    for i in 0..cfg.clients {
         let channel = format!("anonchat-bench-{}", i as u32 % shards);
-        let mut sub = BufReader::new(TcpStream::connect(addr).await?);
-        sub.get_mut()
-            .write_all(&resp_command(&[b"SUBSCRIBE", channel.as_bytes()]))
-            .await?;
-        read_value(&mut sub).await?;
-        tasks.push(tokio::spawn(subscriber(sub, Arc::clone(&shared))));
-        let publ = BufReader::new(TcpStream::connect(addr).await?);
-        tasks.push(tokio::spawn(publisher(
-            publ,
+        tasks.push(tokio::spawn(client(
+            cfg.addr.clone(),
             channel,
-            round,
+            i as u32,
+            (cfg.round, cfg.duration),
             Arc::clone(&shared),
+            done.clone(),
         )));
     }
     shared.ready.wait().await;
-    let t0 = Instant::now();
-    tokio::time::sleep(duration).await;
+    let ticks = clock_ticks_per_s();
+    let server = cfg.server_pid.and_then(CpuMeter::start);
+    let own = CpuMeter::start(std::process::id());
+    tokio::time::sleep(cfg.duration).await;
     shared.stop.store(now_us(), Ordering::SeqCst);
-    let elapsed = t0.elapsed();
+    let server = server.and_then(|m| m.stop(ticks));
+    let own = own.and_then(|m| m.stop(ticks));
+    // Let the last round's messages arrive.
+    tokio::time::sleep(cfg.round.max(Duration::from_millis(200)) * 2).await;
+    done.cancel();
     for t in tasks {
-        let _ = t.await;
+        t.await.map_err(std::io::Error::other)??;
     }
-    let mut lat = shared.latencies.lock().await.clone();
-    lat.sort_unstable();
-    let pct = |per_mille: usize| {
-        if lat.is_empty() {
-            0.0
-        } else {
-            lat[(lat.len() - 1) * per_mille / 1000] as f64 / 1000.0
-        }
-    };
-    let secs = elapsed.as_secs_f64();
     let sent = shared.sent.load(Ordering::Relaxed);
     let delivered = shared.delivered.load(Ordering::Relaxed);
-    let per_shard = clients as u64 / u64::from(shards);
-    Ok(Report {
-        clients,
+    let per_shard = cfg.clients as u64 / u64::from(shards);
+    let latencies = std::mem::take(
+        &mut *shared
+            .latencies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    Ok(Measured {
+        server: "redis-server",
+        clients: cfg.clients,
         shards,
         cell_size: CELL,
-        round_ms: round.as_millis() as u32,
-        duration_s: secs,
-        rounds: (elapsed.as_millis() / round.as_millis().max(1)) as u64,
+        round_ms: cfg.round.as_millis() as u32,
+        duration: cfg.duration,
+        rounds: (cfg.duration.as_millis() / cfg.round.as_millis().max(1)) as u64,
         cells_sent: sent,
         cells_delivered: delivered,
-        delivered_cells_per_s: delivered as f64 / secs,
-        // RESP framing of a published message adds about 60 bytes.
-        delivered_bytes_per_s: delivered as f64 * (CELL as f64 + 60.0) / secs,
-        fanout_latency_p50_ms: pct(500),
-        fanout_latency_p99_ms: pct(990),
-        fanout_latency_max_ms: pct(1000),
+        bytes_received: shared.bytes.load(Ordering::Relaxed),
+        latencies,
         lost_cells: (sent * per_shard).saturating_sub(delivered),
-        relay_cpu_percent: None,
-        loadgen_cpu_percent: None,
-    })
+        server_cpu: server,
+        loadgen_cpu: own,
+    }
+    .report())
 }
 
 #[cfg(test)]
@@ -205,13 +375,46 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn resp_values_are_read_and_flattened() {
-        let data = b"*3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$3\r\nabc\r\n:1\r\n-ERR no\r\n".to_vec();
-        let mut r = BufReader::new(&data[..]);
-        let v = read_value(&mut r).await.unwrap();
-        assert_eq!(v, vec![b"message".to_vec(), b"c".to_vec(), b"abc".to_vec()]);
-        assert_eq!(read_value(&mut r).await.unwrap(), vec![b"1".to_vec()]);
-        assert!(read_value(&mut r).await.is_err());
+    #[test]
+    fn resp3_values_are_parsed_whole_or_not_at_all() {
+        let push = b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$3\r\nabc\r\n";
+        let (v, used) = parse(push).unwrap().unwrap();
+        assert_eq!(used, push.len());
+        assert_eq!(
+            v,
+            Value::Agg(vec![
+                Value::Bulk(Some(b"message")),
+                Value::Bulk(Some(b"c")),
+                Value::Bulk(Some(b"abc")),
+            ])
+        );
+        // Every strict prefix is incomplete, not an error.
+        for cut in 0..push.len() {
+            assert!(parse(&push[..cut]).unwrap().is_none(), "{cut}");
+        }
+        let hello = b"%2\r\n$6\r\nserver\r\n$5\r\nredis\r\n$5\r\nproto\r\n:3\r\n:1\r\n";
+        let (v, used) = parse(hello).unwrap().unwrap();
+        assert_eq!(used, hello.len() - 4);
+        assert!(matches!(v, Value::Agg(ref items) if items.len() == 4));
+        assert_eq!(
+            parse(b"-ERR no\r\n").unwrap().unwrap().0,
+            Value::Error(b"ERR no")
+        );
+        assert_eq!(parse(b"_\r\n").unwrap().unwrap().0, Value::Bulk(None));
+        assert!(parse(b"?\r\n").is_err());
+        assert!(parse(b"$99999999\r\n").is_err());
+    }
+
+    #[test]
+    fn a_message_carries_its_publish_time() {
+        let mut msg = b">3\r\n$7\r\nmessage\r\n$1\r\nc\r\n$8\r\n".to_vec();
+        msg.extend_from_slice(&42u64.to_be_bytes());
+        msg.extend_from_slice(b"\r\n");
+        let (v, _) = parse(&msg).unwrap().unwrap();
+        assert_eq!(Event::of(&v).unwrap(), Event::Message(Some(42)));
+        let (v, _) = parse(b":200\r\n").unwrap().unwrap();
+        assert_eq!(Event::of(&v).unwrap(), Event::Other);
+        let (v, _) = parse(b"-ERR x\r\n").unwrap().unwrap();
+        assert!(Event::of(&v).is_err());
     }
 }

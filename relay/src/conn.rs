@@ -18,6 +18,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::body::BodyFile;
 use crate::per_ip::IpGuard;
 use crate::redact::Redacted;
 use crate::shard::{JoinRefused, Outgoing, Shard, Shards, StoredBatch, Submit};
@@ -98,13 +99,13 @@ pub(crate) async fn serve(
             };
             let _ = tx.try_send(Outgoing::Close(CloseCode::Full, reason));
             drop(tx);
-            let _ = tokio::time::timeout(CLOSE_GRACE, write_loop(wr, sealer, rx, &ctx.stats)).await;
+            let _ = tokio::time::timeout(CLOSE_GRACE, write_loop(wr, sealer, rx, &ctx)).await;
             return;
         }
     };
     let mut writer = tokio::spawn({
-        let stats = Arc::clone(&ctx.stats);
-        async move { write_loop(wr, sealer, rx, &stats).await }
+        let ctx = Arc::clone(&ctx);
+        async move { write_loop(wr, sealer, rx, &ctx).await }
     });
 
     let end = tokio::select! {
@@ -178,14 +179,21 @@ async fn handshake(
     }
 }
 
+/// A connection's read buffer, in frames: larger than one frame, so that a
+/// read that returns one frame is short and tells tokio the socket is
+/// drained (no second `recv` that only says "empty" per cell).
+const READ_BUFFER_FRAMES: usize = 4;
+
 async fn read_loop(
-    mut rd: OwnedReadHalf,
+    rd: OwnedReadHalf,
     mut opener: LinkOpener,
     shard: &Shard,
     conn: u64,
     ctx: &Ctx,
 ) -> End {
-    let mut buf = vec![0u8; anonchat_protocol::wire::frame_wire_len(ctx.config.cell_size)];
+    let frame_len = anonchat_protocol::wire::frame_wire_len(ctx.config.cell_size);
+    let mut rd = tokio::io::BufReader::with_capacity(READ_BUFFER_FRAMES * frame_len, rd);
+    let mut buf = vec![0u8; frame_len];
     let mut violations = Violations::new(ctx.config.max_violations);
     loop {
         match tokio::time::timeout(ctx.config.idle_timeout, rd.read_exact(&mut buf)).await {
@@ -257,7 +265,7 @@ async fn write_loop(
     mut wr: OwnedWriteHalf,
     mut sealer: LinkSealer,
     mut rx: mpsc::Receiver<Outgoing>,
-    stats: &Stats,
+    ctx: &Ctx,
 ) -> Result<(), WireError> {
     let io = |e: std::io::Error| WireError::Noise(e.to_string());
     while let Some(item) = rx.recv().await {
@@ -266,10 +274,12 @@ async fn write_loop(
                 let frame = sealer.seal_relay(&RelayFrame::Welcome(w))?;
                 wr.write_all(&frame).await.map_err(io)?;
             }
-            Outgoing::Batch(b) => write_batch(&mut wr, &mut sealer, &b, stats).await?,
+            Outgoing::Batch(b) => {
+                write_batch(&mut wr, &mut sealer, &b, b.file.as_deref(), ctx).await?;
+            }
             Outgoing::Backlog(held) => {
                 for b in &held {
-                    write_batch(&mut wr, &mut sealer, b, stats).await?;
+                    write_batch(&mut wr, &mut sealer, b, None, ctx).await?;
                 }
             }
             Outgoing::Close(code, reason) => {
@@ -285,12 +295,15 @@ async fn write_loop(
 
 /// The per-client header (sealed under this client's Noise keys, carrying
 /// the round's key and the body hash computed once at sealing), then the
-/// shared sealed body: one vectored write, no copy of the body.
+/// shared sealed body: from the round's memory file when it has one (no
+/// copy of the body in user space or into the socket, [`crate::body`]),
+/// else from the shared buffer in one vectored write with the header.
 async fn write_batch(
     wr: &mut OwnedWriteHalf,
     sealer: &mut LinkSealer,
     b: &StoredBatch,
-    stats: &Stats,
+    file: Option<&BodyFile>,
+    ctx: &Ctx,
 ) -> Result<(), WireError> {
     let header = sealer.seal_relay(&RelayFrame::Batch {
         round: b.round,
@@ -299,11 +312,15 @@ async fn write_batch(
         key: b.key.clone(),
         body_hash: b.body_hash,
     })?;
-    write_all_vectored(wr, &header, &b.body)
-        .await
-        .map_err(|e| WireError::Noise(e.to_string()))?;
+    let written = match file {
+        Some(file) => {
+            crate::body::write_with_file(wr, &header, file, &b.body, &ctx.shards.files).await
+        }
+        None => write_all_vectored(wr, &header, &b.body).await,
+    };
+    written.map_err(|e| WireError::Noise(e.to_string()))?;
     Stats::add(
-        &stats.batch_bytes_written,
+        &ctx.stats.batch_bytes_written,
         (header.len() + b.body.len()) as u64,
     );
     Ok(())

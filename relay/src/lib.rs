@@ -2,7 +2,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod body;
 pub mod broker;
+pub mod compare;
 pub mod config;
 mod conn;
 pub mod defaults;
@@ -10,6 +12,7 @@ pub mod keyfile;
 pub mod loadgen;
 pub mod metrics;
 mod per_ip;
+pub mod procstat;
 mod redact;
 pub mod server;
 mod shard;

@@ -20,13 +20,14 @@ use rand::seq::SliceRandom as _;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::body::{BodyFile, BodyFiles};
 use crate::per_ip::IpKey;
 use crate::{RelayConfig, Stats};
 
 /// What a connection's writer task sends, in order.
 pub(crate) enum Outgoing {
     Welcome(Welcome),
-    Batch(Arc<StoredBatch>),
+    Batch(LiveBatch),
     Backlog(Vec<Arc<StoredBatch>>),
     Close(CloseCode, String),
 }
@@ -42,6 +43,21 @@ pub(crate) struct StoredBatch {
     pub(crate) body_hash: [u8; BODY_HASH_LEN],
     pub(crate) body: Bytes,
     closed_at: Instant,
+}
+
+/// A batch as it goes out live: the stored batch, and its body in a memory
+/// file when there is one ([`crate::body`]). Only live batches hold a
+/// file; the backlog holds the buffer alone.
+pub(crate) struct LiveBatch {
+    pub(crate) batch: Arc<StoredBatch>,
+    pub(crate) file: Option<Arc<BodyFile>>,
+}
+
+impl std::ops::Deref for LiveBatch {
+    type Target = StoredBatch;
+    fn deref(&self) -> &StoredBatch {
+        &self.batch
+    }
 }
 
 struct Member {
@@ -170,6 +186,8 @@ pub(crate) struct Shards {
     config: RelayConfig,
     stats: Arc<Stats>,
     backlog_bytes: AtomicUsize,
+    /// Memory files for live batch bodies.
+    pub(crate) files: BodyFiles,
     /// The round open now: a new shard opens at this number so that all
     /// shards move in lockstep. Kept in step with the wall clock
     /// ([`next_open_round`]).
@@ -183,6 +201,7 @@ impl Shards {
             config,
             stats,
             backlog_bytes: AtomicUsize::new(0),
+            files: BodyFiles::default(),
             // Rounds are numbered from the wall clock, so they keep
             // increasing across relay restarts and a resuming client sees
             // the gap.
@@ -399,6 +418,7 @@ impl Shards {
             }
         };
         Stats::add(&self.stats.cells_relayed, n_cells);
+        let file = self.files.make(&body);
         let stored = Arc::new(StoredBatch {
             round,
             closed_at_us,
@@ -420,7 +440,11 @@ impl Shards {
             // Counted before the member can read it, so before it can
             // answer it (see `submit`).
             m.batches += 1;
-            match m.tx.try_send(Outgoing::Batch(Arc::clone(&stored))) {
+            let live = LiveBatch {
+                batch: Arc::clone(&stored),
+                file: file.clone(),
+            };
+            match m.tx.try_send(Outgoing::Batch(live)) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     // A slow reader: drop it rather than buffer without end.
@@ -642,7 +666,7 @@ mod tests {
     fn next_batch(rx: &mut mpsc::Receiver<Outgoing>) -> Arc<StoredBatch> {
         loop {
             match rx.try_recv().expect("an item") {
-                Outgoing::Batch(b) => return b,
+                Outgoing::Batch(b) => return b.batch,
                 Outgoing::Welcome(_) => {}
                 _ => panic!("unexpected item"),
             }

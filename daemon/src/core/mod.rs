@@ -16,6 +16,7 @@ mod identity;
 mod messages;
 mod rounds;
 mod settings;
+mod traffic;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,6 +38,7 @@ use crate::paths::Paths;
 pub use events::{Attached, EVENT_BUFFER, EventLog};
 pub use messages::HISTORY_PER_CONTACT;
 pub use settings::{Clock, DEFAULT_RETRANSMIT_AFTER, Settings, SystemRng};
+pub use traffic::TrafficMeter;
 
 /// What exists only while unlocked: the sessions and the key that seals
 /// them on disk.
@@ -164,6 +166,8 @@ pub struct Core {
     config: watch::Sender<crate::config::Config>,
     /// Cancelled to stop the daemon.
     pub shutdown: CancellationToken,
+    /// The relay link's recent batch sizes (`daemon.traffic`).
+    traffic: Mutex<traffic::TrafficMeter>,
 }
 
 impl Core {
@@ -221,6 +225,7 @@ impl Core {
                 rng,
             }),
             exclusive_writes: Mutex::new(()),
+            traffic: Mutex::default(),
             events: EventLog::new(),
             unlocked_tx,
             config,
@@ -308,6 +313,18 @@ impl Core {
 
     fn now_ms(&self) -> u64 {
         self.settings.clock.now_ms()
+    }
+
+    /// The relay link's download and upload now.
+    pub fn traffic(&self) -> anonchat_ipc::Traffic {
+        self.traffic_meter().traffic()
+    }
+
+    /// The meter the relay link feeds.
+    pub fn traffic_meter(&self) -> MutexGuard<'_, TrafficMeter> {
+        self.traffic
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The daemon's state at a glance.

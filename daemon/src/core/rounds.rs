@@ -39,6 +39,10 @@ impl Core {
         inner.resume.window_ms = open_round
             .saturating_sub(oldest_held)
             .saturating_mul(u64::from(round_ms));
+        drop(inner);
+        let cell_size = self.settings.cell_size;
+        self.traffic_meter()
+            .link(round_ms, anonchat_protocol::wire::frame_wire_len(cell_size));
         Ok(())
     }
 
@@ -102,6 +106,13 @@ impl Core {
     /// [`Error::Locked`] while locked.
     pub fn receive_batch(&self, round: u64, cells: &[&[u8]]) -> Result<()> {
         let now = self.now_ms();
+        // What this batch took on the wire: its header frame and its body.
+        let cell_size = self.settings.cell_size;
+        self.traffic_meter().batch(
+            cells.len(),
+            anonchat_protocol::wire::frame_wire_len(cell_size)
+                + anonchat_protocol::wire::sealed_body_len(cells.len() as u32, cell_size),
+        );
         let mut guard = self.lock();
         let inner = &mut *guard;
         Self::apply_round_ms(inner)?;

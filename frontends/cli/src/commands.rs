@@ -280,7 +280,10 @@ pub(crate) async fn chat(ctx: &Ctx, name: &str) -> Result<(), Fail> {
 /// `status`: the daemon's, identity's and relay's state.
 pub(crate) async fn status(ctx: &Ctx) -> Result<(), Fail> {
     let c = ctx.connect().await?;
-    show::status(&c.status().await?, ctx.json);
+    let status = c.status().await?;
+    // An older daemon has no `daemon.traffic`: then the line is left out.
+    let traffic = c.traffic().await.ok();
+    show::status(&status, traffic.as_ref(), ctx.json);
     Ok(())
 }
 

@@ -138,9 +138,17 @@ pub(crate) fn history(contact: &str, entries: &[HistoryEntry], json_out: bool) {
 }
 
 /// Prints the daemon's status and its warnings.
-pub(crate) fn status(s: &Status, json_out: bool) {
+pub(crate) fn status(s: &Status, traffic: Option<&anonchat_ipc::Traffic>, json_out: bool) {
     if json_out {
-        return json(s);
+        // `daemon.status`'s object, with `daemon.traffic`'s as "traffic".
+        let mut v = serde_json::to_value(s).unwrap_or_default();
+        if let (Some(obj), Some(t)) = (v.as_object_mut(), traffic) {
+            obj.insert(
+                "traffic".into(),
+                serde_json::to_value(t).unwrap_or_default(),
+            );
+        }
+        return json(&v);
     }
     println!(
         "daemon:    running (version {}, API {})",
@@ -158,6 +166,9 @@ pub(crate) fn status(s: &Status, json_out: bool) {
                 .unwrap_or_default()
         );
     }
+    if let Some(line) = traffic.and_then(traffic_line) {
+        println!("traffic:   {line}");
+    }
     match &s.relay.proxy {
         Some(p) => println!(
             "proxy:     {} (never a direct connection to the relay)",
@@ -169,6 +180,46 @@ pub(crate) fn status(s: &Status, json_out: bool) {
     println!("waiting:   {} undelivered message(s)", s.undelivered);
     for w in &s.warnings {
         println!("warning:   {}", safe(w));
+    }
+}
+
+/// What anonymity costs now: "205 kB/s down (17.7 GB a day), 1.1 kB/s
+/// up; 200 clients in your shard, 500 ms rounds".
+pub(crate) fn traffic_line(t: &anonchat_ipc::Traffic) -> Option<String> {
+    use std::fmt::Write as _;
+    let down = t.download_bytes_per_s?;
+    let mut line = format!(
+        "{}/s down ({} a day)",
+        bytes(down),
+        bytes(t.download_bytes_per_day.unwrap_or(down * 86_400))
+    );
+    if let Some(up) = t.upload_bytes_per_s {
+        let _ = write!(line, ", {}/s up", bytes(up));
+    }
+    if let (Some(n), Some(ms)) = (t.shard_clients, t.round_ms) {
+        let _ = write!(line, "; {n} clients in your shard, {ms} ms rounds");
+    }
+    Some(line)
+}
+
+/// Bytes in SI units, three significant digits: "950 B", "205 kB",
+/// "17.7 GB".
+pub(crate) fn bytes(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 999.5 && u + 1 < units.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else if v >= 99.95 {
+        format!("{v:.0} {}", units[u])
+    } else if v >= 9.995 {
+        format!("{v:.1} {}", units[u])
+    } else {
+        format!("{v:.2} {}", units[u])
     }
 }
 
@@ -268,5 +319,33 @@ mod tests {
             "{shown}"
         );
         assert!(shown.starts_with("[00:00:00] bob\\x1b[8m → you: hi\\n[00:00:01]"));
+    }
+
+    /// The status line for the issue's example (200 clients, 500 ms
+    /// rounds). Breaks if `bytes` picks the wrong unit or rounding (e.g.
+    /// dividing by 1024, or "205000 B").
+    #[test]
+    fn traffic_is_shown_in_si_units_with_the_shard_and_round() {
+        assert_eq!(bytes(950), "950 B");
+        assert_eq!(bytes(1_120), "1.12 kB");
+        assert_eq!(bytes(205_152), "205 kB");
+        assert_eq!(bytes(17_725_132_800), "17.7 GB");
+        let t = anonchat_ipc::Traffic {
+            batches: 20,
+            round_ms: Some(500),
+            shard_clients: Some(200),
+            download_bytes_per_s: Some(205_152),
+            download_bytes_per_day: Some(17_725_132_800),
+            upload_bytes_per_s: Some(1_120),
+        };
+        assert_eq!(
+            traffic_line(&t).unwrap(),
+            "205 kB/s down (17.7 GB a day), 1.12 kB/s up; 200 clients in your shard, 500 ms rounds"
+        );
+        let none = anonchat_ipc::Traffic {
+            download_bytes_per_s: None,
+            ..t
+        };
+        assert_eq!(traffic_line(&none), None);
     }
 }

@@ -1,0 +1,223 @@
+//! The sealed body of a live batch in a memory file (`memfd`), sent to
+//! every client of the shard with `sendfile`: the kernel then references
+//! the same pages for each client instead of copying the body from user
+//! space once per client. One copy per round and shard (into the file),
+//! not one per delivery.
+//!
+//! Bounded: at most [`MAX_LIVE_FILES`] files are open at once (a slow
+//! client's queue holds its batches' files); past that, and for small
+//! bodies, and wherever `memfd_create` or `sendfile` is refused (a
+//! seccomp filter, another OS), the body is written from the shared
+//! buffer with one vectored write, as before. The backlog keeps only the
+//! buffer: a resume is rare and needs no file.
+
+use std::io::Write as _;
+use std::os::fd::AsRawFd as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use nix::sys::memfd::{MFdFlags, memfd_create};
+use nix::sys::socket::MsgFlags;
+use tokio::io::{AsyncWriteExt as _, Interest};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+
+/// Memory files open at once, over all shards.
+pub(crate) const MAX_LIVE_FILES: usize = 1024;
+/// Bodies below this many bytes are written from the buffer: the copy
+/// costs less than the file's system calls.
+pub(crate) const MIN_FILE_BODY: usize = 16 * 1024;
+
+/// A live batch's body in a memory file, counted against the limit while
+/// it exists.
+pub(crate) struct BodyFile {
+    file: std::fs::File,
+    len: usize,
+    live: Arc<AtomicUsize>,
+}
+
+impl Drop for BodyFile {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Makes [`BodyFile`]s, within the limit, and stops trying after a refusal.
+#[derive(Default)]
+pub(crate) struct BodyFiles {
+    live: Arc<AtomicUsize>,
+    refused: AtomicBool,
+}
+
+impl BodyFiles {
+    /// The body in a new memory file, or `None` (then write the buffer).
+    pub(crate) fn make(&self, body: &[u8]) -> Option<Arc<BodyFile>> {
+        if body.len() < MIN_FILE_BODY || self.refused.load(Ordering::Relaxed) {
+            return None;
+        }
+        if self.live.fetch_add(1, Ordering::Relaxed) >= MAX_LIVE_FILES {
+            self.live.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        // Counted from here: dropping it gives the slot back.
+        let made = memfd_create(c"anonchat-batch", MFdFlags::MFD_CLOEXEC)
+            .map_err(std::io::Error::from)
+            .and_then(|fd| {
+                let mut file = std::fs::File::from(fd);
+                file.write_all(body)?;
+                Ok(file)
+            });
+        match made {
+            Ok(file) => Some(Arc::new(BodyFile {
+                file,
+                len: body.len(),
+                live: Arc::clone(&self.live),
+            })),
+            Err(e) => {
+                self.live.fetch_sub(1, Ordering::Relaxed);
+                self.refuse(&e);
+                None
+            }
+        }
+    }
+
+    /// Stops using files (logged once).
+    pub(crate) fn refuse(&self, why: &std::io::Error) {
+        if !self.refused.swap(true, Ordering::Relaxed) {
+            tracing::warn!(error = %why, "memory files refused: batch bodies are copied per client from now on");
+        }
+    }
+
+    /// Files open now.
+    #[cfg(test)]
+    pub(crate) fn live(&self) -> usize {
+        self.live.load(Ordering::Relaxed)
+    }
+}
+
+/// Writes `header` then the body from `file`; on a refusal of `sendfile`
+/// (not a full socket), writes the rest of the body from `buffer` (the
+/// same bytes) and reports the refusal. The header goes with `MSG_MORE`,
+/// so header and body leave in the same segments.
+pub(crate) async fn write_with_file(
+    wr: &mut OwnedWriteHalf,
+    header: &[u8],
+    file: &BodyFile,
+    buffer: &[u8],
+    files: &BodyFiles,
+) -> std::io::Result<()> {
+    let stream: &TcpStream = wr.as_ref();
+    let fd = stream.as_raw_fd();
+    let mut sent = 0;
+    while sent < header.len() {
+        let n = stream
+            .async_io(Interest::WRITABLE, || {
+                nix::sys::socket::send(
+                    fd,
+                    &header[sent..],
+                    MsgFlags::from_bits_retain(nix::libc::MSG_MORE) | MsgFlags::MSG_NOSIGNAL,
+                )
+                .map_err(std::io::Error::from)
+            })
+            .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        sent += n;
+    }
+    // sendfile's offset is an off_t; bodies are far below its range.
+    let mut offset: i64 = 0;
+    let done = |offset: i64| usize::try_from(offset).unwrap_or(usize::MAX);
+    while done(offset) < file.len {
+        let left = file.len - done(offset);
+        let r = stream
+            .async_io(Interest::WRITABLE, || {
+                nix::sys::sendfile::sendfile(stream, &file.file, Some(&mut offset), left)
+                    .map_err(std::io::Error::from)
+            })
+            .await;
+        match r {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(_) => {}
+            Err(e) if is_refusal(&e) => {
+                files.refuse(&e);
+                let rest = buffer.get(done(offset)..).unwrap_or_default();
+                return wr.write_all(rest).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// `sendfile` not allowed or not supported here (as opposed to a broken
+/// connection).
+fn is_refusal(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc_errno::EPERM | libc_errno::EINVAL | libc_errno::ENOSYS | libc_errno::EOPNOTSUPP)
+    )
+}
+
+use nix::libc as libc_errno;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Small bodies get no file, large ones do, and the limit holds: a
+    /// file more than [`MAX_LIVE_FILES`] is refused until one is dropped
+    /// (breaks if `make` forgets the limit or `Drop` forgets to give the
+    /// slot back).
+    #[test]
+    fn files_are_bounded_and_given_back() {
+        let files = BodyFiles::default();
+        assert!(files.make(&[7; MIN_FILE_BODY - 1]).is_none());
+        let body = vec![9u8; MIN_FILE_BODY];
+        let held: Vec<_> = (0..MAX_LIVE_FILES)
+            .map(|_| files.make(&body).expect("within the limit"))
+            .collect();
+        assert_eq!(files.live(), MAX_LIVE_FILES);
+        assert!(files.make(&body).is_none());
+        drop(held);
+        assert_eq!(files.live(), 0);
+        assert!(files.make(&body).is_some());
+    }
+
+    /// The bytes a client reads are the header then exactly the body
+    /// (breaks if the offset is not advanced, or the header is sent
+    /// without being waited for).
+    #[tokio::test]
+    async fn a_client_reads_the_header_then_the_body() {
+        use tokio::io::AsyncReadExt as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let files = BodyFiles::default();
+        let body: Vec<u8> = (0..3 * MIN_FILE_BODY + 17)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let file = files.make(&body).unwrap();
+        let reader = tokio::spawn(async move {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let (server, _) = listener.accept().await.unwrap();
+        let (rd, mut wr) = server.into_split();
+        // Twice over the same file: each client's copy starts at offset 0.
+        for _ in 0..2 {
+            write_with_file(&mut wr, b"HEADER", &file, &body, &files)
+                .await
+                .unwrap();
+        }
+        drop(wr);
+        drop(rd);
+        let got = reader.await.unwrap();
+        let mut want = b"HEADER".to_vec();
+        want.extend_from_slice(&body);
+        want.extend_from_slice(b"HEADER");
+        want.extend_from_slice(&body);
+        assert_eq!(got, want);
+    }
+}
