@@ -6,6 +6,7 @@
 use std::collections::{BTreeSet, VecDeque};
 
 use rand::CryptoRng;
+use zeroize::Zeroizing;
 
 use super::handshake::{self, Incarnation, Initiator, Message};
 use super::identity::{PrivateIdentity, PublicIdentity};
@@ -70,6 +71,9 @@ pub(crate) struct Contact {
     /// We finished a session start as initiator: send a cell on it soon
     /// even with nothing else to say, so that the peer can prove it.
     confirm: bool,
+    /// Control messages received, in order, for the router to take (RAM;
+    /// bounded by what one batch can complete).
+    controls: Vec<Zeroizing<Vec<u8>>>,
 }
 
 /// Payload bytes of a session cell.
@@ -109,10 +113,13 @@ impl Contact {
             incarnation: rng.next_u64(),
             peer_incarnation: None,
             confirm: false,
+            controls: Vec::new(),
         })
     }
 
-    pub(crate) fn enqueue(&mut self, body: &[u8]) -> Result<u64, SendError> {
+    /// Queues a message: text, or a control message (`control`) whose
+    /// progress the user is not told about.
+    pub(crate) fn enqueue(&mut self, body: &[u8], control: bool) -> Result<u64, SendError> {
         if body.is_empty() {
             return Err(SendError::Empty);
         }
@@ -124,7 +131,8 @@ impl Contact {
         }
         let id = self.next_msg_id;
         self.next_msg_id += 1;
-        self.outbox.push(id, body, fragment_len(self.cell_size));
+        self.outbox
+            .push(id, body, fragment_len(self.cell_size), control);
         Ok(id)
     }
 
@@ -489,7 +497,7 @@ impl Contact {
         };
         self.outbox.peer_alive();
         for id in records.acks {
-            if self.outbox.ack(id) {
+            if self.outbox.ack(id) == Some(false) {
                 events.push(Ev::Delivered { msg_id: id });
             }
         }
@@ -499,9 +507,13 @@ impl Contact {
             if self.inbox.add(&f) == Received::Duplicate {
                 self.queue_ack(f.msg_id);
             }
-            for (id, body) in self.inbox.deliverable() {
+            for (id, control, body) in self.inbox.deliverable_kinds() {
                 self.queue_ack(id);
-                events.push(Ev::Received { msg_id: id, body });
+                if control {
+                    self.controls.push(body);
+                } else {
+                    events.push(Ev::Received { msg_id: id, body });
+                }
             }
         }
         events
@@ -516,6 +528,11 @@ impl Contact {
             }
             self.acks.push_back(id);
         }
+    }
+
+    /// Control messages received since the last call, in order.
+    pub(crate) fn take_controls(&mut self) -> Vec<Zeroizing<Vec<u8>>> {
+        std::mem::take(&mut self.controls)
     }
 
     /// Persistent state: the peer, the replay record, the sessions, the
@@ -581,7 +598,7 @@ impl Contact {
             c.inbox = Inbox::new(delivered);
         }
         if version >= 2 {
-            c.outbox = Outbox::decode(r, c.next_msg_id, fragment_len(cell_size))?;
+            c.outbox = Outbox::decode(r, c.next_msg_id, fragment_len(cell_size), version)?;
         }
         // Back from a restart: tell the peer at once (an acknowledgement of
         // the last message delivered, which it drops as a duplicate) so

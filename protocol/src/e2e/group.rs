@@ -33,10 +33,17 @@
 
 use std::collections::BTreeMap;
 
+pub mod control;
+pub(crate) mod state;
+
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use rand::CryptoRng;
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
+
+use super::writer::Writer;
+use crate::wire::WireError;
+use crate::wire::reader::Reader;
 
 use super::kdf::{
     AEAD_TAG_LEN, CELL_TAG_LEN, CellTag, ChainKey, HeaderKey, KeyBytes as _, MessageKey, TagKey,
@@ -455,6 +462,125 @@ impl ReceiverChain {
         Ok(Opened {
             index,
             payload: Zeroizing::new(payload.to_vec()),
+        })
+    }
+}
+
+/// Reads a 32-byte key.
+fn key32(r: &mut Reader<'_>) -> Result<[u8; 32], WireError> {
+    r.array::<32>()
+}
+
+fn read_group_epoch(r: &mut Reader<'_>) -> Result<(GroupId, u32), WireError> {
+    Ok((GroupId(r.array::<GROUP_ID_LEN>()?), r.u32()?))
+}
+
+impl SenderKey {
+    /// The group and epoch of this chain.
+    #[must_use]
+    pub fn epoch(&self) -> (GroupId, u32) {
+        (self.group, self.epoch)
+    }
+
+    /// Persistent form (secret): `group ‖ epoch ‖ signing key ‖ tag key ‖
+    /// header key ‖ chain key ‖ next index`.
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        w.bytes(&self.group.0);
+        w.u32(self.epoch);
+        let signing = Zeroizing::new(self.signing.to_bytes());
+        w.bytes(&*signing);
+        w.bytes(self.keys.tags.as_bytes());
+        w.bytes(self.keys.header.as_bytes());
+        w.bytes(self.keys.chain.as_bytes());
+        w.u32(self.next);
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let (group, epoch) = read_group_epoch(r)?;
+        let signing = Zeroizing::new(key32(r)?);
+        let keys = ChainKeys {
+            tags: TagKey::from_bytes(key32(r)?),
+            header: HeaderKey::from_bytes(key32(r)?),
+            chain: ChainKey::from_bytes(key32(r)?),
+        };
+        Ok(Self {
+            group,
+            epoch,
+            signing: SigningKey::from_bytes(&signing),
+            keys,
+            next: r.u32()?,
+        })
+    }
+}
+
+impl ReceiverChain {
+    /// A sender chain with this chain's symmetric keys (what any member
+    /// holds) and a signing key of the forger's own: a member posing as
+    /// another (tests of the signature check).
+    #[cfg(test)]
+    pub(crate) fn forge<R: CryptoRng + ?Sized>(&self, rng: &mut R) -> SenderKey {
+        let mut signing = [0u8; 32];
+        rng.fill_bytes(&mut signing);
+        SenderKey {
+            group: self.group,
+            epoch: self.epoch,
+            signing: SigningKey::from_bytes(&signing),
+            keys: ChainKeys {
+                tags: TagKey::from_bytes(*self.tags.as_bytes()),
+                header: HeaderKey::from_bytes(*self.header.as_bytes()),
+                chain: ChainKey::from_bytes(*self.chain.as_bytes()),
+            },
+            next: self.next,
+        }
+    }
+
+    /// Persistent form (secret): `group ‖ epoch ‖ verifying key ‖ tag key
+    /// ‖ header key ‖ chain key ‖ next ‖ skipped count u16 ‖ (index u32 ‖
+    /// message key)*`.
+    pub(crate) fn encode(&self, w: &mut Writer) {
+        w.bytes(&self.group.0);
+        w.u32(self.epoch);
+        w.bytes(self.verifying.as_bytes());
+        w.bytes(self.tags.as_bytes());
+        w.bytes(self.header.as_bytes());
+        w.bytes(self.chain.as_bytes());
+        w.u32(self.next);
+        w.u16(self.skipped.len() as u16);
+        for (i, mk) in &self.skipped {
+            w.u32(*i);
+            w.bytes(mk.as_bytes());
+        }
+    }
+
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let (group, epoch) = read_group_epoch(r)?;
+        let verifying = VerifyingKey::from_bytes(&key32(r)?)
+            .map_err(|_| WireError::BadField("group verifying key"))?;
+        let tags = TagKey::from_bytes(key32(r)?);
+        let header = HeaderKey::from_bytes(key32(r)?);
+        let chain = ChainKey::from_bytes(key32(r)?);
+        let next = r.u32()?;
+        let count = usize::from(r.u16()?);
+        if count > MAX_GROUP_SKIPPED {
+            return Err(WireError::BadField("group skipped keys"));
+        }
+        let mut skipped = BTreeMap::new();
+        for _ in 0..count {
+            let i = r.u32()?;
+            if i >= next {
+                return Err(WireError::BadField("group skipped key index"));
+            }
+            skipped.insert(i, MessageKey::from_bytes(key32(r)?));
+        }
+        Ok(Self {
+            group,
+            epoch,
+            verifying,
+            tags,
+            header,
+            chain,
+            next,
+            skipped,
         })
     }
 }

@@ -45,6 +45,9 @@ struct OutMsg {
     /// Retransmissions since the peer last showed it is alive: the wait
     /// before the next one doubles with each (see [`retransmit_wait`]).
     attempts: u32,
+    /// A control message (group membership, sender keys), not text: the
+    /// user is told nothing of its progress.
+    control: bool,
 }
 
 /// How long a sent, unacknowledged message waits before it goes out again:
@@ -63,21 +66,27 @@ pub(crate) enum OutEvent {
     Retransmitting(u64),
 }
 
+impl OutEvent {
+    fn of(m: &OutMsg, make: fn(u64) -> Self) -> Option<Self> {
+        (!m.control).then(|| make(m.id))
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Outbox {
     queue: VecDeque<OutMsg>,
 }
 
 impl Outbox {
-    /// Persistent form: every waiting message (id, whether it ever went
-    /// out, the whole body), so that a lock, a restart or a crash loses no
+    /// Persistent form: every waiting message (id, flags: 1 if it ever went
+    /// out, 2 if it is a control message; the whole body), so that a lock, a restart or a crash loses no
     /// message the user was told is queued. Sealed by the caller with the
     /// rest of the state.
     pub(crate) fn encode(&self, w: &mut super::writer::Writer) {
         w.u32(self.queue.len() as u32);
         for m in &self.queue {
             w.u64(m.id);
-            w.bool(m.ever_sent);
+            w.u8(u8::from(m.ever_sent) | (u8::from(m.control) << 1));
             let body: Zeroizing<Vec<u8>> =
                 Zeroizing::new(m.fragments.iter().flat_map(|f| f.iter().copied()).collect());
             w.u32_prefixed(&body);
@@ -88,10 +97,12 @@ impl Outbox {
     /// `next_id`; bodies are checked like new messages. Everything restored
     /// goes out again from its first fragment (the peer drops what it
     /// already has and acknowledges it again).
+    /// State formats before 4 have no control flag (flags 0 or 1).
     pub(crate) fn decode(
         r: &mut crate::wire::reader::Reader<'_>,
         next_id: u64,
         fragment_len: usize,
+        version: u8,
     ) -> Result<Self, crate::wire::WireError> {
         use crate::wire::WireError;
         let count = r.u32()? as usize;
@@ -106,18 +117,18 @@ impl Outbox {
                 return Err(WireError::BadField("outbox message id"));
             }
             last = id;
-            let ever_sent = match r.u8()? {
-                0 => false,
-                1 => true,
-                _ => return Err(WireError::BadField("outbox flag")),
-            };
+            let flags = r.u8()?;
+            let known = if version >= 4 { 3 } else { 1 };
+            if flags & !known != 0 {
+                return Err(WireError::BadField("outbox flag"));
+            }
             let len = r.u32()? as usize;
             if len == 0 || len > MAX_MESSAGE_LEN {
                 return Err(WireError::BadField("outbox message length"));
             }
-            outbox.push(id, r.take(len)?, fragment_len);
+            outbox.push(id, r.take(len)?, fragment_len, flags & 2 != 0);
             if let Some(m) = outbox.queue.back_mut() {
-                m.ever_sent = ever_sent;
+                m.ever_sent = flags & 1 != 0;
             }
         }
         Ok(outbox)
@@ -127,7 +138,7 @@ impl Outbox {
         self.queue.len()
     }
 
-    pub(crate) fn push(&mut self, id: u64, body: &[u8], fragment_len: usize) {
+    pub(crate) fn push(&mut self, id: u64, body: &[u8], fragment_len: usize, control: bool) {
         let fragments = body
             .chunks(fragment_len.max(1))
             .map(|c| Zeroizing::new(c.to_vec()))
@@ -139,6 +150,7 @@ impl Outbox {
             sent_at: None,
             ever_sent: false,
             attempts: 0,
+            control,
         });
     }
 
@@ -158,7 +170,7 @@ impl Outbox {
                 m.next = 0;
                 m.sent_at = None;
                 m.attempts = m.attempts.saturating_add(1);
-                events.push(OutEvent::Retransmitting(m.id));
+                events.extend(OutEvent::of(m, OutEvent::Retransmitting));
             }
         }
         events
@@ -206,7 +218,7 @@ impl Outbox {
             m.sent_at = Some(now_ms);
             if !m.ever_sent {
                 m.ever_sent = true;
-                event = Some(OutEvent::Sent(m.id));
+                event = OutEvent::of(m, OutEvent::Sent);
             }
         }
         Some((
@@ -216,16 +228,22 @@ impl Outbox {
                 index: index as u16,
                 count: m.fragments.len() as u16,
                 data: m.fragments[index].clone(),
+                control: m.control,
             },
             event,
         ))
     }
 
-    /// An acknowledgement: true if it completed a waiting message.
-    pub(crate) fn ack(&mut self, id: u64) -> bool {
-        let before = self.queue.len();
-        self.queue.retain(|m| m.id != id);
-        self.queue.len() != before
+    /// An acknowledgement: `Some(control)` if it completed a waiting
+    /// message (a control message when `true`).
+    pub(crate) fn ack(&mut self, id: u64) -> Option<bool> {
+        let at = self.queue.iter().position(|m| m.id == id)?;
+        self.queue.remove(at).map(|m| m.control)
+    }
+
+    /// The ids waiting, oldest first.
+    pub(crate) fn ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.queue.iter().map(|m| m.id)
     }
 
     pub(crate) fn state(&self, id: u64) -> Option<Delivery> {
@@ -240,6 +258,7 @@ impl Outbox {
 }
 
 struct Partial {
+    control: bool,
     count: u16,
     parts: Vec<Option<Zeroizing<Vec<u8>>>>,
     bytes: usize,
@@ -271,7 +290,8 @@ pub(crate) struct Inbox {
     rebase: bool,
     floor: u64,
     partial: HashMap<u64, Partial>,
-    ready: BTreeMap<u64, Zeroizing<Vec<u8>>>,
+    /// Complete messages held for in-order delivery (control flag, body).
+    ready: BTreeMap<u64, (bool, Zeroizing<Vec<u8>>)>,
 }
 
 impl Inbox {
@@ -360,6 +380,7 @@ impl Inbox {
             self.partial.insert(
                 id,
                 Partial {
+                    control: f.control,
                     count: f.count,
                     parts: vec![None; usize::from(f.count)],
                     bytes: 0,
@@ -370,7 +391,8 @@ impl Inbox {
             return Received::Dropped;
         };
         let slot = usize::from(f.index);
-        if p.count != f.count || p.bytes + f.data.len() > MAX_MESSAGE_LEN {
+        if p.count != f.count || p.control != f.control || p.bytes + f.data.len() > MAX_MESSAGE_LEN
+        {
             return Received::Dropped;
         }
         if p.parts[slot].is_none() {
@@ -387,7 +409,7 @@ impl Inbox {
         for part in p.parts.into_iter().flatten() {
             body.extend_from_slice(&part);
         }
-        self.ready.insert(id, body);
+        self.ready.insert(id, (p.control, body));
         Received::Complete
     }
 
@@ -420,13 +442,22 @@ impl Inbox {
     /// Messages deliverable now, in id order. Ids below the sender's floor
     /// that never arrived are skipped (the sender abandoned them), in one
     /// step, not one id at a time.
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn deliverable(&mut self) -> Vec<(u64, Zeroizing<Vec<u8>>)> {
+        self.deliverable_kinds()
+            .into_iter()
+            .map(|(id, _, body)| (id, body))
+            .collect()
+    }
+
+    /// As `deliverable`, with each message's control flag.
+    pub(crate) fn deliverable_kinds(&mut self) -> Vec<(u64, bool, Zeroizing<Vec<u8>>)> {
         let mut out = Vec::new();
         loop {
             let next = self.delivered_upto + 1;
-            if let Some(body) = self.ready.remove(&next) {
+            if let Some((control, body)) = self.ready.remove(&next) {
                 self.delivered_upto = next;
-                out.push((next, body));
+                out.push((next, control, body));
                 continue;
             }
             if next < self.floor {
@@ -460,7 +491,7 @@ mod tests {
 
     fn reassemble(body: &[u8], frag: usize, order: &[usize]) -> Option<Vec<u8>> {
         let mut out = Outbox::default();
-        out.push(1, body, frag);
+        out.push(1, body, frag, false);
         let mut frags = Vec::new();
         while let Some((f, _)) = out.next_fragment(0, 2) {
             frags.push(f);
@@ -477,7 +508,7 @@ mod tests {
     #[test]
     fn states_go_queued_sent_delivered() {
         let mut out = Outbox::default();
-        out.push(1, &[7; 50], 20);
+        out.push(1, &[7; 50], 20, false);
         assert_eq!(out.state(1), Some(Delivery::Queued));
         let mut events = Vec::new();
         while let Some((_, e)) = out.next_fragment(10, 2) {
@@ -504,16 +535,16 @@ mod tests {
             1,
             "back to the shortest wait"
         );
-        assert!(out.ack(1));
-        assert!(!out.ack(1));
+        assert_eq!(out.ack(1), Some(false));
+        assert_eq!(out.ack(1), None);
         assert_eq!(out.state(1), None);
     }
 
     #[test]
     fn messages_are_delivered_in_order_exactly_once() {
         let mut out = Outbox::default();
-        out.push(1, b"first", 100);
-        out.push(2, b"second", 100);
+        out.push(1, b"first", 100, false);
+        out.push(2, b"second", 100, false);
         let (f1, _) = out.next_fragment(0, 3).unwrap();
         let (f2, _) = out.next_fragment(0, 3).unwrap();
         let mut inbox = Inbox::new(0);
@@ -533,6 +564,7 @@ mod tests {
             index: 0,
             count: 1,
             data: Zeroizing::new(format!("m{msg_id}").into_bytes()),
+            control: false,
         }
     }
 
@@ -592,6 +624,7 @@ mod tests {
             index: 0,
             count: 2,
             data: Zeroizing::new(b"half".to_vec()),
+            control: false,
         };
         assert_eq!(inbox.add(&half), Received::Pending);
         // The sender restarts from a state saved before message 3 went out
@@ -634,6 +667,7 @@ mod tests {
             index: 0,
             count: 1,
             data: Zeroizing::new(b"after restart".to_vec()),
+            control: false,
         };
         assert_eq!(inbox.add(&f), Received::Complete);
         let got: Vec<u64> = inbox.deliverable().into_iter().map(|(id, _)| id).collect();
@@ -649,6 +683,7 @@ mod tests {
             index: 0,
             count,
             data: Zeroizing::new(vec![1]),
+            control: false,
         };
         for id in 1..=MAX_PARTIAL as u64 {
             assert_eq!(inbox.add(&frag(id, 2)), Received::Pending);

@@ -25,6 +25,8 @@ mod writer;
 
 pub use armor::{BEGIN, END, MAX_FILE_LEN};
 pub use error::{IdentityError, SendError, StateError};
+pub use group::GroupId;
+pub use group::control::{MAX_GROUP_MEMBERS, MAX_GROUP_NAME, check_group_name};
 pub use handshake::{ACCEPT_LEN, E2E_VERSION, INIT_LEN};
 pub use identity::{
     BUNDLE_VERSION, Fingerprint, MAX_NICKNAME, MLKEM_CT_LEN, MLKEM_EK_LEN, PrivateIdentity,
@@ -39,8 +41,9 @@ pub use payload::{ACK_LEN, ACKS_PER_CELL, DATA_OVERHEAD};
 pub use ratchet::{HEADER_LEN, MAX_SKIP, MAX_SKIPPED_KEYS};
 pub use rounds::{MAX_ROUND_MS, MIN_ROUND_MS, ROUND_LAG_MS, ROUND_SKEW_MS, RoundClock, RoundError};
 pub use router::{
-    CellSizeError, Config, ContactError, ContactId, Event, EventKind, MAX_CONTACTS, MAX_E2E_CELL,
-    MIN_E2E_CELL, Router, session_payload_len,
+    CellSizeError, Config, ContactError, ContactId, Event, EventKind, GroupEvent, GroupInfo,
+    GroupOpError, InviteInfo, MAX_CONTACTS, MAX_E2E_CELL, MAX_GROUPS, MAX_INVITES, MIN_E2E_CELL,
+    MemberInfo, Router, session_payload_len,
 };
 pub use session::{ROUND_WINDOW, SESSION_OVERHEAD};
 

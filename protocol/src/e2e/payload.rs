@@ -5,7 +5,11 @@
 //! 0x00                                  end (the rest is zero padding)
 //! 0x01 DATA  msg_id u64 | floor u64 | index u16 | count u16 | len u16 | bytes
 //! 0x02 ACK   msg_id u64
+//! 0x03 CONTROL  as DATA: a fragment of a control message (group
+//!               invitations, membership, sender keys; see `groups`)
 //! ```
+//! DATA and CONTROL share one message numbering; a message's fragments
+//! are all of one kind.
 //! `floor` is the sender's lowest unacknowledged message id: every id below
 //! it is either delivered or abandoned, so the receiver need not wait for it.
 
@@ -16,6 +20,7 @@ use crate::wire::reader::Reader;
 const END: u8 = 0x00;
 const DATA: u8 = 0x01;
 const ACK: u8 = 0x02;
+const CONTROL: u8 = 0x03;
 
 /// Bytes a DATA record spends besides its data.
 pub const DATA_OVERHEAD: usize = 1 + 8 + 8 + 2 + 2 + 2;
@@ -31,6 +36,8 @@ pub(crate) struct Fragment {
     pub(crate) index: u16,
     pub(crate) count: u16,
     pub(crate) data: Zeroizing<Vec<u8>>,
+    /// A fragment of a control message (record CONTROL), not of text.
+    pub(crate) control: bool,
 }
 
 impl std::fmt::Debug for Fragment {
@@ -66,7 +73,7 @@ impl Records {
             b.extend_from_slice(&id.to_be_bytes());
         }
         if let Some(f) = &self.data {
-            b.push(DATA);
+            b.push(if f.control { CONTROL } else { DATA });
             b.extend_from_slice(&f.msg_id.to_be_bytes());
             b.extend_from_slice(&f.floor.to_be_bytes());
             b.extend_from_slice(&f.index.to_be_bytes());
@@ -92,7 +99,7 @@ impl Records {
                     return Some(out);
                 }
                 ACK if out.acks.len() < ACKS_PER_CELL * 4 => out.acks.push(r.u64().ok()?),
-                DATA if out.data.is_none() => {
+                DATA | CONTROL if out.data.is_none() => {
                     let msg_id = r.u64().ok()?;
                     let floor = r.u64().ok()?;
                     let index = r.u16().ok()?;
@@ -108,6 +115,7 @@ impl Records {
                         index,
                         count,
                         data,
+                        control: kind == CONTROL,
                     });
                 }
                 _ => return None,
@@ -132,6 +140,7 @@ mod tests {
                 index: 1,
                 count: 2,
                 data: Zeroizing::new(b"hello".to_vec()),
+                control: false,
             }),
         };
         let b = r.encode(100);
@@ -152,6 +161,7 @@ mod tests {
                 index: 0,
                 count: 1,
                 data: Zeroizing::new(vec![1]),
+                control: false,
             }),
         }
         .encode(40)

@@ -9,7 +9,15 @@ use rand::CryptoRng;
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
+mod groups;
+
+pub use groups::{
+    GroupEvent, GroupInfo, GroupOpError, InviteInfo, MAX_GROUPS, MAX_INVITES, MemberInfo,
+};
+
 use super::contact::{Contact, Slot};
+use super::group::GroupId;
+use super::group::state::Group;
 use super::identity::{PrivateIdentity, PublicIdentity};
 use super::kdf::{CELL_TAG_LEN, CellTag};
 use super::messages::Delivery;
@@ -28,12 +36,22 @@ pub const MAX_CONTACTS: usize = 1024;
 
 const STATE_MAGIC: &[u8; 4] = b"ACRS";
 
-/// The tags expected in one round: tag -> contact and kind of cell.
-type TagIndex = HashMap<CellTag, (ContactId, Slot)>;
-/// Version of the exported state. 3 is protocol v2 (handshake sessions,
-/// incarnations, the last round received); 2 added the outbox; 1 and 2
-/// still import, without their v1 sessions.
-const STATE_VERSION: u8 = 3;
+/// Whose cell a tag announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// A contact's, and which kind.
+    Contact(ContactId, Slot),
+    /// A group member's sender chain.
+    Group(GroupId, super::identity::Fingerprint),
+}
+
+/// The tags expected in one round.
+type TagIndex = HashMap<CellTag, Target>;
+/// Version of the exported state. 4 added groups and control messages;
+/// 3 is protocol v2 (handshake sessions, incarnations, the last round
+/// received); 2 added the outbox; 1 and 2 still import, without their v1
+/// sessions.
+const STATE_VERSION: u8 = 4;
 
 /// A contact, as the daemon numbers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -146,6 +164,19 @@ pub struct Router {
     last_received_round: Option<u64>,
     /// Counts changes to the persistent state (see [`Router::changes`]).
     changes: u64,
+    /// Groups we are a member of.
+    groups: BTreeMap<GroupId, Group>,
+    /// Invitations not answered yet.
+    invites: BTreeMap<GroupId, groups::Invite>,
+    /// Invitations accepted, waiting for the owner's roster.
+    joining: BTreeMap<GroupId, groups::Invite>,
+    /// Group events for the caller ([`Router::take_group_events`]).
+    group_events: Vec<GroupEvent>,
+    /// Alternates the round's real cell between pairwise and group cells
+    /// when both wait.
+    group_turn: bool,
+    /// The group whose cell went out last (round robin among groups).
+    group_cursor: Option<GroupId>,
     /// Open attempts so far (tests of the work bound).
     #[cfg(test)]
     pub(crate) opens: u64,
@@ -173,6 +204,12 @@ impl Router {
             last_send_round: None,
             last_received_round: None,
             changes: 0,
+            groups: BTreeMap::new(),
+            invites: BTreeMap::new(),
+            joining: BTreeMap::new(),
+            group_events: Vec::new(),
+            group_turn: false,
+            group_cursor: None,
             #[cfg(test)]
             opens: 0,
         })
@@ -238,6 +275,8 @@ impl Router {
     /// existed.
     pub fn remove_contact(&mut self, id: ContactId) -> bool {
         let removed = self.contacts.remove(&id).is_some();
+        self.invites.retain(|_, i| i.from != id);
+        self.joining.retain(|_, i| i.from != id);
         self.changes += 1;
         removed
     }
@@ -258,7 +297,7 @@ impl Router {
             .contacts
             .get_mut(&id)
             .ok_or(SendError::UnknownContact)?
-            .enqueue(body)?;
+            .enqueue(body, false)?;
         self.changes += 1;
         Ok(msg_id)
     }
@@ -329,7 +368,14 @@ impl Router {
         for (&id, c) in &mut self.contacts {
             c.forget_future(latest);
             for (tag, slot) in c.expected(round) {
-                index.insert(tag, (id, slot));
+                index.insert(tag, Target::Contact(id, slot));
+            }
+        }
+        for (&gid, g) in &self.groups {
+            for (fp, p) in &g.peers {
+                if let Some(chain) = &p.chain {
+                    index.insert(chain.expected_tag(round), Target::Group(gid, *fp));
+                }
             }
         }
         let mut events = Vec::new();
@@ -341,8 +387,17 @@ impl Router {
                 continue;
             };
             // Tried at most once: the entry leaves the index now.
-            let Some((id, slot)) = index.remove(&tag) else {
-                continue;
+            let (id, slot) = match index.remove(&tag) {
+                None => continue,
+                Some(Target::Group(gid, fp)) => {
+                    #[cfg(test)]
+                    {
+                        self.opens += 1;
+                    }
+                    self.receive_group_cell(gid, fp, round, cell);
+                    continue;
+                }
+                Some(Target::Contact(id, slot)) => (id, slot),
             };
             let Some(contact) = self.contacts.get_mut(&id) else {
                 continue;
@@ -360,11 +415,62 @@ impl Router {
             }
             if let Some(evs) = contact.receive(&self.me, rng, slot, round, now_ms, cell) {
                 self.changes += 1;
-                index.retain(|_, (other, _)| *other != id);
+                index.retain(|_, t| !matches!(t, Target::Contact(other, _) if *other == id));
                 events.extend(attach(id, evs));
             }
         }
+        self.take_controls(rng);
         Ok(events)
+    }
+
+    /// A cell under a group member's chain: opened (one attempt), and
+    /// applied if the header, body and signature check.
+    fn receive_group_cell(
+        &mut self,
+        gid: GroupId,
+        fp: super::identity::Fingerprint,
+        round: u64,
+        cell: &[u8],
+    ) {
+        let me = self.me.public().fingerprint();
+        let cell_size = self.config.cell_size;
+        let Some(roster) = self.groups.get(&gid).map(|g| g.roster.clone()) else {
+            return;
+        };
+        let audience = self.audience(&roster);
+        let Some(g) = self.groups.get_mut(&gid) else {
+            return;
+        };
+        let Some(chain) = g.peers.get_mut(&fp).and_then(|p| p.chain.as_mut()) else {
+            return;
+        };
+        let Ok(opened) = chain.open(round, cell, cell_size) else {
+            return;
+        };
+        self.changes += 1;
+        let outs = g.receive(&me, fp, &opened.payload, &audience);
+        self.push_group_outs(gid, outs);
+    }
+
+    /// The next group cell, round robin among groups.
+    fn produce_group(&mut self, round: u64, now_ms: u64) -> Option<Vec<u8>> {
+        let ids: Vec<GroupId> = self.groups.keys().copied().collect();
+        let start = self
+            .group_cursor
+            .map_or(0, |c| ids.partition_point(|id| *id <= c));
+        let order: Vec<GroupId> = ids[start..].iter().chain(&ids[..start]).copied().collect();
+        for gid in order {
+            let Some(g) = self.groups.get_mut(&gid) else {
+                continue;
+            };
+            if let Some((cell, outs)) = g.produce(round, now_ms, self.config.cell_size) {
+                self.group_cursor = Some(gid);
+                self.changes += 1;
+                self.push_group_outs(gid, outs);
+                return Some(cell);
+            }
+        }
+        None
     }
 
     /// The cell to send in `round`: the next real cell of some contact
@@ -400,6 +506,18 @@ impl Router {
             let (evs, _) = c.poll(&self.me, rng, now_ms, self.config.retransmit_after_ms);
             events.extend(attach(id, evs));
         }
+        let gids: Vec<GroupId> = self.groups.keys().copied().collect();
+        for gid in gids {
+            if let Some(g) = self.groups.get_mut(&gid) {
+                let outs = g.poll(now_ms, self.config.retransmit_after_ms);
+                self.push_group_outs(gid, outs);
+            }
+        }
+        let group_first = self.group_turn;
+        self.group_turn = !self.group_turn;
+        if group_first && let Some(cell) = self.produce_group(round, now_ms) {
+            return Ok((cell, events));
+        }
         let start = ids.partition_point(|id| id.0 <= self.cursor);
         let order = ids[start..].iter().chain(&ids[..start]);
         for &id in order {
@@ -416,6 +534,9 @@ impl Router {
                 debug_assert_eq!(cell.len(), self.config.cell_size);
                 return Ok((cell, events));
             }
+        }
+        if !group_first && let Some(cell) = self.produce_group(round, now_ms) {
+            return Ok((cell, events));
         }
         Ok((cover, events))
     }
@@ -457,6 +578,7 @@ impl Router {
             c.encode(&mut inner);
             w.u32_prefixed(&inner.into_secret());
         }
+        self.encode_groups(&mut w);
         w.into_secret()
     }
 
@@ -500,6 +622,9 @@ impl Router {
             let contact = Contact::decode(rng, &router.me, &mut inner, config.cell_size, version)?;
             inner.expect_end()?;
             router.contacts.insert(id, contact);
+        }
+        if version >= 4 {
+            router.decode_groups(&mut r)?;
         }
         r.expect_end()?;
         Ok(router)

@@ -26,7 +26,7 @@ fn relay() -> RelayAddress {
 fn identity(n: usize) -> PrivateIdentity {
     static IDS: OnceLock<Vec<Zeroizing<Vec<u8>>>> = OnceLock::new();
     let ids = IDS.get_or_init(|| {
-        ["alice", "bob", "carol"]
+        ["alice", "bob", "carol", "dave", "erin", "frank"]
             .iter()
             .map(|name| {
                 PrivateIdentity::generate(&mut rand::rng(), name, &relay(), 7, 1_764_000_000)
@@ -458,6 +458,7 @@ fn ml_kem_768_seed_vector_and_round_trip() {
 }
 
 mod adversary;
+mod groups;
 mod kat;
 mod properties;
 mod state;

@@ -36,14 +36,14 @@ fn routers_from_state_v1() -> Vec<Router> {
         .collect()
 }
 
-/// Format 1 (no outbox) still imports; it is written back as format 3,
+/// Format 1 (no outbox) still imports; it is written back as format 4,
 /// which round-trips byte for byte.
 #[test]
-fn format_1_state_imports_and_exports_as_format_3_stably() {
+fn format_1_state_imports_and_exports_as_format_4_stably() {
     for (router, (key, state)) in routers_from_state_v1().iter().zip(STATE_V1) {
         let v3 = router.export_state();
         assert_eq!(state[4], 1);
-        assert_eq!(v3[4], 3, "written in the current format");
+        assert_eq!(v3[4], 4, "written in the current format");
         let again = v1_router(key, &v3);
         assert_eq!(again.export_state().as_slice(), v3.as_slice());
     }
