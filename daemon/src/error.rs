@@ -75,6 +75,12 @@ pub enum Error {
         /// Where the stream stands (the error's `data`).
         position: anonchat_ipc::EventPosition,
     },
+    /// No group by that name or id (the name, quoted).
+    #[error("{0:?}")]
+    UnknownGroup(String),
+    /// The end-to-end layer refused a group operation.
+    #[error("{0}")]
+    GroupRefused(anonchat_protocol::e2e::GroupOpError),
     /// `events.subscribe` with the stream id of another daemon run.
     #[error("stream {given:?} is not this daemon run's ({})", position.stream)]
     UnknownEventStream {
@@ -104,6 +110,8 @@ impl Error {
             Self::Busy(_) => ErrorCode::Busy,
             Self::EventsTooOld { .. } => ErrorCode::EventsTooOld,
             Self::UnknownEventStream { .. } => ErrorCode::UnknownEventStream,
+            Self::UnknownGroup(_) => ErrorCode::UnknownGroup,
+            Self::GroupRefused(_) => ErrorCode::GroupRefused,
         }
     }
 

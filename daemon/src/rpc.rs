@@ -7,8 +7,9 @@
 use std::sync::Arc;
 
 use anonchat_ipc::{
-    AnonchatServer, ContactInfo, DaemonConfig, ErrorCode, Event, EventPosition, HistoryCursor,
-    HistoryEntry, HistoryPage, IdentityInfo, SentMessage, SequencedEvent, Status, rpc_error,
+    AnonchatServer, ContactInfo, DaemonConfig, ErrorCode, Event, EventPosition, GroupInfo,
+    GroupMember, HistoryCursor, HistoryEntry, HistoryPage, IdentityInfo, Invitation, SentMessage,
+    SequencedEvent, Status, rpc_error,
 };
 use jsonrpsee::core::{SubscriptionResult, async_trait};
 use jsonrpsee::types::ErrorObjectOwned;
@@ -194,6 +195,49 @@ impl AnonchatServer for Api {
         self.core
             .messages_history_page(&with, before, limit, anonchat_ipc::HISTORY_PAGE_BYTES)
             .map_err(to_rpc)
+    }
+
+    // Group operations that change state save it: off the workers.
+    async fn groups_create(&self, name: String, with: Option<Vec<String>>) -> RpcResult<GroupInfo> {
+        let core = Arc::clone(&self.core);
+        blocking(move || core.groups_create(&name, &with.unwrap_or_default())).await
+    }
+
+    async fn groups_invite(&self, group: String, contact: String) -> RpcResult<()> {
+        let core = Arc::clone(&self.core);
+        blocking(move || core.groups_invite(&group, &contact)).await
+    }
+
+    async fn groups_accept(&self, group: String) -> RpcResult<()> {
+        let core = Arc::clone(&self.core);
+        blocking(move || core.groups_accept(&group)).await
+    }
+
+    async fn groups_decline(&self, group: String) -> RpcResult<()> {
+        let core = Arc::clone(&self.core);
+        blocking(move || core.groups_decline(&group)).await
+    }
+
+    async fn groups_invitations(&self) -> RpcResult<Vec<Invitation>> {
+        self.core.groups_invitations().map_err(to_rpc)
+    }
+
+    async fn groups_leave(&self, group: String) -> RpcResult<()> {
+        let core = Arc::clone(&self.core);
+        blocking(move || core.groups_leave(&group)).await
+    }
+
+    async fn groups_remove(&self, group: String, member: String) -> RpcResult<()> {
+        let core = Arc::clone(&self.core);
+        blocking(move || core.groups_remove(&group, &member)).await
+    }
+
+    async fn groups_list(&self) -> RpcResult<Vec<GroupInfo>> {
+        self.core.groups_list().map_err(to_rpc)
+    }
+
+    async fn groups_members(&self, group: String) -> RpcResult<Vec<GroupMember>> {
+        self.core.groups_members(&group).map_err(to_rpc)
     }
 
     async fn events(&self, pending: PendingSubscriptionSink) -> SubscriptionResult {

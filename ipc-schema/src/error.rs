@@ -47,11 +47,15 @@ pub enum ErrorCode {
     /// (the daemon restarted); `data` is the
     /// [`EventPosition`](crate::EventPosition).
     UnknownEventStream = -32015,
+    /// No group has that name or id.
+    UnknownGroup = -32016,
+    /// The group operation was refused; the detail says why.
+    GroupRefused = -32017,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order (for tests and documentation).
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 17] = [
         Self::NoIdentity,
         Self::Locked,
         Self::IdentityExists,
@@ -67,6 +71,8 @@ impl ErrorCode {
         Self::Busy,
         Self::EventsTooOld,
         Self::UnknownEventStream,
+        Self::UnknownGroup,
+        Self::GroupRefused,
     ];
 
     /// The code's number on the wire.
@@ -106,6 +112,10 @@ impl ErrorCode {
             Self::EventsTooOld => {
                 "the daemon no longer holds the events you missed: re-read the history (`anonctl history`, `messages.history`), then subscribe again without `since` or from `data.oldest` - 1"
             }
+            Self::UnknownGroup => {
+                "no group by that name or id; see `anonctl group list` (address a group as #NAME)"
+            }
+            Self::GroupRefused => "the group operation was refused",
             Self::UnknownEventStream => {
                 "the daemon has restarted since that event (sequence numbers start again in every run): subscribe again with the new `data.stream` and `since` 0 (nothing lost if `data.oldest` is 1), or without `since`"
             }

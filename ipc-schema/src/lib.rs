@@ -146,6 +146,49 @@ pub trait Anonchat {
         limit: Option<u32>,
     ) -> Result<HistoryPage, ErrorObjectOwned>;
 
+    /// Creates a group owned by us, and invites the contacts `with` (each
+    /// joins when they accept).
+    #[method(name = "groups.create", param_kind = map)]
+    async fn groups_create(
+        &self,
+        name: String,
+        with: Option<Vec<String>>,
+    ) -> Result<GroupInfo, ErrorObjectOwned>;
+
+    /// Invites a contact to a group we own.
+    #[method(name = "groups.invite", param_kind = map)]
+    async fn groups_invite(&self, group: String, contact: String) -> Result<(), ErrorObjectOwned>;
+
+    /// Accepts an invitation (by the group's name or id).
+    #[method(name = "groups.accept", param_kind = map)]
+    async fn groups_accept(&self, group: String) -> Result<(), ErrorObjectOwned>;
+
+    /// Declines an invitation.
+    #[method(name = "groups.decline", param_kind = map)]
+    async fn groups_decline(&self, group: String) -> Result<(), ErrorObjectOwned>;
+
+    /// Invitations waiting for an answer.
+    #[method(name = "groups.invitations")]
+    async fn groups_invitations(&self) -> Result<Vec<Invitation>, ErrorObjectOwned>;
+
+    /// Leaves a group: its members are told, its keys and history here
+    /// are dropped.
+    #[method(name = "groups.leave", param_kind = map)]
+    async fn groups_leave(&self, group: String) -> Result<(), ErrorObjectOwned>;
+
+    /// Removes a member (a contact's name, or a fingerprint's hex) from a
+    /// group we own: a new epoch whose keys they never get.
+    #[method(name = "groups.remove", param_kind = map)]
+    async fn groups_remove(&self, group: String, member: String) -> Result<(), ErrorObjectOwned>;
+
+    /// Every group we are in.
+    #[method(name = "groups.list")]
+    async fn groups_list(&self) -> Result<Vec<GroupInfo>, ErrorObjectOwned>;
+
+    /// A group's members.
+    #[method(name = "groups.members", param_kind = map)]
+    async fn groups_members(&self, group: String) -> Result<Vec<GroupMember>, ErrorObjectOwned>;
+
     /// Events: messages received, delivery states, contacts, relay state;
     /// from now on, without replay. On the wire each one carries its
     /// `stream` and `seq` too (a [`SequencedEvent`]); this client reads

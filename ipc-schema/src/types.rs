@@ -98,6 +98,11 @@ pub struct Traffic {
     pub download_bytes_per_day: Option<u64>,
     /// Bytes per second the relay link sends (one cell per round).
     pub upload_bytes_per_s: Option<u64>,
+    /// Real cells (not cover) this daemon sent since it started: one per
+    /// message fragment, acknowledgement cell or key exchange cell. For
+    /// you and your tests only; the relay cannot tell them from cover.
+    #[serde(default)]
+    pub real_cells_sent: u64,
 }
 
 /// The daemon's persisted configuration (`daemon.config`).
@@ -236,6 +241,74 @@ pub struct HistoryEntry {
     pub time_ms: u64,
     /// Delivery state (`received` for incoming messages).
     pub state: Delivery,
+    /// In a group conversation: who sent an incoming message (the
+    /// contact's name, or the first 16 hex digits of the fingerprint of a
+    /// member who is not a contact). Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    /// In a group conversation: how many members hold an outgoing message,
+    /// of how many it must reach ("delivered to 3 of 4"). Absent
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_to: Option<DeliveredTo>,
+}
+
+/// "Delivered to `to` of `of` members" (group messages).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveredTo {
+    /// Members who acknowledged the message.
+    pub to: u32,
+    /// Members it must reach: every other member we share a contact with.
+    pub of: u32,
+}
+
+/// A group, as `groups.list` and `groups.create` return it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    /// Its name (address it as `#name`).
+    pub name: String,
+    /// Its id, 32 hex digits (`#` and at least 8 of them also address it).
+    pub id: String,
+    /// Whether we own it (only the owner invites and removes).
+    pub owner: bool,
+    /// Bumped on every membership change.
+    pub epoch: u32,
+    /// Every member, us included.
+    pub members: Vec<GroupMember>,
+    /// Contacts invited who have not answered yet.
+    pub invited: Vec<String>,
+    /// Our messages not yet held by every member.
+    pub undelivered: u32,
+}
+
+/// A member of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupMember {
+    /// The contact's name, if the member is our contact.
+    pub contact: Option<String>,
+    /// The member's fingerprint, 64 hex digits.
+    pub fingerprint_hex: String,
+    /// Us.
+    pub me: bool,
+    /// The group's owner.
+    pub owner: bool,
+    /// Whether we can read them and they us in the current epoch (their
+    /// sender key arrived). A member who is not our contact never is:
+    /// exchange identity files with them.
+    pub readable: bool,
+}
+
+/// An invitation to a group, waiting for `groups.accept`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Invitation {
+    /// The group's name.
+    pub group: String,
+    /// The group's id, 32 hex digits.
+    pub id: String,
+    /// The contact who invites (the owner).
+    pub from: String,
+    /// How many members it has.
+    pub members: u32,
 }
 
 impl HistoryEntry {
@@ -360,6 +433,52 @@ pub enum Event {
         /// Events dropped.
         missed: u64,
     },
+    /// A group message arrived.
+    GroupMessageReceived {
+        /// The group's name.
+        group: String,
+        /// Who sent it (as in [`HistoryEntry::sender`]).
+        sender: String,
+        /// The sender's id for it.
+        id: u64,
+        /// The message text.
+        text: String,
+        /// Arrival time, in milliseconds since the Unix epoch.
+        time_ms: u64,
+    },
+    /// One of our group messages changed state, or reached more members.
+    GroupDeliveryChanged {
+        /// The group's name.
+        group: String,
+        /// The id `messages.send` returned.
+        id: u64,
+        /// `sent`, or `delivered` once every member holds it.
+        state: Delivery,
+        /// How many members hold it, of how many.
+        delivered_to: DeliveredTo,
+    },
+    /// A contact invites us to a group (`groups.accept` or
+    /// `groups.decline`).
+    GroupInvited {
+        /// The group's name.
+        group: String,
+        /// The group's id.
+        id: String,
+        /// The contact who invites.
+        from: String,
+    },
+    /// A group's membership changed (or we joined it).
+    GroupMembersChanged {
+        /// The group's name.
+        group: String,
+        /// How many members it has now.
+        members: u32,
+    },
+    /// A group's owner removed us.
+    GroupRemoved {
+        /// The group's name.
+        group: String,
+    },
 }
 
 /// An event as `events.subscribe` (and `messages.subscribe`) sends it:
@@ -411,6 +530,33 @@ impl std::fmt::Debug for Event {
                     "DeliveryChanged {{ contact: {contact:?}, id: {id}, state: {state:?} }}"
                 )
             }
+            Self::GroupMessageReceived {
+                group, id, text, ..
+            } => write!(
+                f,
+                "GroupMessageReceived {{ group: {group:?}, id: {id}, len: {} }}",
+                text.len()
+            ),
+            Self::GroupDeliveryChanged {
+                group,
+                id,
+                state,
+                delivered_to,
+            } => write!(
+                f,
+                "GroupDeliveryChanged {{ group: {group:?}, id: {id}, state: {state:?}, {} of {} }}",
+                delivered_to.to, delivered_to.of
+            ),
+            Self::GroupInvited { group, from, .. } => {
+                write!(f, "GroupInvited {{ group: {group:?}, from: {from:?} }}")
+            }
+            Self::GroupMembersChanged { group, members } => {
+                write!(
+                    f,
+                    "GroupMembersChanged {{ group: {group:?}, members: {members} }}"
+                )
+            }
+            Self::GroupRemoved { group } => write!(f, "GroupRemoved({group:?})"),
             Self::ContactAdded { contact } => write!(f, "ContactAdded({contact:?})"),
             Self::ContactRemoved { contact } => write!(f, "ContactRemoved({contact:?})"),
             Self::ContactVerified { contact } => write!(f, "ContactVerified({contact:?})"),
@@ -511,6 +657,8 @@ mod tests {
                 text: text.into(),
                 time_ms: 1_795_608_175_040,
                 state: Delivery::Delivered,
+                sender: Some("carol".into()),
+                delivered_to: Some(DeliveredTo { to: 2, of: 3 }),
             };
             assert_eq!(e.json_len(), serde_json::to_string(&e).unwrap().len());
             assert_eq!(
@@ -545,8 +693,17 @@ mod tests {
             text: "the secret plan".into(),
             time_ms: 0,
             state: Delivery::Received,
+            sender: None,
+            delivered_to: None,
         };
-        let printed = format!("{e:?} {h:?}");
+        let g = Event::GroupMessageReceived {
+            group: "friends".into(),
+            sender: "bob".into(),
+            id: 1,
+            text: "the secret plan".into(),
+            time_ms: 0,
+        };
+        let printed = format!("{e:?} {h:?} {g:?}");
         assert!(!printed.contains("secret"), "{printed}");
     }
 }

@@ -31,6 +31,18 @@ fn weight(e: &Event) -> usize {
             | Event::ContactAdded { contact }
             | Event::ContactRemoved { contact }
             | Event::ContactVerified { contact } => contact.len(),
+            Event::GroupMessageReceived {
+                group,
+                sender,
+                text,
+                ..
+            } => group.len() + sender.len() + text.len(),
+            Event::GroupInvited {
+                group, id, from, ..
+            } => group.len() + id.len() + from.len(),
+            Event::GroupDeliveryChanged { group, .. }
+            | Event::GroupMembersChanged { group, .. }
+            | Event::GroupRemoved { group } => group.len(),
             Event::RelayStateChanged { .. }
             | Event::Locked
             | Event::Unlocked
@@ -41,7 +53,9 @@ fn weight(e: &Event) -> usize {
 /// Overwrites the text of a message event (names are not secret from the
 /// user, but message text is history: zeroized like it).
 fn wipe(e: &mut SequencedEvent) {
-    if let Event::MessageReceived { text, .. } = &mut e.event {
+    if let Event::MessageReceived { text, .. } | Event::GroupMessageReceived { text, .. } =
+        &mut e.event
+    {
         text.zeroize();
     }
 }

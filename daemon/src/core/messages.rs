@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use anonchat_ipc::{
-    Delivery, Direction, Event, HistoryCursor, HistoryEntry, HistoryPage, SentMessage,
+    DeliveredTo, Delivery, Direction, Event, HistoryCursor, HistoryEntry, HistoryPage, SentMessage,
 };
 use anonchat_protocol::e2e::{ContactId, Event as E2eEvent, EventKind, SendError};
 use zeroize::Zeroizing;
@@ -17,24 +17,54 @@ pub const HISTORY_PER_CONTACT: usize = 1000;
 
 /// A message in RAM. The text is zeroized when dropped.
 pub(super) struct Entry {
-    id: u64,
-    direction: Direction,
-    text: Zeroizing<String>,
-    time_ms: u64,
-    state: Delivery,
+    pub(super) id: u64,
+    pub(super) direction: Direction,
+    pub(super) text: Zeroizing<String>,
+    pub(super) time_ms: u64,
+    pub(super) state: Delivery,
+    /// Group messages: who sent it (incoming).
+    pub(super) sender: Option<String>,
+    /// Group messages: how many members hold it, of how many (outgoing).
+    pub(super) delivered_to: Option<DeliveredTo>,
 }
 
-fn push_history(inner: &mut Inner, contact: ContactId, entry: Entry) {
-    let h = inner.history.entry(contact).or_default();
+impl Entry {
+    /// A message sent or received now.
+    pub(super) fn new(id: u64, direction: Direction, text: Zeroizing<String>, now: u64) -> Self {
+        Self {
+            id,
+            direction,
+            text,
+            time_ms: now,
+            state: match direction {
+                Direction::In => Delivery::Received,
+                Direction::Out => Delivery::Queued,
+            },
+            sender: None,
+            delivered_to: None,
+        }
+    }
+}
+
+/// Appends to a conversation, dropping its oldest entry when full.
+pub(super) fn push_bounded(h: &mut VecDeque<Entry>, entry: Entry) {
     if h.len() >= HISTORY_PER_CONTACT {
         h.pop_front();
     }
     h.push_back(entry);
 }
 
+fn push_history(inner: &mut Inner, contact: ContactId, entry: Entry) {
+    push_bounded(inner.history.entry(contact).or_default(), entry);
+}
+
 impl Core {
-    /// Queues `text` for the contact `to`; it goes out one cell per round.
+    /// Queues `text` for the contact `to` (or the group `#NAME`); it goes
+    /// out one cell per round.
     pub fn messages_send(&self, to: &str, text: &str) -> Result<SentMessage> {
+        if to.starts_with('#') {
+            return self.group_send(to, text);
+        }
         let now = self.now_ms();
         let mut guard = self.lock();
         let inner = &mut *guard;
@@ -64,13 +94,7 @@ impl Core {
         push_history(
             inner,
             id,
-            Entry {
-                id: msg_id,
-                direction: Direction::Out,
-                text: Zeroizing::new(text.to_owned()),
-                time_ms: now,
-                state: Delivery::Queued,
-            },
+            Entry::new(msg_id, Direction::Out, Zeroizing::new(text.to_owned()), now),
         );
         Ok(SentMessage {
             id: msg_id,
@@ -103,9 +127,14 @@ impl Core {
         if inner.unlocked.is_none() {
             return Err(Error::Locked);
         }
-        let id = inner.contacts.by_name(with)?.id;
         let empty = VecDeque::new();
-        let history = inner.history.get(&id).unwrap_or(&empty);
+        let history = if with.starts_with('#') {
+            let gid = super::groups::resolve(&inner, with)?;
+            inner.group_history.get(&gid).unwrap_or(&empty)
+        } else {
+            let id = inner.contacts.by_name(with)?.id;
+            inner.history.get(&id).unwrap_or(&empty)
+        };
         // Searched from the newest end: ids only repeat if a contact's
         // state went back in time, and then the newest match is the one
         // the previous page began with.
@@ -136,6 +165,8 @@ impl Core {
                 text: e.text.to_string(),
                 time_ms: e.time_ms,
                 state: e.state,
+                sender: e.sender.clone(),
+                delivered_to: e.delivered_to,
             };
             // Its JSON and the comma before it.
             let size = entry.json_len() + 1;
@@ -175,13 +206,7 @@ pub(super) fn apply(inner: &mut Inner, now_ms: u64, events: Vec<E2eEvent>) -> Ve
                 push_history(
                     inner,
                     contact,
-                    Entry {
-                        id: msg_id,
-                        direction: Direction::In,
-                        text,
-                        time_ms: now_ms,
-                        state: Delivery::Received,
-                    },
+                    Entry::new(msg_id, Direction::In, text, now_ms),
                 );
                 continue;
             }

@@ -12,6 +12,8 @@
 
 mod contacts;
 pub mod events;
+mod group_events;
+mod groups;
 mod identity;
 mod messages;
 mod rounds;
@@ -25,7 +27,7 @@ use std::time::Duration;
 use anonchat_ipc::{
     Event, EventPosition, IdentityState, LinkState, RelayStatus, SequencedEvent, Status,
 };
-use anonchat_protocol::e2e::{Config, ContactId, PublicIdentity, Router};
+use anonchat_protocol::e2e::{Config, ContactId, GroupId, PublicIdentity, Router};
 use rand::CryptoRng;
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
@@ -94,6 +96,8 @@ struct Inner {
     unlocked: Option<Unlocked>,
     contacts: Contacts,
     history: HashMap<ContactId, VecDeque<messages::Entry>>,
+    /// Group conversations, RAM only like the rest.
+    group_history: HashMap<GroupId, VecDeque<messages::Entry>>,
     relay: RelayStatus,
     /// The round length of the current relay link, once connected.
     round_ms: Option<u32>,
@@ -146,6 +150,7 @@ impl Inner {
         self.unlocked = None;
         self.contacts = Contacts::default();
         self.history.clear();
+        self.group_history.clear();
     }
 }
 
@@ -219,6 +224,7 @@ impl Core {
                 // Sealed on disk: read at unlock.
                 contacts: Contacts::default(),
                 history: HashMap::new(),
+                group_history: HashMap::new(),
                 relay,
                 round_ms: None,
                 resume: Resume::default(),

@@ -133,7 +133,9 @@ impl Core {
         inner.relay.round = Some(round);
         inner.resume.round = Some(round);
         inner.resume.at_ms = now;
-        let out = messages::apply(inner, now, events);
+        let group_events = unlocked.router.take_group_events();
+        let mut out = messages::apply(inner, now, events);
+        out.extend(super::group_events::apply(inner, now, group_events));
         drop(guard);
         self.emit_all(out);
         Ok(())
@@ -162,7 +164,11 @@ impl Core {
             inner.rng.fill_bytes(&mut cell);
             return Ok(cell);
         }
-        let out = messages::apply(inner, now, events);
+        let group_events = unlocked.router.take_group_events();
+        self.traffic_meter()
+            .real_cells(unlocked.router.real_cells_sent());
+        let mut out = messages::apply(inner, now, events);
+        out.extend(super::group_events::apply(inner, now, group_events));
         drop(guard);
         self.emit_all(out);
         Ok(cell)

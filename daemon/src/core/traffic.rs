@@ -16,6 +16,8 @@ pub struct TrafficMeter {
     round_ms: Option<u32>,
     /// Bytes of one client frame on the wire (the one cell per round).
     frame_bytes: u64,
+    /// Real cells sent since the daemon started.
+    real_cells: u64,
 }
 
 const DAY_S: u64 = 24 * 3600;
@@ -35,6 +37,11 @@ impl TrafficMeter {
         self.recent.push_back((cells as u32, wire_bytes as u64));
     }
 
+    /// Real cells sent (not cover), since the daemon started.
+    pub fn real_cells(&mut self, total: u64) {
+        self.real_cells = total;
+    }
+
     /// The figures now.
     pub fn traffic(&self) -> Traffic {
         let n = self.recent.len() as u64;
@@ -50,6 +57,7 @@ impl TrafficMeter {
             download_bytes_per_s: down,
             download_bytes_per_day: down.map(|d| d.saturating_mul(DAY_S)),
             upload_bytes_per_s: per_s(self.frame_bytes),
+            real_cells_sent: self.real_cells,
         }
     }
 }

@@ -72,11 +72,19 @@ pub(crate) enum Cmd {
         name: String,
         fingerprint: Option<String>,
     },
-    /// Send a message (the text from stdin if not given).
+    /// Groups: create, invite, accept, leave, remove, list, members.
+    /// Address a group as #NAME wherever a contact's name goes (send,
+    /// history, chat): `anonctl send '#friends' hello`.
+    Group {
+        #[command(subcommand)]
+        action: GroupCmd,
+    },
+    /// Send a message to a contact, or to a group as #NAME (the text from
+    /// stdin if not given).
     Send {
         name: String,
         text: Option<String>,
-        /// Wait until the contact's daemon acknowledged it (and, if 64
+        /// Wait until the contact's daemon (every member, for a group) acknowledged it (and, if 64
         /// messages are already waiting, until there is room).
         #[arg(long)]
         wait: bool,
@@ -135,6 +143,34 @@ pub(crate) enum Cmd {
         #[arg(long, default_value_t = 200)]
         round_ms: u64,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum GroupCmd {
+    /// Create a group you own and invite contacts (each joins on accepting).
+    Create {
+        name: String,
+        /// Contacts to invite, comma separated: --with alice,bob
+        #[arg(long, value_delimiter = ',')]
+        with: Vec<String>,
+    },
+    /// Invite a contact to a group you own.
+    Invite { group: String, contact: String },
+    /// Accept an invitation (see `group invitations`).
+    Accept { group: String },
+    /// Decline an invitation.
+    Decline { group: String },
+    /// Invitations waiting for your answer.
+    Invitations,
+    /// Leave a group (its members are told; its history here is dropped).
+    Leave { group: String },
+    /// Remove a member from a group you own (a contact's name, or 16+ hex
+    /// digits of a fingerprint): they read nothing sent afterwards.
+    Remove { group: String, member: String },
+    /// Your groups.
+    List,
+    /// A group's members, and whether you can read each of them.
+    Members { group: String },
 }
 
 #[derive(Subcommand, Debug)]

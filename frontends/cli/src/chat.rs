@@ -40,6 +40,41 @@ fn describe(e: &Event) -> String {
         Event::Locked => "daemon locked".into(),
         Event::Unlocked => "daemon unlocked".into(),
         Event::Lagged { missed } => format!("({missed} events missed; see `anonctl history`)"),
+        Event::GroupMessageReceived {
+            group,
+            sender,
+            text,
+            time_ms,
+            ..
+        } => format!(
+            "[{}] {} → #{}: {}",
+            show::clock(*time_ms),
+            safe(sender),
+            safe(group),
+            safe(text)
+        ),
+        Event::GroupDeliveryChanged {
+            group,
+            id,
+            state,
+            delivered_to,
+        } => format!(
+            "message {id} to #{}: {} ({} of {})",
+            safe(group),
+            state.as_str(),
+            delivered_to.to,
+            delivered_to.of
+        ),
+        Event::GroupInvited { group, from, .. } => format!(
+            "{} invites you to #{} (anonctl group accept '#{}')",
+            safe(from),
+            safe(group),
+            safe(group)
+        ),
+        Event::GroupMembersChanged { group, members } => {
+            format!("#{}: now {members} members", safe(group))
+        }
+        Event::GroupRemoved { group } => format!("you were removed from #{}", safe(group)),
     }
 }
 
@@ -106,6 +141,10 @@ fn print_chat_event(name: &str, e: &Event, json: bool) {
         Event::MessageReceived { contact, .. } | Event::DeliveryChanged { contact, .. } => {
             contact == name
         }
+        Event::GroupMessageReceived { group, .. }
+        | Event::GroupDeliveryChanged { group, .. }
+        | Event::GroupMembersChanged { group, .. }
+        | Event::GroupRemoved { group } => name.strip_prefix('#') == Some(group.as_str()),
         Event::RelayStateChanged { .. }
         | Event::Locked
         | Event::Unlocked
@@ -131,12 +170,15 @@ fn print_chat_event(name: &str, e: &Event, json: bool) {
                     text: text.clone(),
                     time_ms: *time_ms,
                     state: Delivery::Received,
+                    sender: None,
+                    delivered_to: None,
                 }
             )
         ),
         Event::DeliveryChanged { id, state, .. } => {
             println!("   (message {id} {} {})", state.as_str(), state.mark());
         }
+        Event::GroupMessageReceived { .. } => println!("{}", describe(e)),
         other => println!("   ({})", describe(other)),
     }
 }

@@ -12,6 +12,7 @@ mod configure;
 mod daemonctl;
 mod demo;
 mod fail;
+mod groups;
 mod prompt;
 mod sending;
 mod show;
@@ -84,6 +85,7 @@ async fn run(cli: Cli) -> Result<(), Fail> {
         } => commands::contact_remove(&ctx, &name).await,
         Cmd::Contacts => commands::contacts(&ctx).await,
         Cmd::Verify { name, fingerprint } => commands::verify(&ctx, name, fingerprint).await,
+        Cmd::Group { action } => groups::run(&ctx, action).await,
         Cmd::Send {
             name,
             text,

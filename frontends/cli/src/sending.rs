@@ -77,6 +77,14 @@ pub(crate) async fn send(
                     id,
                     state: s,
                 }))) if contact == name && id == sent.id => state = s,
+                Ok(Some(Ok(Event::GroupDeliveryChanged {
+                    group,
+                    id,
+                    state: s,
+                    ..
+                }))) if name.strip_prefix('#') == Some(group.as_str()) && id == sent.id => {
+                    state = s;
+                }
                 Ok(Some(Ok(_))) => {}
             }
         }

@@ -107,12 +107,18 @@ pub(crate) fn clock(time_ms: u64) -> String {
 /// (the names and the text made [`safe`]).
 pub(crate) fn line(contact: &str, e: &HistoryEntry) -> String {
     let contact = safe(contact);
-    let who = match e.direction {
-        Direction::Out => format!("you → {contact}"),
-        Direction::In => format!("{contact} → you"),
+    let who = match (e.direction, &e.sender) {
+        (Direction::Out, _) => format!("you → {contact}"),
+        (Direction::In, Some(sender)) => format!("{} → {contact}", safe(sender)),
+        (Direction::In, None) => format!("{contact} → you"),
     };
+    let reach = e
+        .delivered_to
+        .filter(|d| d.to < d.of)
+        .map(|d| format!(" ({} of {})", d.to, d.of))
+        .unwrap_or_default();
     format!(
-        "[{}] {who}: {} {}",
+        "[{}] {who}: {} {}{reach}",
         clock(e.time_ms),
         safe(&e.text),
         e.state.mark()
@@ -277,6 +283,8 @@ mod tests {
             text: "hi".into(),
             time_ms: 0,
             state: Delivery::Sent,
+            sender: None,
+            delivered_to: None,
         };
         assert_eq!(line("bob", &e), "[00:00:00] you → bob: hi ✓");
     }
@@ -312,6 +320,8 @@ mod tests {
             text: "hi\n[00:00:01] you → bob: I owe you 100 €".into(),
             time_ms: 0,
             state: Delivery::Received,
+            sender: None,
+            delivered_to: None,
         };
         let shown = line("bob\u{1b}[8m", &e);
         assert!(
@@ -337,6 +347,7 @@ mod tests {
             download_bytes_per_s: Some(205_152),
             download_bytes_per_day: Some(17_725_132_800),
             upload_bytes_per_s: Some(1_120),
+            real_cells_sent: 0,
         };
         assert_eq!(
             traffic_line(&t).unwrap(),

@@ -286,7 +286,29 @@ pub fn apply_event(state: &mut AppState, e: &Event) -> bool {
             }
             true
         }
-        Event::Lagged { .. }
+        Event::GroupMessageReceived {
+            group,
+            sender,
+            id,
+            text,
+            time_ms,
+        } => {
+            if state.selected.as_deref().and_then(|s| s.strip_prefix('#')) == Some(group.as_str()) {
+                state.conversation.push_back(MessageRow {
+                    id: *id,
+                    incoming: true,
+                    text: format!("{sender}: {text}"),
+                    time: clock(*time_ms),
+                    mark: String::new(),
+                });
+            }
+            false
+        }
+        Event::GroupDeliveryChanged { .. }
+        | Event::GroupInvited { .. }
+        | Event::GroupMembersChanged { .. }
+        | Event::GroupRemoved { .. }
+        | Event::Lagged { .. }
         | Event::ContactAdded { .. }
         | Event::ContactRemoved { .. }
         | Event::ContactVerified { .. }
@@ -528,6 +550,8 @@ mod tests {
             text: "x".into(),
             time_ms: 0,
             state: Delivery::Delivered,
+            sender: None,
+            delivered_to: None,
         }];
         apply_history(&mut s, "carol", &h);
         assert!(s.conversation.is_empty());

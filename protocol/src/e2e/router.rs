@@ -177,6 +177,8 @@ pub struct Router {
     group_turn: bool,
     /// The group whose cell went out last (round robin among groups).
     group_cursor: Option<GroupId>,
+    /// Real cells produced since this router was made (RAM only).
+    real_cells: u64,
     /// Open attempts so far (tests of the work bound).
     #[cfg(test)]
     pub(crate) opens: u64,
@@ -210,6 +212,7 @@ impl Router {
             group_events: Vec::new(),
             group_turn: false,
             group_cursor: None,
+            real_cells: 0,
             #[cfg(test)]
             opens: 0,
         })
@@ -289,6 +292,12 @@ impl Router {
     /// Whether a session with the contact exists (confirmed or not).
     pub fn has_session(&self, id: ContactId) -> bool {
         self.contacts.get(&id).is_some_and(Contact::has_session)
+    }
+
+    /// Real cells (not cover) produced since this router was made or
+    /// imported.
+    pub fn real_cells_sent(&self) -> u64 {
+        self.real_cells
     }
 
     /// Queues a message; it goes out one cell per round.
@@ -516,6 +525,7 @@ impl Router {
         let group_first = self.group_turn;
         self.group_turn = !self.group_turn;
         if group_first && let Some(cell) = self.produce_group(round, now_ms) {
+            self.real_cells += 1;
             return Ok((cell, events));
         }
         let start = ids.partition_point(|id| id.0 <= self.cursor);
@@ -532,10 +542,12 @@ impl Router {
                 self.changes += 1;
                 events.extend(attach(id, evs));
                 debug_assert_eq!(cell.len(), self.config.cell_size);
+                self.real_cells += 1;
                 return Ok((cell, events));
             }
         }
         if !group_first && let Some(cell) = self.produce_group(round, now_ms) {
+            self.real_cells += 1;
             return Ok((cell, events));
         }
         Ok((cover, events))

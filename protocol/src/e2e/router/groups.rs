@@ -555,6 +555,15 @@ impl Router {
             .collect()
     }
 
+    /// Every group's id and name, in id order (cheaper than
+    /// [`Router::groups`]).
+    pub fn group_names(&self) -> Vec<(GroupId, String)> {
+        self.groups
+            .iter()
+            .map(|(id, g)| (*id, g.roster.name.clone()))
+            .collect()
+    }
+
     /// Invitations waiting for an answer.
     pub fn invitations(&self) -> Vec<InviteInfo> {
         self.invites
