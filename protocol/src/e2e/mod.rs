@@ -55,6 +55,8 @@ mod tests;
 /// visibility. Nothing else changes with the feature.
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzz_access {
+    pub(crate) use super::group::control::Control;
+    pub(crate) use super::group::state::GroupRecords;
     pub(crate) use super::handshake::{Initiator, Message, respond};
     pub(crate) use super::init::{Added, InitFragment, InitId, PeerInits};
     pub(crate) use super::messages::Inbox;

@@ -606,6 +606,20 @@ impl Router {
         }
     }
 
+    /// A control message from contact `from`, as if it had arrived over
+    /// the pairwise session (fuzz targets).
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn fuzz_control<R: CryptoRng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        from: ContactId,
+        bytes: &[u8],
+    ) {
+        if let Some(c) = Control::decode(bytes) {
+            self.on_control(rng, from, c);
+        }
+    }
+
     fn on_control<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
