@@ -67,8 +67,13 @@ struct File {
 }
 
 /// A contact name a person can type: 1–64 bytes, no control characters,
-/// no surrounding spaces.
+/// no surrounding spaces, no `#` at the start (that addresses a group).
 pub fn check_name(name: &str) -> Result<(), &'static str> {
+    if name.starts_with('#') {
+        return Err(
+            "a contact name cannot start with '#' (that addresses a group); choose another",
+        );
+    }
     if name.is_empty() || name.len() > MAX_NAME {
         return Err("a contact name must be 1 to 64 bytes long");
     }
@@ -301,7 +306,7 @@ mod tests {
     fn names_are_checked() {
         assert!(check_name("bob").is_ok());
         assert!(check_name("Bob Smith").is_ok());
-        for bad in ["", " bob", "bob ", "b\nob", &"x".repeat(65)] {
+        for bad in ["", " bob", "bob ", "b\nob", "#bob", &"x".repeat(65)] {
             assert!(check_name(bad).is_err(), "{bad:?}");
         }
     }

@@ -1,6 +1,7 @@
 //! `anonctl demo`: a relay on a free loopback port and two daemons with
 //! temporary homes (alice and bob), who create identities, exchange their
-//! identity files, verify fingerprints and talk both ways through the relay.
+//! identity files, verify fingerprints and talk both ways through the relay;
+//! then carol joins them and the three talk in a group (`demo_group`).
 //! Everything is cleaned up at the end, and on Ctrl-C.
 
 use std::io::{BufRead as _, BufReader, Read as _};
@@ -17,7 +18,7 @@ use crate::fail::Fail;
 use crate::show;
 
 /// A child process that is stopped when dropped.
-struct Guard(Child);
+pub(crate) struct Guard(Child);
 
 impl Guard {
     fn terminate(&mut self) {
@@ -80,14 +81,14 @@ fn binaries() -> Result<(PathBuf, PathBuf), Fail> {
     ))
 }
 
-struct Demo {
-    dir: tempfile::TempDir,
+pub(crate) struct Demo {
+    pub(crate) dir: tempfile::TempDir,
     relay: Guard,
     relay_err: Option<std::process::ChildStderr>,
-    daemons: Vec<Guard>,
+    pub(crate) daemons: Vec<Guard>,
 }
 
-fn start_daemon(bin: &Path, dir: &Path, name: &str) -> Result<(Guard, PathBuf), Fail> {
+pub(crate) fn start_daemon(bin: &Path, dir: &Path, name: &str) -> Result<(Guard, PathBuf), Fail> {
     let socket = dir.join("run").join(format!("{name}.sock"));
     let child = Command::new(bin)
         .arg("--home")
@@ -104,7 +105,7 @@ fn start_daemon(bin: &Path, dir: &Path, name: &str) -> Result<(Guard, PathBuf), 
     Ok((Guard(child), socket))
 }
 
-async fn wait_socket(socket: &Path) -> Result<Client, Fail> {
+pub(crate) async fn wait_socket(socket: &Path) -> Result<Client, Fail> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         if let Ok(c) = anonchat_ipc::client::connect_checked(socket).await {
@@ -190,7 +191,7 @@ pub(crate) async fn run(round_ms: u64) -> Result<(), Fail> {
         match (count("cells_relayed"), count("rounds")) {
             (Some(cells), Some(rounds)) => println!(
                 "\nwhat the relay saw: {cells} cells in {rounds} rounds, every one 512 bytes and random-looking; \
-                 no names, no text, no recipients, and the same traffic from both sides whether they talked or not."
+                 no names, no text, no recipients, and the same traffic from every daemon whether it talked or not."
             ),
             _ => println!("\n(the relay's counters were not readable)"),
         }
@@ -285,6 +286,7 @@ async fn conversation(demo: &mut Demo, daemon_bin: &Path, address: &str) -> Resu
         status.relay.round.unwrap_or(0),
         status.undelivered
     );
+    crate::demo_group::run(demo, daemon_bin, address, &alice, &bob).await?;
     let _ = alice.shutdown().await;
     let _ = bob.shutdown().await;
     Ok(())

@@ -11,6 +11,7 @@ mod commands;
 mod configure;
 mod daemonctl;
 mod demo;
+mod demo_group;
 mod fail;
 mod groups;
 mod prompt;
