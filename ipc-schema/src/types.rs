@@ -103,6 +103,10 @@ pub struct Traffic {
     /// you and your tests only; the relay cannot tell them from cover.
     #[serde(default)]
     pub real_cells_sent: u64,
+    /// Of them, group cells (one per fragment of a group message, and
+    /// group acknowledgements).
+    #[serde(default)]
+    pub group_cells_sent: u64,
 }
 
 /// The daemon's persisted configuration (`daemon.config`).

@@ -689,8 +689,9 @@ fn group_control_run(data: &[u8]) -> Router {
 pub fn group_cell(data: &[u8]) {
     let mut r = rng(9);
     let group = GroupId([3; 16]);
-    let mut sender = SenderKey::generate(&mut r, group, 1);
-    let mut reader = ReceiverChain::new(&sender.bundle());
+    let who = known()[ALICE].public().fingerprint();
+    let mut sender = SenderKey::generate(&mut r, &who, group, 1);
+    let mut reader = ReceiverChain::new(&sender.bundle(), &who);
     let round = T0;
     let payload = vec![0u8; group_payload_len(CELL)];
     let real = sender.seal(round, &payload, CELL).expect("seal");

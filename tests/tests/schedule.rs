@@ -195,7 +195,12 @@ fn raw(log: &ConnLog, active: &[(Instant, Instant)]) -> (Vec<f64>, Vec<f64>) {
 /// each way per block), Carol idles throughout; then every client's
 /// delays in the talking blocks are compared with its own in the quiet
 /// ones.
-fn timing_is_independent_of_activity(flood: bool) {
+#[allow(
+    clippy::too_many_lines,
+    reason = "one measurement, set up, run and judged in order"
+)]
+fn timing_is_independent_of_activity(mode: Mode) {
+    let flood = mode == Mode::Flood;
     let _one = serial();
     let w = World::new();
     // A flood of 4,096-cell batches (2 MiB) to three daemons is heavy
@@ -215,6 +220,23 @@ fn timing_is_independent_of_activity(flood: bool) {
     eventually(60, "the first message", || {
         w.received("bob", "alice").len() == 1
     });
+    // Alice and Bob talk in a group of their own, or to each other.
+    let (to_bob, to_alice) = if mode == Mode::Group {
+        group_of_two(&w);
+        ("#g", "#g")
+    } else {
+        ("bob", "alice")
+    };
+    let got = |user: &str, from: &str| -> usize {
+        if mode == Mode::Group {
+            w.history(user, "#g")
+                .iter()
+                .filter(|e| e["direction"] == "in")
+                .count()
+        } else {
+            w.received(user, from).len() - usize::from(user == "bob")
+        }
+    };
     if flood {
         // 4,095 mutated copies of Alice's cell in every batch, for all.
         relay.behave(|b| {
@@ -232,8 +254,8 @@ fn timing_is_independent_of_activity(flood: bool) {
         if i % 2 == 1 {
             let a = format!("{i} {}", "a".repeat(2048));
             let b = format!("{i} {}", "b".repeat(2048));
-            w.json("alice", &["send", "bob", &a]);
-            w.json("bob", &["send", "alice", &b]);
+            w.json("alice", &["send", to_bob, &a]);
+            w.json("bob", &["send", to_alice, &b]);
         }
         std::thread::sleep(block.saturating_sub(from.elapsed()));
         if i % 2 == 1 {
@@ -242,8 +264,7 @@ fn timing_is_independent_of_activity(flood: bool) {
     }
     assert!(start.elapsed() < Duration::from_secs(60));
     eventually(90, "every message of the run", || {
-        w.received("bob", "alice").len() == 1 + blocks / 2
-            && w.received("alice", "bob").len() == blocks / 2
+        got("bob", "alice") == blocks / 2 && got("alice", "bob") == blocks / 2
     });
     let logs = relay.logs();
     assert_eq!(
@@ -308,6 +329,24 @@ fn timing_is_independent_of_activity(flood: bool) {
             shifts[i],
             shifts[2]
         );
+    }
+}
+
+/// Alice creates `#g` with Bob, who accepts; both hold each other's keys.
+fn group_of_two(w: &World) {
+    w.json("alice", &["group", "create", "g", "--with", "bob"]);
+    eventually(60, "bob invited", || {
+        w.json("bob", &["group", "invitations"])
+            .as_array()
+            .is_some_and(|l| !l.is_empty())
+    });
+    w.json("bob", &["group", "accept", "#g"]);
+    for u in ["alice", "bob"] {
+        eventually(60, "keys exchanged", || {
+            w.json(u, &["group", "members", "#g"])
+                .as_array()
+                .is_some_and(|l| l.len() == 2 && l.iter().all(|m| m["readable"] == true))
+        });
     }
 }
 
@@ -388,7 +427,27 @@ impl std::fmt::Display for Slow {
 /// reached in about as many runs as a real leak of that size).
 #[test]
 fn batch_to_cell_delay_does_not_show_who_talks() {
-    timing_is_independent_of_activity(false);
+    timing_is_independent_of_activity(Mode::Talk);
+}
+
+/// What the timing tests make Alice and Bob do in their busy blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Talk to each other.
+    Talk,
+    /// Talk while the relay floods Bob's batches.
+    Flood,
+    /// Talk in a group of their own (issue 13): a member's batch-to-cell
+    /// delay while sending to a group is distributed as while idle.
+    Group,
+}
+
+/// The same with Alice and Bob talking in a group (group cells in the
+/// schedule, GACKs, sender chains): the answer still leaves on the batch
+/// header, prepared in advance, whatever the group does.
+#[test]
+fn batch_to_cell_delay_does_not_show_who_talks_in_a_group() {
+    timing_is_independent_of_activity(Mode::Group);
 }
 
 /// The same while the relay puts 4,095 mutated copies of Alice's cell in
@@ -398,7 +457,7 @@ fn batch_to_cell_delay_does_not_show_who_talks() {
 /// 1.4 ms idle.
 #[test]
 fn batch_to_cell_delay_does_not_show_who_a_flood_is_for() {
-    timing_is_independent_of_activity(true);
+    timing_is_independent_of_activity(Mode::Flood);
 }
 
 /// WELCOME→first cell does not depend on whether the daemon has a message

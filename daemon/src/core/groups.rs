@@ -173,16 +173,26 @@ impl Core {
 
     /// The invitation to `group` (by name or id).
     fn invitation(inner: &Inner, group: &str) -> Result<GroupId> {
-        let key = group
-            .strip_prefix('#')
-            .unwrap_or(group)
-            .to_ascii_lowercase();
-        router(inner)?
-            .invitations()
-            .into_iter()
-            .find(|i| i.name == key || (key.len() >= 8 && hex(&i.id.0).starts_with(&key)))
-            .map(|i| i.id)
-            .ok_or(Error::GroupRefused(GroupOpError::NoInvitation))
+        let key = group.strip_prefix('#').unwrap_or(group);
+        let lower = key.to_ascii_lowercase();
+        let all = router(inner)?.invitations();
+        let by_name: Vec<GroupId> = all.iter().filter(|i| i.name == key).map(|i| i.id).collect();
+        let hits = if by_name.is_empty() && lower.len() >= 8 {
+            all.iter()
+                .filter(|i| hex(&i.id.0).starts_with(&lower))
+                .map(|i| i.id)
+                .collect()
+        } else {
+            by_name
+        };
+        match hits.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(Error::GroupRefused(GroupOpError::NoInvitation)),
+            _ => Err(Error::invalid(format!(
+                "{} invitations are to groups called {key:?}: answer one by its id (see `anonctl group invitations --json`)",
+                hits.len()
+            ))),
+        }
     }
 
     /// Accepts an invitation.

@@ -165,8 +165,10 @@ impl Core {
             return Ok(cell);
         }
         let group_events = unlocked.router.take_group_events();
-        self.traffic_meter()
-            .real_cells(unlocked.router.real_cells_sent());
+        self.traffic_meter().real_cells(
+            unlocked.router.real_cells_sent(),
+            unlocked.router.group_cells_sent(),
+        );
         let mut out = messages::apply(inner, now, events);
         out.extend(super::group_events::apply(inner, now, group_events));
         drop(guard);

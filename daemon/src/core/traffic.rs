@@ -16,8 +16,9 @@ pub struct TrafficMeter {
     round_ms: Option<u32>,
     /// Bytes of one client frame on the wire (the one cell per round).
     frame_bytes: u64,
-    /// Real cells sent since the daemon started.
+    /// Real cells sent since the daemon started, and of them group cells.
     real_cells: u64,
+    group_cells: u64,
 }
 
 const DAY_S: u64 = 24 * 3600;
@@ -38,8 +39,9 @@ impl TrafficMeter {
     }
 
     /// Real cells sent (not cover), since the daemon started.
-    pub fn real_cells(&mut self, total: u64) {
+    pub fn real_cells(&mut self, total: u64, group: u64) {
         self.real_cells = total;
+        self.group_cells = group;
     }
 
     /// The figures now.
@@ -58,6 +60,7 @@ impl TrafficMeter {
             download_bytes_per_day: down.map(|d| d.saturating_mul(DAY_S)),
             upload_bytes_per_s: per_s(self.frame_bytes),
             real_cells_sent: self.real_cells,
+            group_cells_sent: self.group_cells,
         }
     }
 }

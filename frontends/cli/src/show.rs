@@ -348,6 +348,7 @@ mod tests {
             download_bytes_per_day: Some(17_725_132_800),
             upload_bytes_per_s: Some(1_120),
             real_cells_sent: 0,
+            group_cells_sent: 0,
         };
         assert_eq!(
             traffic_line(&t).unwrap(),

@@ -41,6 +41,7 @@ use rand::CryptoRng;
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
+use super::identity::Fingerprint;
 use super::writer::Writer;
 use crate::wire::WireError;
 use crate::wire::reader::Reader;
@@ -64,7 +65,7 @@ pub const MAX_GROUP_SKIP: u32 = 256;
 /// Keys kept for skipped cells, per sender chain (oldest dropped first).
 pub const MAX_GROUP_SKIPPED: usize = 512;
 /// The length of an encoded [`SenderKeyBundle`].
-pub const BUNDLE_LEN: usize = 1 + GROUP_ID_LEN + 4 + 4 + 4 * 32;
+pub const BUNDLE_LEN: usize = 1 + GROUP_ID_LEN + 4 + 4 + 4 * 32 + 8;
 /// The bundle format this program writes and reads.
 const BUNDLE_FORMAT: u8 = 1;
 
@@ -148,14 +149,18 @@ pub struct SenderKeyBundle {
     pub epoch: u32,
     /// The chain index the keys start at.
     pub start: u32,
+    /// The sender's next group message id when it made the bundle: a
+    /// member new to the group takes nothing below it (what was sent
+    /// before it joined).
+    pub first_msg: u64,
     keys: ChainKeys,
     verifying: VerifyingKey,
 }
 
 impl SenderKeyBundle {
     /// `format(1) ‖ group(16) ‖ epoch(4) ‖ start(4) ‖ tag key(32) ‖
-    /// header key(32) ‖ chain key at start(32) ‖ verifying key(32)`;
-    /// secret.
+    /// header key(32) ‖ chain key at start(32) ‖ verifying key(32) ‖
+    /// first message id(8)`; secret.
     #[must_use]
     pub fn encode(&self) -> Zeroizing<Vec<u8>> {
         let mut out = Zeroizing::new(Vec::with_capacity(BUNDLE_LEN));
@@ -167,6 +172,7 @@ impl SenderKeyBundle {
         out.extend_from_slice(self.keys.header.as_bytes());
         out.extend_from_slice(self.keys.chain.as_bytes());
         out.extend_from_slice(self.verifying.as_bytes());
+        out.extend_from_slice(&self.first_msg.to_be_bytes());
         out
     }
 
@@ -195,10 +201,17 @@ impl SenderKeyBundle {
         if verifying.is_weak() {
             return Err(GroupError::BadBundle);
         }
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&bytes[at + 136..at + 144]);
+        let first_msg = u64::from_be_bytes(first);
+        if first_msg == 0 || first_msg > super::MAX_MSG_ID {
+            return Err(GroupError::BadBundle);
+        }
         Ok(Self {
             group: GroupId(group),
             epoch: u32_at(at),
             start: u32_at(at + 4),
+            first_msg,
             keys: ChainKeys {
                 tags: TagKey::from_bytes(key(at + 8)),
                 header: HeaderKey::from_bytes(key(at + 40)),
@@ -217,6 +230,7 @@ impl SenderKeyBundle {
 
 /// The message a group cell's signature covers.
 fn signed_message(
+    sender: &[u8; 32],
     group: &GroupId,
     epoch: u32,
     round: u64,
@@ -225,6 +239,7 @@ fn signed_message(
 ) -> Zeroizing<Vec<u8>> {
     let mut m = Zeroizing::new(Vec::with_capacity(LABEL_SIGNED.len() + 32 + payload.len()));
     m.extend_from_slice(LABEL_SIGNED);
+    m.extend_from_slice(sender);
     m.extend_from_slice(&group.0);
     m.extend_from_slice(&epoch.to_be_bytes());
     m.extend_from_slice(&round.to_be_bytes());
@@ -243,6 +258,9 @@ pub fn group_payload_len(cell_size: usize) -> usize {
 /// One member's own sender chain for one epoch: seals its group cells.
 /// Secret; no `Debug`.
 pub struct SenderKey {
+    /// Our fingerprint: signed into every cell, so that a member who
+    /// passes another's keys off as its own gains nothing.
+    sender: [u8; 32],
     group: GroupId,
     epoch: u32,
     signing: SigningKey,
@@ -253,17 +271,29 @@ pub struct SenderKey {
 impl SenderKey {
     /// A fresh sender chain for `group` at `epoch`: a random seed and a
     /// random Ed25519 signing key.
-    pub fn generate<R: CryptoRng + ?Sized>(rng: &mut R, group: GroupId, epoch: u32) -> Self {
+    pub fn generate<R: CryptoRng + ?Sized>(
+        rng: &mut R,
+        sender: &Fingerprint,
+        group: GroupId,
+        epoch: u32,
+    ) -> Self {
         let mut seed = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut *seed);
         let mut signing = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(&mut *signing);
-        Self::from_secrets(group, epoch, &seed, &signing)
+        Self::from_secrets(sender, group, epoch, &seed, &signing)
     }
 
     /// The chain of a given seed and signing key (for known answers).
-    fn from_secrets(group: GroupId, epoch: u32, seed: &[u8; 32], signing: &[u8; 32]) -> Self {
+    fn from_secrets(
+        sender: &Fingerprint,
+        group: GroupId,
+        epoch: u32,
+        seed: &[u8; 32],
+        signing: &[u8; 32],
+    ) -> Self {
         Self {
+            sender: sender.0,
             group,
             epoch,
             signing: SigningKey::from_bytes(signing),
@@ -281,6 +311,7 @@ impl SenderKey {
             group: self.group,
             epoch: self.epoch,
             start: self.next,
+            first_msg: 1,
             keys: self.keys.copy(),
             verifying: self.signing.verifying_key(),
         }
@@ -315,6 +346,7 @@ impl SenderKey {
         let (chain, mk) = self.keys.chain.step();
         let tag = self.keys.tags.tag(round);
         let signature = self.signing.sign(&signed_message(
+            &self.sender,
             &self.group,
             self.epoch,
             round,
@@ -344,6 +376,8 @@ impl SenderKey {
 /// Another member's sender chain for one epoch, as a reader holds it.
 /// Secret; no `Debug`.
 pub struct ReceiverChain {
+    /// Whose chain this is (their fingerprint, checked in signatures).
+    sender: [u8; 32],
     group: GroupId,
     epoch: u32,
     verifying: VerifyingKey,
@@ -366,9 +400,10 @@ pub struct Opened {
 impl ReceiverChain {
     /// The reader's side of `bundle`.
     #[must_use]
-    pub fn new(bundle: &SenderKeyBundle) -> Self {
+    pub fn new(bundle: &SenderKeyBundle, sender: &Fingerprint) -> Self {
         let keys = bundle.keys.copy();
         Self {
+            sender: sender.0,
             group: bundle.group,
             epoch: bundle.epoch,
             verifying: bundle.verifying,
@@ -441,7 +476,7 @@ impl ReceiverChain {
         let sig = Signature::from_slice(sig).map_err(|_| GroupError::Forged)?;
         self.verifying
             .verify_strict(
-                &signed_message(&self.group, self.epoch, round, index, payload),
+                &signed_message(&self.sender, &self.group, self.epoch, round, index, payload),
                 &sig,
             )
             .map_err(|_| GroupError::Forged)?;
@@ -485,6 +520,7 @@ impl SenderKey {
     /// Persistent form (secret): `group ‖ epoch ‖ signing key ‖ tag key ‖
     /// header key ‖ chain key ‖ next index`.
     pub(crate) fn encode(&self, w: &mut Writer) {
+        w.bytes(&self.sender);
         w.bytes(&self.group.0);
         w.u32(self.epoch);
         let signing = Zeroizing::new(self.signing.to_bytes());
@@ -496,6 +532,7 @@ impl SenderKey {
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let sender = key32(r)?;
         let (group, epoch) = read_group_epoch(r)?;
         let signing = Zeroizing::new(key32(r)?);
         let keys = ChainKeys {
@@ -504,6 +541,7 @@ impl SenderKey {
             chain: ChainKey::from_bytes(key32(r)?),
         };
         Ok(Self {
+            sender,
             group,
             epoch,
             signing: SigningKey::from_bytes(&signing),
@@ -522,6 +560,7 @@ impl ReceiverChain {
         let mut signing = [0u8; 32];
         rng.fill_bytes(&mut signing);
         SenderKey {
+            sender: self.sender,
             group: self.group,
             epoch: self.epoch,
             signing: SigningKey::from_bytes(&signing),
@@ -534,10 +573,28 @@ impl ReceiverChain {
         }
     }
 
+    /// The bundle this chain was made from, at its current index (tests).
+    #[cfg(test)]
+    pub(crate) fn to_bundle(&self) -> SenderKeyBundle {
+        SenderKeyBundle {
+            group: self.group,
+            epoch: self.epoch,
+            start: self.next,
+            first_msg: 1,
+            keys: ChainKeys {
+                tags: TagKey::from_bytes(*self.tags.as_bytes()),
+                header: HeaderKey::from_bytes(*self.header.as_bytes()),
+                chain: ChainKey::from_bytes(*self.chain.as_bytes()),
+            },
+            verifying: self.verifying,
+        }
+    }
+
     /// Persistent form (secret): `group ‖ epoch ‖ verifying key ‖ tag key
     /// ‖ header key ‖ chain key ‖ next ‖ skipped count u16 ‖ (index u32 ‖
     /// message key)*`.
     pub(crate) fn encode(&self, w: &mut Writer) {
+        w.bytes(&self.sender);
         w.bytes(&self.group.0);
         w.u32(self.epoch);
         w.bytes(self.verifying.as_bytes());
@@ -553,6 +610,7 @@ impl ReceiverChain {
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Self, WireError> {
+        let sender = key32(r)?;
         let (group, epoch) = read_group_epoch(r)?;
         let verifying = VerifyingKey::from_bytes(&key32(r)?)
             .map_err(|_| WireError::BadField("group verifying key"))?;
@@ -573,6 +631,7 @@ impl ReceiverChain {
             skipped.insert(i, MessageKey::from_bytes(key32(r)?));
         }
         Ok(Self {
+            sender,
             group,
             epoch,
             verifying,

@@ -309,6 +309,11 @@ impl Inbox {
         self.delivered_upto
     }
 
+    /// Nothing received yet, and the numbering not known.
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.rebase && self.partial.is_empty() && self.ready.is_empty()
+    }
+
     /// The peer's message numbering started over (it re-added us): forget
     /// what we hold and continue from the floor of its next fragment.
     pub(crate) fn rebase(&mut self) {

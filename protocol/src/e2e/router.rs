@@ -45,8 +45,19 @@ enum Target {
     Group(GroupId, super::identity::Fingerprint),
 }
 
-/// The tags expected in one round.
-type TagIndex = HashMap<CellTag, Target>;
+/// The tags expected in one round: per tag, whose cell it announces and
+/// how many open attempts that target has left this round. Usually one
+/// target per tag; a tag two targets share (a member who passed another's
+/// keys off as its own) keeps both, each tried.
+type TagIndex = HashMap<CellTag, Vec<(Target, u8)>>;
+
+/// Open attempts per round for a contact's tag: one (a mutated copy
+/// placed first costs what dropping the cell would).
+const CONTACT_ATTEMPTS: u8 = 1;
+/// Open attempts per round for a group member's tag: two, so that another
+/// member's junk cell under that tag (one per round: the relay takes one
+/// cell per client) cannot make us skip the real one.
+const GROUP_ATTEMPTS: u8 = 2;
 /// Version of the exported state. 4 added groups and control messages;
 /// 3 is protocol v2 (handshake sessions, incarnations, the last round
 /// received); 2 added the outbox; 1 and 2 still import, without their v1
@@ -179,6 +190,8 @@ pub struct Router {
     group_cursor: Option<GroupId>,
     /// Real cells produced since this router was made (RAM only).
     real_cells: u64,
+    /// Of them, group cells.
+    group_cells: u64,
     /// Open attempts so far (tests of the work bound).
     #[cfg(test)]
     pub(crate) opens: u64,
@@ -213,6 +226,7 @@ impl Router {
             group_turn: false,
             group_cursor: None,
             real_cells: 0,
+            group_cells: 0,
             #[cfg(test)]
             opens: 0,
         })
@@ -300,6 +314,12 @@ impl Router {
         self.real_cells
     }
 
+    /// Group cells (fragments and acknowledgements) among
+    /// [`Router::real_cells_sent`].
+    pub fn group_cells_sent(&self) -> u64 {
+        self.group_cells
+    }
+
     /// Queues a message; it goes out one cell per round.
     pub fn send(&mut self, id: ContactId, body: &[u8]) -> Result<u64, SendError> {
         let msg_id = self
@@ -377,13 +397,19 @@ impl Router {
         for (&id, c) in &mut self.contacts {
             c.forget_future(latest);
             for (tag, slot) in c.expected(round) {
-                index.insert(tag, Target::Contact(id, slot));
+                index
+                    .entry(tag)
+                    .or_default()
+                    .push((Target::Contact(id, slot), CONTACT_ATTEMPTS));
             }
         }
         for (&gid, g) in &self.groups {
             for (fp, p) in &g.peers {
                 if let Some(chain) = &p.chain {
-                    index.insert(chain.expected_tag(round), Target::Group(gid, *fp));
+                    index
+                        .entry(chain.expected_tag(round))
+                        .or_default()
+                        .push((Target::Group(gid, *fp), GROUP_ATTEMPTS));
                 }
             }
         }
@@ -395,37 +421,59 @@ impl Router {
             let Ok(tag) = CellTag::try_from(&cell[..CELL_TAG_LEN]) else {
                 continue;
             };
-            // Tried at most once: the entry leaves the index now.
-            let (id, slot) = match index.remove(&tag) {
-                None => continue,
-                Some(Target::Group(gid, fp)) => {
-                    #[cfg(test)]
-                    {
-                        self.opens += 1;
+            // Each target of the tag is tried within its attempts left;
+            // an attempt is spent before the open.
+            let Some(list) = index.get_mut(&tag) else {
+                continue;
+            };
+            let targets: Vec<Target> = list.iter().map(|(t, _)| *t).collect();
+            for (_, left) in list.iter_mut() {
+                *left -= 1;
+            }
+            list.retain(|(_, left)| *left > 0);
+            for target in targets {
+                match target {
+                    Target::Group(gid, fp) => {
+                        #[cfg(test)]
+                        {
+                            self.opens += 1;
+                        }
+                        if self.receive_group_cell(gid, fp, round, cell) {
+                            for list in index.values_mut() {
+                                list.retain(|(t, _)| *t != target);
+                            }
+                            break;
+                        }
                     }
-                    self.receive_group_cell(gid, fp, round, cell);
-                    continue;
+                    Target::Contact(id, slot) => {
+                        let Some(contact) = self.contacts.get_mut(&id) else {
+                            continue;
+                        };
+                        // Confirm in constant time against the contact's
+                        // own record.
+                        if !contact
+                            .tag_at(slot, round)
+                            .is_some_and(|t| bool::from(t.ct_eq(&tag)))
+                        {
+                            continue;
+                        }
+                        #[cfg(test)]
+                        {
+                            self.opens += 1;
+                        }
+                        if let Some(evs) = contact.receive(&self.me, rng, slot, round, now_ms, cell)
+                        {
+                            self.changes += 1;
+                            for list in index.values_mut() {
+                                list.retain(
+                                    |(t, _)| !matches!(t, Target::Contact(other, _) if *other == id),
+                                );
+                            }
+                            events.extend(attach(id, evs));
+                            break;
+                        }
+                    }
                 }
-                Some(Target::Contact(id, slot)) => (id, slot),
-            };
-            let Some(contact) = self.contacts.get_mut(&id) else {
-                continue;
-            };
-            // Confirm in constant time against the contact's own record.
-            if !contact
-                .tag_at(slot, round)
-                .is_some_and(|t| bool::from(t.ct_eq(&tag)))
-            {
-                continue;
-            }
-            #[cfg(test)]
-            {
-                self.opens += 1;
-            }
-            if let Some(evs) = contact.receive(&self.me, rng, slot, round, now_ms, cell) {
-                self.changes += 1;
-                index.retain(|_, t| !matches!(t, Target::Contact(other, _) if *other == id));
-                events.extend(attach(id, evs));
             }
         }
         self.take_controls(rng);
@@ -433,32 +481,33 @@ impl Router {
     }
 
     /// A cell under a group member's chain: opened (one attempt), and
-    /// applied if the header, body and signature check.
+    /// applied if the header, body and signature check; whether it opened.
     fn receive_group_cell(
         &mut self,
         gid: GroupId,
         fp: super::identity::Fingerprint,
         round: u64,
         cell: &[u8],
-    ) {
+    ) -> bool {
         let me = self.me.public().fingerprint();
         let cell_size = self.config.cell_size;
         let Some(roster) = self.groups.get(&gid).map(|g| g.roster.clone()) else {
-            return;
+            return false;
         };
         let audience = self.audience(&roster);
         let Some(g) = self.groups.get_mut(&gid) else {
-            return;
+            return false;
         };
         let Some(chain) = g.peers.get_mut(&fp).and_then(|p| p.chain.as_mut()) else {
-            return;
+            return false;
         };
         let Ok(opened) = chain.open(round, cell, cell_size) else {
-            return;
+            return false;
         };
         self.changes += 1;
         let outs = g.receive(&me, fp, &opened.payload, &audience);
         self.push_group_outs(gid, outs);
+        true
     }
 
     /// The next group cell, round robin among groups.
@@ -475,6 +524,7 @@ impl Router {
             if let Some((cell, outs)) = g.produce(round, now_ms, self.config.cell_size) {
                 self.group_cursor = Some(gid);
                 self.changes += 1;
+                self.group_cells += 1;
                 self.push_group_outs(gid, outs);
                 return Some(cell);
             }

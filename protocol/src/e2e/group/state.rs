@@ -121,14 +121,19 @@ pub(crate) struct Peer {
     pub(crate) inbox: Inbox,
     /// Up to which of our messages they acknowledged.
     pub(crate) acked: u64,
+    /// The epoch in which we first shared the group with them (they
+    /// joined, or we did): their messages from before it are not ours to
+    /// read.
+    pub(crate) since_epoch: u32,
 }
 
 impl Peer {
-    fn new() -> Self {
+    fn new(epoch: u32) -> Self {
         Self {
             chain: None,
             inbox: Inbox::new_rebasing(),
             acked: 0,
+            since_epoch: epoch,
         }
     }
 }
@@ -167,6 +172,9 @@ pub(crate) struct Group {
     pub(crate) invited: Vec<Fingerprint>,
     /// Per message, how many members held it when last reported (RAM).
     reported: BTreeMap<u64, usize>,
+    /// A roster from the owner's successor that came before the owner's
+    /// LEAVE (RAM; applied when the LEAVE comes).
+    pub(crate) held: Option<(Fingerprint, Roster)>,
 }
 
 impl Group {
@@ -181,6 +189,7 @@ impl Group {
             pending: BTreeMap::new(),
             invited: Vec::new(),
             reported: BTreeMap::new(),
+            held: None,
         }
     }
 
@@ -192,22 +201,23 @@ impl Group {
         self.peers.retain(|fp, _| roster.has(fp));
         for fp in &roster.members {
             if fp != me {
-                self.peers.entry(*fp).or_insert_with(Peer::new).chain = None;
+                self.peers
+                    .entry(*fp)
+                    .or_insert_with(|| Peer::new(roster.epoch))
+                    .chain = None;
             }
         }
         let epoch = roster.epoch;
+        self.invited.retain(|fp| !roster.has(fp));
+        self.roster = roster;
         let pending = std::mem::take(&mut self.pending);
         for (fp, b) in pending {
             if b.epoch == epoch {
-                if let Some(p) = self.peers.get_mut(&fp) {
-                    p.chain = Some(ReceiverChain::new(&b));
-                }
+                self.install(fp, &b);
             } else if b.epoch > epoch {
                 self.pending.insert(fp, b);
             }
         }
-        self.invited.retain(|fp| !roster.has(fp));
-        self.roster = roster;
         self.mine = Some(mine);
         self.outbox.restart_all();
         self.reported.clear();
@@ -221,16 +231,27 @@ impl Group {
             return;
         }
         if b.epoch == self.roster.epoch {
-            if let Some(p) = self.peers.get_mut(&from)
-                && p.chain.is_none()
-            {
-                p.chain = Some(ReceiverChain::new(&b));
+            if self.peers.get(&from).is_some_and(|p| p.chain.is_none()) {
+                self.install(from, &b);
             }
         } else if b.epoch > self.roster.epoch
             && b.epoch - self.roster.epoch <= MAX_EPOCH_AHEAD
             && (self.pending.contains_key(&from) || self.pending.len() < MAX_PENDING_BUNDLES)
         {
             self.pending.insert(from, b);
+        }
+    }
+
+    /// A member's chain of our epoch. A member we share the group with
+    /// since this epoch is read from the message id its bundle names: what
+    /// it sent before we shared the group stays unread (its unacknowledged
+    /// messages go out again in the new epoch, to everyone).
+    fn install(&mut self, from: Fingerprint, b: &SenderKeyBundle) {
+        if let Some(p) = self.peers.get_mut(&from) {
+            p.chain = Some(ReceiverChain::new(b, &from));
+            if p.since_epoch == b.epoch && p.inbox.is_fresh() {
+                p.inbox = Inbox::new(b.first_msg - 1);
+            }
         }
     }
 
@@ -406,6 +427,7 @@ impl Group {
             w.bytes(&fp.0);
             p.inbox.encode(w);
             w.u64(p.acked);
+            w.u32(p.since_epoch);
             w.bool(p.chain.is_some());
             if let Some(c) = &p.chain {
                 c.encode(w);
@@ -439,6 +461,7 @@ impl Group {
             let fp = Fingerprint(r.array::<32>()?);
             let inbox = Inbox::decode(r)?;
             let acked = r.u64()?;
+            let since_epoch = r.u32()?;
             let chain = if read_bool(r)? {
                 Some(ReceiverChain::decode(r)?)
             } else {
@@ -453,6 +476,7 @@ impl Group {
                     chain,
                     inbox,
                     acked,
+                    since_epoch,
                 },
             );
         }

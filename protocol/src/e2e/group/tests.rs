@@ -8,21 +8,26 @@ use super::*;
 
 const CELL: usize = 512;
 const GROUP: GroupId = GroupId([7; GROUP_ID_LEN]);
+const ALICE: Fingerprint = Fingerprint([0xa1; 32]);
+const MALLORY: Fingerprint = Fingerprint([0xee; 32]);
 
 fn payload(i: u8) -> Vec<u8> {
     vec![i; group_payload_len(CELL)]
 }
 
 fn pair() -> (SenderKey, ReceiverChain) {
-    let alice = SenderKey::generate(&mut rand::rng(), GROUP, 1);
-    let at_bob = ReceiverChain::new(&SenderKeyBundle::decode(&alice.bundle().encode()).unwrap());
+    let alice = SenderKey::generate(&mut rand::rng(), &ALICE, GROUP, 1);
+    let at_bob = ReceiverChain::new(
+        &SenderKeyBundle::decode(&alice.bundle().encode()).unwrap(),
+        &ALICE,
+    );
     (alice, at_bob)
 }
 
 #[test]
 fn a_cell_opens_for_every_member_who_holds_the_bundle() {
     let (mut alice, mut bob) = pair();
-    let mut carol = ReceiverChain::new(&alice.bundle());
+    let mut carol = ReceiverChain::new(&alice.bundle(), &ALICE);
     let cell = alice.seal(100, &payload(1), CELL).unwrap();
     assert_eq!(cell.len(), CELL);
     assert_eq!(&cell[..CELL_TAG_LEN], &bob.expected_tag(100));
@@ -98,9 +103,10 @@ fn every_flipped_bit_is_refused_and_changes_nothing() {
 fn a_member_cannot_forge_another_members_cells() {
     let (mut alice, _) = pair();
     let bundle = alice.bundle();
-    let mut carol = ReceiverChain::new(&bundle);
+    let mut carol = ReceiverChain::new(&bundle, &ALICE);
     // Bob: Alice's symmetric keys, his own signing key.
     let mut forger = SenderKey {
+        sender: ALICE.0,
         group: GROUP,
         epoch: 1,
         signing: SigningKey::from_bytes(&[42; 32]),
@@ -162,12 +168,12 @@ fn skipped_keys_are_bounded() {
 /// bundle: nothing of the new epoch opens for it, not even the tag.
 #[test]
 fn a_removed_member_reads_nothing_of_the_next_epoch() {
-    let mut alice1 = SenderKey::generate(&mut rand::rng(), GROUP, 1);
-    let mut removed = ReceiverChain::new(&alice1.bundle());
+    let mut alice1 = SenderKey::generate(&mut rand::rng(), &ALICE, GROUP, 1);
+    let mut removed = ReceiverChain::new(&alice1.bundle(), &ALICE);
     let c = alice1.seal(5, &payload(1), CELL).unwrap();
     assert!(removed.open(5, &c, CELL).is_ok());
-    let mut alice2 = SenderKey::generate(&mut rand::rng(), GROUP, 2);
-    let mut stays = ReceiverChain::new(&alice2.bundle());
+    let mut alice2 = SenderKey::generate(&mut rand::rng(), &ALICE, GROUP, 2);
+    let mut stays = ReceiverChain::new(&alice2.bundle(), &ALICE);
     let c = alice2.seal(6, &payload(2), CELL).unwrap();
     assert_eq!(removed.open(6, &c, CELL).err(), Some(GroupError::NotOurs));
     assert_eq!(stays.open(6, &c, CELL).unwrap().payload[0], 2);
@@ -177,9 +183,9 @@ fn a_removed_member_reads_nothing_of_the_next_epoch() {
 /// before: the bundle carries the chain key at its start, not the seed.
 #[test]
 fn a_late_bundle_reads_nothing_sent_before_it() {
-    let mut alice = SenderKey::generate(&mut rand::rng(), GROUP, 1);
+    let mut alice = SenderKey::generate(&mut rand::rng(), &ALICE, GROUP, 1);
     let early = alice.seal(1, &payload(1), CELL).unwrap();
-    let late = ReceiverChain::new(&alice.bundle());
+    let late = ReceiverChain::new(&alice.bundle(), &ALICE);
     let mut late_reader = late;
     let next = alice.seal(2, &payload(2), CELL).unwrap();
     assert_eq!(
@@ -207,7 +213,7 @@ fn a_read_cell_cannot_be_read_again_from_the_state() {
 /// scalar's zero top bits at a fixed place; a fixed header would show).
 #[test]
 fn group_cells_have_no_fixed_bytes() {
-    let mut alice = SenderKey::generate(&mut rand::rng(), GROUP, 1);
+    let mut alice = SenderKey::generate(&mut rand::rng(), &ALICE, GROUP, 1);
     let cells: Vec<Vec<u8>> = (0..64)
         .map(|r| alice.seal(r, &payload(0), CELL).unwrap())
         .collect();
@@ -223,7 +229,7 @@ fn group_cells_have_no_fixed_bytes() {
 
 #[test]
 fn bundles_round_trip_and_bad_ones_are_refused() {
-    let alice = SenderKey::generate(&mut rand::rng(), GROUP, 9);
+    let alice = SenderKey::generate(&mut rand::rng(), &ALICE, GROUP, 9);
     let b = alice.bundle().encode();
     assert_eq!(b.len(), BUNDLE_LEN);
     let back = SenderKeyBundle::decode(&b).unwrap();
@@ -263,4 +269,23 @@ fn wrong_sizes_are_refused() {
         bob.open(1, &cell[..CELL - 1], CELL).err(),
         Some(GroupError::WrongSize)
     );
+}
+
+/// A member who passes another member's bundle off as its own gains
+/// nothing: the sender's fingerprint is signed into every cell, so Alice's
+/// cells do not open under a chain installed as Mallory's. (Checked
+/// against leaving the fingerprint out of the signed message: they
+/// opened, as Mallory's words.)
+#[test]
+fn a_copied_bundle_does_not_make_its_cells_someone_elses() {
+    let mut alice = SenderKey::generate(&mut rand::rng(), &ALICE, GROUP, 1);
+    let bundle = alice.bundle();
+    let mut as_mallory = ReceiverChain::new(&bundle, &MALLORY);
+    let mut as_alice = ReceiverChain::new(&bundle, &ALICE);
+    let cell = alice.seal(40, &payload(5), CELL).unwrap();
+    assert_eq!(
+        as_mallory.open(40, &cell, CELL).err(),
+        Some(GroupError::Forged)
+    );
+    assert!(as_alice.open(40, &cell, CELL).is_ok());
 }

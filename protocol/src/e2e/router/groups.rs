@@ -21,7 +21,7 @@ use super::{ContactId, Router};
 use crate::e2e::MAX_MESSAGE_LEN;
 use crate::e2e::group::control::{Control, MAX_GROUP_MEMBERS, Roster, check_group_name};
 use crate::e2e::group::state::{Group, GroupOut};
-use crate::e2e::group::{GROUP_ID_LEN, GroupId, SenderKey};
+use crate::e2e::group::{BUNDLE_LEN, GROUP_ID_LEN, GroupId, SenderKey, SenderKeyBundle};
 use crate::e2e::identity::Fingerprint;
 use crate::e2e::messages::MAX_OUTBOX;
 use crate::e2e::writer::Writer;
@@ -33,11 +33,19 @@ pub const MAX_GROUPS: usize = 64;
 /// Most invitations waiting for an answer.
 pub const MAX_INVITES: usize = 16;
 
-/// An invitation we received and have not answered.
+/// An invitation we received and have not answered (or accepted, and
+/// wait for the owner's roster).
 pub(crate) struct Invite {
     pub(crate) from: ContactId,
     pub(crate) roster: Roster,
+    /// Bundles of members that came before the owner's roster (accepted
+    /// invitations only; at most one per member).
+    pub(crate) bundles: Vec<(Fingerprint, SenderKeyBundle)>,
 }
+
+/// How far a roster's epoch may jump ahead of ours: the owner moves one
+/// epoch per change, and its rosters reach us in order.
+const MAX_EPOCH_JUMP: u32 = 16;
 
 /// What happened in a group. `Debug` never prints a body.
 pub enum GroupEvent {
@@ -320,8 +328,10 @@ impl Router {
     fn enter<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, roster: Roster) {
         let me = self.me_fp();
         let gid = roster.group;
-        let key = SenderKey::generate(rng, gid, roster.epoch);
-        let bundle = Control::Bundle(Box::new(key.bundle()));
+        let key = SenderKey::generate(rng, &me, gid, roster.epoch);
+        let mut bundle = key.bundle();
+        bundle.first_msg = self.groups.get(&gid).map_or(1, |g| g.next_msg_id);
+        let bundle = Control::Bundle(Box::new(bundle));
         let members = roster.members.clone();
         let epoch = roster.epoch;
         if let Some(g) = self.groups.get_mut(&gid) {
@@ -359,11 +369,16 @@ impl Router {
         members.dedup();
         let me = self.me_fp();
         let old = g.roster.clone();
+        // An epoch counter at its end would freeze the group; it takes 4
+        // billion changes.
+        let Some(epoch) = old.epoch.checked_add(1) else {
+            return;
+        };
         let roster = Roster {
             group: gid,
             name: old.name.clone(),
             owner: me,
-            epoch: old.epoch.saturating_add(1),
+            epoch,
             members,
         };
         let announce = Control::Members(roster.clone());
@@ -586,6 +601,32 @@ impl Router {
         Some(chain.forge(&mut rand::rng()))
     }
 
+    /// Replaces the chain we hold for `member` with one of `keys_of`'s
+    /// keys, as if `member` had passed `keys_of`'s bundle off as its own
+    /// (tests).
+    #[cfg(test)]
+    pub(crate) fn install_copied_chain(
+        &mut self,
+        gid: GroupId,
+        member: &Fingerprint,
+        keys_of: &Fingerprint,
+    ) {
+        let Some(g) = self.groups.get_mut(&gid) else {
+            return;
+        };
+        let Some(bundle) = g
+            .peers
+            .get(keys_of)
+            .and_then(|p| p.chain.as_ref())
+            .map(crate::e2e::group::ReceiverChain::to_bundle)
+        else {
+            return;
+        };
+        if let Some(p) = g.peers.get_mut(member) {
+            p.chain = Some(crate::e2e::group::ReceiverChain::new(&bundle, member));
+        }
+    }
+
     /// Group events since the last call.
     pub fn take_group_events(&mut self) -> Vec<GroupEvent> {
         std::mem::take(&mut self.group_events)
@@ -607,8 +648,8 @@ impl Router {
     }
 
     /// A control message from contact `from`, as if it had arrived over
-    /// the pairwise session (fuzz targets).
-    #[cfg(feature = "fuzzing")]
+    /// the pairwise session (fuzz targets and tests).
+    #[cfg(any(test, feature = "fuzzing"))]
     pub(crate) fn fuzz_control<R: CryptoRng + ?Sized>(
         &mut self,
         rng: &mut R,
@@ -632,24 +673,7 @@ impl Router {
         let me = self.me_fp();
         self.changes += 1;
         match control {
-            Control::Invite(roster) => {
-                let gid = roster.group;
-                if roster.owner != fp
-                    || roster.has(&me)
-                    || self.groups.contains_key(&gid)
-                    || self.joining.contains_key(&gid)
-                    || (!self.invites.contains_key(&gid) && self.invites.len() >= MAX_INVITES)
-                {
-                    return;
-                }
-                self.group_events.push(GroupEvent::Invited {
-                    group: gid,
-                    from,
-                    name: roster.name.clone(),
-                    members: roster.members.len(),
-                });
-                self.invites.insert(gid, Invite { from, roster });
-            }
+            Control::Invite(roster) => self.on_invite(from, fp, roster),
             Control::Accept(gid) => {
                 let Some(g) = self.groups.get_mut(&gid) else {
                     return;
@@ -678,10 +702,18 @@ impl Router {
             }
             Control::Members(roster) => self.on_members(rng, fp, roster),
             Control::Bundle(b) => {
-                if let Some(g) = self.groups.get_mut(&b.group)
-                    && fp != me
-                {
+                if fp == me {
+                    return;
+                }
+                if let Some(g) = self.groups.get_mut(&b.group) {
                     g.add_bundle(fp, *b);
+                } else if let Some(j) = self.joining.get_mut(&b.group) {
+                    // Before the owner's roster: kept for it (one per
+                    // member, bounded).
+                    j.bundles.retain(|(f, _)| *f != fp);
+                    if j.bundles.len() < MAX_GROUP_MEMBERS {
+                        j.bundles.push((fp, *b));
+                    }
                 }
             }
             Control::Leave(gid) => {
@@ -704,6 +736,13 @@ impl Router {
                         return;
                     };
                     g.roster.owner = next;
+                    // The successor's roster may have come first.
+                    if let Some((by, held)) = g.held.take()
+                        && by == next
+                    {
+                        self.on_members(rng, by, held);
+                        return;
+                    }
                 }
                 if g.roster.owner == me {
                     let members = g
@@ -719,6 +758,44 @@ impl Router {
         }
     }
 
+    /// An INVITE from `from` (fingerprint `fp`).
+    fn on_invite(&mut self, from: ContactId, fp: Fingerprint, roster: Roster) {
+        let me = self.me_fp();
+        let gid = roster.group;
+        if roster.owner != fp
+            || roster.has(&me)
+            || self.groups.contains_key(&gid)
+            || self.joining.contains_key(&gid)
+        {
+            return;
+        }
+        let full = self.invites.len() >= MAX_INVITES;
+        match self.invites.get_mut(&gid) {
+            // Another contact's invitation to the same id is not
+            // allowed to replace the first (it would lure our
+            // acceptance into a group of its own making).
+            Some(held) if held.from != from => {}
+            Some(held) => held.roster = roster,
+            None if full => {}
+            None => {
+                self.group_events.push(GroupEvent::Invited {
+                    group: gid,
+                    from,
+                    name: roster.name.clone(),
+                    members: roster.members.len(),
+                });
+                self.invites.insert(
+                    gid,
+                    Invite {
+                        from,
+                        roster,
+                        bundles: Vec::new(),
+                    },
+                );
+            }
+        }
+    }
+
     /// A roster from `fp`: applied if `fp` owns the group (or is its
     /// owner's successor, when the owner left and the announcement of the
     /// new owner arrived before the old owner's goodbye) and its epoch is
@@ -726,11 +803,22 @@ impl Router {
     fn on_members<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, fp: Fingerprint, roster: Roster) {
         let me = self.me_fp();
         let gid = roster.group;
-        if let Some(g) = self.groups.get(&gid) {
-            let old_owner = g.roster.owner;
-            let by_owner = fp == old_owner
-                || (!roster.has(&old_owner) && successor(&g.roster, &old_owner) == Some(fp));
-            if !by_owner || roster.epoch <= g.roster.epoch || roster.owner != fp {
+        if let Some(g) = self.groups.get_mut(&gid) {
+            let owner = g.roster.owner;
+            let newer = roster.epoch > g.roster.epoch
+                && roster.epoch - g.roster.epoch <= MAX_EPOCH_JUMP
+                && roster.owner == fp;
+            if !newer {
+                return;
+            }
+            if fp != owner {
+                // The owner's successor, before the owner's LEAVE reached
+                // us: held until it does (never applied on the
+                // successor's word alone, or the next member in line
+                // could take the group from an owner who never left).
+                if !roster.has(&owner) && successor(&g.roster, &owner) == Some(fp) {
+                    g.held = Some((fp, roster));
+                }
                 return;
             }
             if roster.has(&me) {
@@ -752,7 +840,15 @@ impl Router {
         if self.groups.len() >= MAX_GROUPS {
             return;
         }
-        self.joining.remove(&gid);
+        let Some(inv) = self.joining.remove(&gid) else {
+            return;
+        };
+        // Bundles that came first wait in the new group for its epoch.
+        let mut g = Group::new(roster.clone());
+        for (f, b) in inv.bundles {
+            g.add_bundle(f, b);
+        }
+        self.groups.insert(gid, g);
         self.enter(rng, roster);
     }
 
@@ -781,6 +877,11 @@ impl Router {
             for i in map.values() {
                 w.u64(i.from.0);
                 i.roster.write(w);
+                w.u8(i.bundles.len() as u8);
+                for (fp, b) in &i.bundles {
+                    w.bytes(&fp.0);
+                    w.bytes(&b.encode());
+                }
             }
         }
     }
@@ -805,12 +906,30 @@ impl Router {
             for _ in 0..n {
                 let from = ContactId(r.u64()?);
                 let roster = Roster::read(r).ok_or(WireError::BadField("invitation"))?;
+                let n = usize::from(r.u8()?);
+                if n > MAX_GROUP_MEMBERS {
+                    return Err(WireError::BadField("invitation bundles"));
+                }
+                let mut bundles = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let fp = Fingerprint(r.array::<32>()?);
+                    let b = SenderKeyBundle::decode(r.take(BUNDLE_LEN)?)
+                        .map_err(|_| WireError::BadField("invitation bundle"))?;
+                    bundles.push((fp, b));
+                }
                 let map = if joining {
                     &mut self.joining
                 } else {
                     &mut self.invites
                 };
-                map.insert(roster.group, Invite { from, roster });
+                map.insert(
+                    roster.group,
+                    Invite {
+                        from,
+                        roster,
+                        bundles,
+                    },
+                );
             }
         }
         Ok(())

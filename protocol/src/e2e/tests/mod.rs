@@ -26,15 +26,17 @@ fn relay() -> RelayAddress {
 fn identity(n: usize) -> PrivateIdentity {
     static IDS: OnceLock<Vec<Zeroizing<Vec<u8>>>> = OnceLock::new();
     let ids = IDS.get_or_init(|| {
-        ["alice", "bob", "carol", "dave", "erin", "frank"]
-            .iter()
-            .map(|name| {
-                PrivateIdentity::generate(&mut rand::rng(), name, &relay(), 7, 1_764_000_000)
-                    .unwrap()
-                    .to_secret_bytes()
-                    .unwrap()
-            })
-            .collect()
+        [
+            "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
+        ]
+        .iter()
+        .map(|name| {
+            PrivateIdentity::generate(&mut rand::rng(), name, &relay(), 7, 1_764_000_000)
+                .unwrap()
+                .to_secret_bytes()
+                .unwrap()
+        })
+        .collect()
     });
     PrivateIdentity::from_secret_bytes(&ids[n]).unwrap()
 }
