@@ -285,7 +285,7 @@ impl SenderKey {
     }
 
     /// The chain of a given seed and signing key (for known answers).
-    fn from_secrets(
+    pub(crate) fn from_secrets(
         sender: &Fingerprint,
         group: GroupId,
         epoch: u32,
