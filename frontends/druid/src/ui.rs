@@ -417,9 +417,10 @@ fn conversation(tx: Sender<Request>) -> impl Widget<AppState> {
                 None => "Choose a contact on the left.".into(),
                 Some(name) if model::group_of(name).is_some() => match model::selected_group(d) {
                     Some(g) => format!(
-                        "{name}{}   ·   {} members: {}",
+                        "{name}{}   ·   {} member{}: {}",
                         if g.owner { " (yours)" } else { "" },
                         g.members,
+                        if g.members == 1 { "" } else { "s" },
                         g.members_line
                     ),
                     None => name.clone(),

@@ -28,9 +28,10 @@
 //!    `#club`. In the reopened window Down twice from bob (past dave)
 //!    opens `#trio`: a typed message reaches bob and dave as alice's
 //!    group message (screenshot `anonchat-gui-smoke/group.png`: bob's
-//!    message with his name). Shift+Tab four times from the compose box
-//!    reaches the invitation's Accept (before the contact list): Enter
-//!    joins `#club`.
+//!    message with his name). By keyboard, "New group" opens the form:
+//!    `made` with bob is created (bob is invited) and opened; its bar's
+//!    invite field and Invite invite dave. The invitation's Accept
+//!    (before the contact list) joins `#club`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -99,7 +100,25 @@ xdotool type --delay 20 'typed in the group'
 xdotool key Return
 sleep 3
 import -window root "$OUT/group.png"
-xdotool key shift+Tab shift+Tab shift+Tab shift+Tab Return
+# New group: back past Refresh, the list, Decline and Accept to "New
+# group"; the name field has the focus, Tab to the contacts, Tab to Create.
+xdotool key shift+Tab shift+Tab shift+Tab shift+Tab shift+Tab Return
+sleep 1
+xdotool type --delay 20 'made'
+xdotool key Tab
+xdotool type --delay 20 'bob'
+xdotool key Tab Return
+sleep 3
+# The new group is open, the compose box has the focus: past Send to the
+# invite field, then Invite.
+xdotool key Tab Tab
+xdotool type --delay 20 'dave'
+xdotool key Tab Return
+sleep 2
+import -window root "$OUT/made.png"
+# From Invite back past the field, Send, the compose box, Refresh, the
+# list and Decline to Accept.
+xdotool key shift+Tab shift+Tab shift+Tab shift+Tab shift+Tab shift+Tab shift+Tab Return
 sleep 2
 import -window root "$OUT/accepted.png"
 "#;
@@ -291,6 +310,16 @@ fn groups_after(w: &World, out: &std::path::Path) {
         });
     }
     common::assert_not_blank(&out.join("group.png"));
+    for m in ["bob", "dave"] {
+        anonchat_e2e::eventually(60, &format!("{m} invited to #made"), || {
+            w.json(m, &["group", "invitations"])
+                .as_array()
+                .is_some_and(|l| {
+                    l.iter()
+                        .any(|i| i["group"] == "made" && i["from"] == "alice")
+                })
+        });
+    }
     anonchat_e2e::eventually(60, "alice joined #club from the window", || {
         w.json("alice", &["group", "list"])
             .as_array()

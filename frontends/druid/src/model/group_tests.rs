@@ -72,7 +72,12 @@ fn groups_follow_the_contacts_and_are_selected_as_hash_name() {
     assert_eq!(conversations(&s), ["bob", "carol", "#team", "#fam"]);
     select(&mut s, "carol");
     assert_eq!(neighbour(&s, 1).as_deref(), Some("#team"));
+    s.leave_armed = true;
     select(&mut s, "#team");
+    assert!(
+        !s.leave_armed,
+        "a Leave pressed once does not follow to another group"
+    );
     assert!(s.groups[0].selected && !s.groups[1].selected);
     assert!(s.contacts.iter().all(|c| !c.selected));
     assert_eq!(selected_group(&s).map(|g| g.name.as_str()), Some("team"));
