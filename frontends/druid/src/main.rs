@@ -59,6 +59,15 @@ impl Delegate {
             "the daemon connection is busy; try again in a moment".clone_into(&mut data.error);
         }
     }
+
+    /// Opens a conversation (a contact's, or `#group`): closes the panels
+    /// and loads its history.
+    fn open(&self, data: &mut AppState, name: &str) {
+        model::select(data, name);
+        data.add = model::AddContact::default();
+        data.new_group = model::GroupForm::default();
+        self.ask(data, Request::Select(name.to_owned()));
+    }
 }
 
 /// The largest identity file the window reads (the daemon takes 8 KiB).
@@ -77,6 +86,15 @@ impl AppDelegate<AppState> for Delegate {
             // Only wakes the UI thread (see the worker's `send`).
         } else if let Some(s) = cmd.get(worker::STATUS) {
             model::apply_status(data, s);
+        } else if let Some(list) = cmd.get(worker::GROUPS) {
+            model::apply_groups(data, list);
+        } else if let Some(list) = cmd.get(worker::INVITATIONS) {
+            model::apply_invitations(data, list);
+        } else if let Some(t) = cmd.get(worker::TRAFFIC) {
+            model::apply_traffic(data, t);
+        } else if let Some(name) = cmd.get(worker::GROUP_CREATED) {
+            data.new_group = model::GroupForm::default();
+            self.open(data, &format!("#{name}"));
         } else if let Some(info) = cmd.get(worker::IDENTITY) {
             model::apply_identity(data, info);
         } else if let Some(list) = cmd.get(worker::CONTACTS) {
@@ -90,10 +108,22 @@ impl AppDelegate<AppState> for Delegate {
         } else if let Some((with, h)) = cmd.get(worker::HISTORY) {
             model::apply_history(data, with, h);
         } else if let Some(e) = cmd.get(worker::EVENT) {
-            if let anonchat_ipc::Event::MessageReceived { contact, text, .. } = e
+            let from = match e {
+                anonchat_ipc::Event::MessageReceived { contact, text, .. } => {
+                    Some((contact.clone(), text))
+                }
+                anonchat_ipc::Event::GroupMessageReceived {
+                    group,
+                    sender,
+                    text,
+                    ..
+                } => Some((format!("{sender} in #{group}"), text)),
+                _ => None,
+            };
+            if let Some((who, text)) = from
                 && !notify::window_active()
             {
-                let (summary, body) = model::notification(contact, text, data.notify_text);
+                let (summary, body) = model::notification(&who, text, data.notify_text);
                 self.notifier.notify(&summary, &body);
             }
             if model::apply_event(data, e) {
@@ -110,9 +140,15 @@ impl AppDelegate<AppState> for Delegate {
         } else if let Some(why) = cmd.get(worker::UNREACHABLE) {
             model::daemon_unreachable(data, why.clone());
         } else if let Some(name) = cmd.get(ui::SELECT) {
-            model::select(data, name);
-            data.add = model::AddContact::default();
-            self.ask(data, Request::Select(name.clone()));
+            self.open(data, name);
+        } else if let Some((id, accept)) = cmd.get(ui::ANSWER) {
+            model::answered(data, id);
+            let req = if *accept {
+                Request::Accept(id.clone())
+            } else {
+                Request::Decline(id.clone())
+            };
+            self.ask(data, req);
         } else if let Some(file) = cmd.get(druid::commands::OPEN_FILE) {
             // An identity file is a few kilobytes: a larger one is not one
             // (and a huge text would freeze the window).
@@ -149,9 +185,13 @@ impl AppDelegate<AppState> for Delegate {
         _env: &Env,
     ) -> Option<Event> {
         match &event {
-            // Escape closes the add-contact panel wherever the focus is.
-            Event::KeyDown(k) if k.key == KbKey::Escape && data.add.open => {
+            // Escape closes the add-contact and new-group panels wherever
+            // the focus is.
+            Event::KeyDown(k)
+                if k.key == KbKey::Escape && (data.add.open || data.new_group.open) =>
+            {
                 data.add = model::AddContact::default();
+                data.new_group = model::GroupForm::default();
                 return None;
             }
             Event::WindowSize(size) => {

@@ -10,6 +10,13 @@ use druid::{Data, Lens};
 
 use crate::secret::Secret;
 
+mod groups;
+
+pub use groups::{
+    GroupForm, GroupRow, InvitationRow, answered, apply_groups, apply_invitations, apply_traffic,
+    group_of, new_group, selected_group, status_bar,
+};
+
 /// Which screen the window shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Data)]
 pub enum Screen {
@@ -39,10 +46,14 @@ pub struct ContactRow {
 pub struct MessageRow {
     pub id: u64,
     pub incoming: bool,
+    /// Who sent an incoming group message ("" otherwise).
+    pub sender: String,
     pub text: String,
     pub time: String,
     /// "", "…" queued, "✓" sent, "✓✓" delivered.
     pub mark: String,
+    /// "2 of 3": a group message not yet with every member ("" otherwise).
+    pub progress: String,
 }
 
 /// The add-contact panel.
@@ -72,7 +83,14 @@ pub struct AppState {
     pub my_fingerprint: String,
     pub relay_line: String,
     pub status_line: String,
+    /// What anonymity costs, from `daemon.traffic` ("" until known).
+    pub traffic_line: String,
     pub contacts: Vector<ContactRow>,
+    /// After the contacts in the list.
+    pub groups: Vector<GroupRow>,
+    /// Invitations to groups, waiting for Accept or Decline.
+    pub invitations: Vector<InvitationRow>,
+    /// A contact name, or `#` and a group's name.
     pub selected: Option<String>,
     pub conversation: Vector<MessageRow>,
     pub compose: String,
@@ -82,6 +100,11 @@ pub struct AppState {
     pub form_relay: String,
     pub form_passphrase: Secret,
     pub add: AddContact,
+    pub new_group: GroupForm,
+    /// The contact to invite to the selected group.
+    pub invite: String,
+    /// "Leave group" was pressed once: the next press leaves.
+    pub leave_armed: bool,
     /// Show message text in desktop notifications (off: the sender only).
     pub notify_text: bool,
 }
@@ -97,7 +120,10 @@ impl AppState {
             my_fingerprint: String::new(),
             relay_line: String::new(),
             status_line: "connecting to the daemon…".into(),
+            traffic_line: String::new(),
             contacts: Vector::new(),
+            groups: Vector::new(),
+            invitations: Vector::new(),
             selected: None,
             conversation: Vector::new(),
             compose: String::new(),
@@ -106,6 +132,9 @@ impl AppState {
             form_relay: String::new(),
             form_passphrase: Secret::new(),
             add: AddContact::default(),
+            new_group: GroupForm::default(),
+            invite: String::new(),
+            leave_armed: false,
             notify_text: false,
         }
     }
@@ -199,6 +228,7 @@ pub fn apply_contacts(state: &mut AppState, list: &[ContactInfo]) {
         })
         .collect();
     if let Some(sel) = &state.selected
+        && group_of(sel).is_none()
         && !list.iter().any(|c| &c.name == sel)
     {
         state.selected = None;
@@ -206,13 +236,24 @@ pub fn apply_contacts(state: &mut AppState, list: &[ContactInfo]) {
     }
 }
 
-/// The conversation to open when none is: the first contact's. `None` if
-/// one is open or there are no contacts.
+/// Every conversation in list order: the contacts, then the groups
+/// (`#name`).
+pub fn conversations(state: &AppState) -> Vec<String> {
+    state
+        .contacts
+        .iter()
+        .map(|c| c.name.clone())
+        .chain(state.groups.iter().map(GroupRow::key))
+        .collect()
+}
+
+/// The conversation to open when none is: the first contact's (or the
+/// first group's). `None` if one is open or there is none.
 pub fn default_selection(state: &AppState) -> Option<String> {
     if state.selected.is_some() {
         return None;
     }
-    state.contacts.front().map(|c| c.name.clone())
+    conversations(state).into_iter().next()
 }
 
 /// Opens a conversation: clears its unread count. The caller then loads
@@ -220,21 +261,36 @@ pub fn default_selection(state: &AppState) -> Option<String> {
 pub fn select(state: &mut AppState, name: &str) {
     state.selected = Some(name.to_owned());
     state.conversation.clear();
+    state.leave_armed = false;
     for c in state.contacts.iter_mut() {
         c.selected = c.name == name;
         if c.selected {
             c.unread = 0;
         }
     }
+    let group = group_of(name);
+    for g in state.groups.iter_mut() {
+        g.selected = group == Some(g.name.as_str());
+        if g.selected {
+            g.unread = 0;
+        }
+    }
 }
 
 fn row(e: &HistoryEntry) -> MessageRow {
+    let incoming = e.direction == Direction::In;
     MessageRow {
         id: e.id,
-        incoming: e.direction == Direction::In,
+        incoming,
+        sender: e.sender.clone().unwrap_or_default(),
         text: e.text.clone(),
         time: clock(e.time_ms),
         mark: e.state.mark().to_owned(),
+        progress: if incoming {
+            String::new()
+        } else {
+            groups::progress(e.state, e.delivered_to)
+        },
     }
 }
 
@@ -259,9 +315,11 @@ pub fn apply_event(state: &mut AppState, e: &Event) -> bool {
                 state.conversation.push_back(MessageRow {
                     id: *id,
                     incoming: true,
+                    sender: String::new(),
                     text: text.clone(),
                     time: clock(*time_ms),
                     mark: String::new(),
+                    progress: String::new(),
                 });
             } else if let Some(c) = state.contacts.iter_mut().find(|c| &c.name == contact) {
                 c.unread += 1;
@@ -293,22 +351,37 @@ pub fn apply_event(state: &mut AppState, e: &Event) -> bool {
             text,
             time_ms,
         } => {
-            if state.selected.as_deref().and_then(|s| s.strip_prefix('#')) == Some(group.as_str()) {
-                state.conversation.push_back(MessageRow {
-                    id: *id,
-                    incoming: true,
-                    text: format!("{sender}: {text}"),
-                    time: clock(*time_ms),
-                    mark: String::new(),
-                });
-            }
+            groups::group_message(
+                state,
+                group,
+                groups::incoming_row(sender, *id, text, *time_ms),
+            );
             false
         }
-        Event::GroupDeliveryChanged { .. }
-        | Event::GroupInvited { .. }
-        | Event::GroupMembersChanged { .. }
-        | Event::GroupRemoved { .. }
-        | Event::Lagged { .. }
+        Event::GroupDeliveryChanged {
+            group,
+            id,
+            state: s,
+            delivered_to,
+        } => {
+            groups::group_delivery(state, group, *id, *s, *delivered_to);
+            // The undelivered counts change once it is with everyone.
+            *s == Delivery::Delivered
+        }
+        // Each of these re-reads the group list and the invitations.
+        Event::GroupInvited { group, id, from } => {
+            groups::invited(state, group, id, from);
+            true
+        }
+        Event::GroupMembersChanged { group, members } => {
+            groups::members_changed(state, group, *members);
+            true
+        }
+        Event::GroupRemoved { group } => {
+            groups::removed(state, group);
+            true
+        }
+        Event::Lagged { .. }
         | Event::ContactAdded { .. }
         | Event::ContactRemoved { .. }
         | Event::ContactVerified { .. }
@@ -318,9 +391,10 @@ pub fn apply_event(state: &mut AppState, e: &Event) -> bool {
     }
 }
 
-/// Unread messages over all contacts.
+/// Unread messages over all contacts and groups.
 pub fn total_unread(state: &AppState) -> u32 {
-    state.contacts.iter().map(|c| c.unread).sum()
+    state.contacts.iter().map(|c| c.unread).sum::<u32>()
+        + state.groups.iter().map(|g| g.unread).sum::<u32>()
 }
 
 /// The window title: the unread count, when there is one.
@@ -331,23 +405,25 @@ pub fn title(state: &AppState) -> String {
     }
 }
 
-/// The contact `delta` rows from the selected one (arrow keys), stopping
-/// at either end; the first (or last) one if none is selected.
+/// The conversation `delta` rows from the selected one (arrow keys),
+/// contacts then groups, stopping at either end; the first (or last) one
+/// if none is selected.
 pub fn neighbour(state: &AppState, delta: i32) -> Option<String> {
-    let n = state.contacts.len();
+    let all = conversations(state);
+    let n = all.len();
     if n == 0 {
         return None;
     }
     let here = state
         .selected
         .as_deref()
-        .and_then(|s| state.contacts.iter().position(|c| c.name == s));
+        .and_then(|s| all.iter().position(|c| c == s));
     let i = match here {
         None if delta < 0 => n - 1,
         None => 0,
         Some(i) => i.saturating_add_signed(delta as isize).min(n - 1),
     };
-    Some(state.contacts[i].name.clone())
+    all.into_iter().nth(i)
 }
 
 /// The identity text to add: the pasted block if there is one, else the
@@ -391,261 +467,16 @@ pub fn apply_sent(state: &mut AppState, to: &str, id: u64, text: String, time_ms
         state.conversation.push_back(MessageRow {
             id,
             incoming: false,
+            sender: String::new(),
             text,
             time: clock(time_ms),
             mark: Delivery::Queued.mark().to_owned(),
+            progress: String::new(),
         });
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use anonchat_ipc::RelayStatus;
-
-    use super::*;
-
-    fn status(identity: IdentityState, protected: Option<bool>, link: LinkState) -> Status {
-        Status {
-            api_version: 1,
-            daemon_version: "0".into(),
-            identity,
-            keys_protected: protected,
-            relay: RelayStatus {
-                state: link,
-                address: Some("anonchat://r:1/#k".into()),
-                shard: Some(0),
-                round: Some(42),
-                last_error: Some("connection refused".into()),
-                proxy: None,
-            },
-            contacts: 1,
-            undelivered: 0,
-            warnings: vec![],
-        }
-    }
-
-    fn contact(name: &str) -> ContactInfo {
-        ContactInfo {
-            name: name.into(),
-            nickname: name.into(),
-            fingerprint: "1 2 3".into(),
-            fingerprint_hex: "ab".into(),
-            verified: false,
-            relay: String::new(),
-            shard: 0,
-        }
-    }
-
-    #[test]
-    fn status_picks_the_screen_and_the_banners() {
-        let mut s = AppState::new("sock".into());
-        apply_status(
-            &mut s,
-            &status(IdentityState::None, None, LinkState::Offline),
-        );
-        assert_eq!(s.screen, Screen::FirstRun);
-        assert!(s.banner.is_empty());
-        apply_status(
-            &mut s,
-            &status(IdentityState::Locked, Some(true), LinkState::Offline),
-        );
-        assert_eq!(s.screen, Screen::Locked);
-        apply_status(
-            &mut s,
-            &status(IdentityState::Unlocked, Some(false), LinkState::Retrying),
-        );
-        assert_eq!(s.screen, Screen::Main);
-        assert!(s.banner.contains("without a passphrase"));
-        assert!(s.banner.contains("unreachable (connection refused)"));
-        assert!(s.status_line.contains("round 42"));
-        assert!(s.status_line.contains("no proxy"));
-        let mut via = status(IdentityState::Unlocked, Some(true), LinkState::Connected);
-        via.relay.proxy = Some("socks5://127.0.0.1:9050".into());
-        apply_status(&mut s, &via);
-        assert!(s.status_line.contains("via socks5://127.0.0.1:9050"));
-        daemon_unreachable(&mut s, "no socket".into());
-        assert_eq!(s.screen, Screen::NoDaemon);
-    }
-
-    #[test]
-    fn incoming_messages_count_as_unread_until_selected() {
-        let mut s = AppState::new("sock".into());
-        apply_contacts(&mut s, &[contact("bob"), contact("carol")]);
-        let msg = |who: &str, id| Event::MessageReceived {
-            contact: who.into(),
-            id,
-            text: "hi".into(),
-            time_ms: 3_600_000,
-        };
-        assert!(!apply_event(&mut s, &msg("bob", 1)));
-        apply_event(&mut s, &msg("bob", 2));
-        assert_eq!(s.contacts[0].unread, 2);
-        // A refreshed contact list keeps the count.
-        apply_contacts(&mut s, &[contact("bob"), contact("carol")]);
-        assert_eq!(s.contacts[0].unread, 2);
-        select(&mut s, "bob");
-        assert_eq!(s.contacts[0].unread, 0);
-        assert!(s.contacts[0].selected && !s.contacts[1].selected);
-        apply_event(&mut s, &msg("bob", 3));
-        assert_eq!(s.conversation.len(), 1);
-        assert_eq!(s.conversation[0].time, "01:00");
-        assert_eq!(s.contacts[0].unread, 0);
-    }
-
-    #[test]
-    fn sending_shows_queued_then_delivery_marks() {
-        let mut s = AppState::new("sock".into());
-        apply_contacts(&mut s, &[contact("bob")]);
-        assert!(take_compose(&mut s).is_none(), "nobody selected");
-        select(&mut s, "bob");
-        s.compose = "   \n".into();
-        assert!(take_compose(&mut s).is_none(), "blank");
-        s.compose = "hello\nworld\n".into();
-        let (to, text) = take_compose(&mut s).unwrap();
-        assert_eq!((to.as_str(), text.as_str()), ("bob", "hello\nworld"));
-        assert!(s.compose.is_empty());
-        apply_sent(&mut s, "bob", 7, text, 0);
-        assert_eq!(s.conversation[0].mark, "…");
-        let change = |st| Event::DeliveryChanged {
-            contact: "bob".into(),
-            id: 7,
-            state: st,
-        };
-        apply_event(&mut s, &change(Delivery::Sent));
-        assert_eq!(s.conversation[0].mark, "✓");
-        apply_event(&mut s, &change(Delivery::Delivered));
-        apply_event(&mut s, &change(Delivery::Sent));
-        assert_eq!(s.conversation[0].mark, "✓✓", "delivered stays delivered");
-    }
-
-    #[test]
-    fn the_first_contact_opens_when_none_is_selected() {
-        let mut s = AppState::new("sock".into());
-        assert_eq!(default_selection(&s), None);
-        apply_contacts(&mut s, &[contact("bob"), contact("carol")]);
-        assert_eq!(default_selection(&s).as_deref(), Some("bob"));
-        select(&mut s, "carol");
-        assert_eq!(default_selection(&s), None);
-        let info = IdentityInfo {
-            name: "alice".into(),
-            fingerprint: "1 2".into(),
-            fingerprint_hex: "ab".into(),
-            relay: String::new(),
-            shard: 0,
-            created_unix: 0,
-            keys_protected: true,
-        };
-        apply_identity(&mut s, &info);
-        assert_eq!(s.my_name, "alice");
-    }
-
-    #[test]
-    fn history_replaces_only_the_selected_conversation() {
-        let mut s = AppState::new("sock".into());
-        apply_contacts(&mut s, &[contact("bob"), contact("carol")]);
-        select(&mut s, "bob");
-        let h = vec![HistoryEntry {
-            id: 1,
-            direction: Direction::Out,
-            text: "x".into(),
-            time_ms: 0,
-            state: Delivery::Delivered,
-            sender: None,
-            delivered_to: None,
-        }];
-        apply_history(&mut s, "carol", &h);
-        assert!(s.conversation.is_empty());
-        apply_history(&mut s, "bob", &h);
-        assert_eq!(s.conversation[0].mark, "✓✓");
-        // A removed contact closes its conversation.
-        apply_contacts(&mut s, &[contact("carol")]);
-        assert!(s.selected.is_none() && s.conversation.is_empty());
-    }
-
-    /// Mutation: `title` ignoring the unread count fails here.
-    #[test]
-    fn the_title_shows_the_unread_count() {
-        let mut s = AppState::new("sock".into());
-        apply_contacts(&mut s, &[contact("bob"), contact("carol")]);
-        select(&mut s, "bob");
-        assert_eq!(title(&s), "anonchat");
-        let msg = |id| Event::MessageReceived {
-            contact: "carol".into(),
-            id,
-            text: "hi".into(),
-            time_ms: 0,
-        };
-        apply_event(&mut s, &msg(1));
-        apply_event(&mut s, &msg(2));
-        assert_eq!(title(&s), "anonchat (2 unread)");
-        select(&mut s, "carol");
-        assert_eq!(title(&s), "anonchat");
-    }
-
-    /// Mutation: `neighbour` wrapping around, or ignoring the selection,
-    /// fails here.
-    #[test]
-    fn arrow_keys_walk_the_contact_list_and_stop_at_the_ends() {
-        let mut s = AppState::new("sock".into());
-        assert_eq!(neighbour(&s, 1), None);
-        apply_contacts(&mut s, &[contact("a"), contact("b"), contact("c")]);
-        assert_eq!(neighbour(&s, 1).as_deref(), Some("a"));
-        assert_eq!(neighbour(&s, -1).as_deref(), Some("c"));
-        select(&mut s, "b");
-        assert_eq!(neighbour(&s, 1).as_deref(), Some("c"));
-        assert_eq!(neighbour(&s, -1).as_deref(), Some("a"));
-        select(&mut s, "c");
-        assert_eq!(neighbour(&s, 1).as_deref(), Some("c"));
-        select(&mut s, "a");
-        assert_eq!(neighbour(&s, -1).as_deref(), Some("a"));
-    }
-
-    /// The pasted block wins over the chosen file; blank is nothing.
-    /// Mutation: always sending `file_text` fails here.
-    #[test]
-    fn pasted_identity_text_is_what_gets_added() {
-        let mut add = AddContact::default();
-        assert_eq!(identity_text(&add), None);
-        add.file_text = "from the file".into();
-        assert_eq!(identity_text(&add).as_deref(), Some("from the file"));
-        add.pasted = "\n  -----BEGIN ANONCHAT IDENTITY-----\nx\n".into();
-        assert_eq!(
-            identity_text(&add).as_deref(),
-            Some("-----BEGIN ANONCHAT IDENTITY-----\nx")
-        );
-    }
-
-    /// The sender only, unless the text is asked for. Mutation: a body
-    /// that always holds the text fails here (and in the Xvfb smoke test).
-    #[test]
-    fn notifications_name_the_sender_and_show_text_only_when_asked() {
-        let (summary, body) = notification("bob", "meet at noon", false);
-        assert!(summary.contains("bob"));
-        assert!(!summary.contains("noon") && body.is_empty());
-        let (_, body) = notification("bob", "meet at noon", true);
-        assert_eq!(body, "meet at noon");
-    }
-
-    /// A passphrase typed and left on its screen is wiped when the screen
-    /// changes. Mutation: removing the `clear` calls in `apply_status`.
-    #[test]
-    fn leaving_a_passphrase_screen_wipes_the_field() {
-        let mut s = AppState::new("sock".into());
-        apply_status(
-            &mut s,
-            &status(IdentityState::Locked, Some(true), LinkState::Offline),
-        );
-        s.passphrase.push_str("half typed");
-        apply_status(
-            &mut s,
-            &status(IdentityState::Locked, Some(true), LinkState::Offline),
-        );
-        assert_eq!(s.passphrase.chars(), 10, "same screen: kept");
-        apply_status(
-            &mut s,
-            &status(IdentityState::Unlocked, Some(true), LinkState::Offline),
-        );
-        assert_eq!(s.passphrase.chars(), 0);
-        assert!(!format!("{s:?}").contains("half typed"));
-    }
-}
+mod group_tests;
+#[cfg(test)]
+mod tests;

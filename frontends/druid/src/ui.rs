@@ -14,6 +14,10 @@ use druid::{
 };
 use tokio::sync::mpsc::Sender;
 
+mod groups;
+
+pub use groups::ANSWER;
+
 use crate::keys::{AutoFocusExt as _, Focusable, button};
 use crate::model::{self, AddContact, AppState, ContactRow, MessageRow, Screen};
 use crate::passbox::PassBox;
@@ -113,7 +117,7 @@ pub fn root(tx: Sender<Request>, settings: Option<PathBuf>) -> impl Widget<AppSt
                 .padding((8.0, 2.0)),
         )
         .with_child(
-            Label::new(|d: &AppState, _: &Env| d.status_line.clone())
+            wrapped(model::status_bar)
                 .with_text_size(12.0)
                 .padding((8.0, 4.0)),
         )
@@ -217,8 +221,17 @@ fn message_row() -> impl Widget<MessageRow> {
     Flex::row()
         .with_flex_child(
             Label::new(|m: &MessageRow, _: &Env| {
-                let who = if m.incoming { "" } else { "you: " };
-                format!("[{}] {who}{} {}", m.time, m.text, m.mark)
+                let who = match (m.incoming, m.sender.as_str()) {
+                    (false, _) => "you: ".to_owned(),
+                    (true, "") => String::new(),
+                    (true, sender) => format!("{sender}: "),
+                };
+                let progress = if m.progress.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", m.progress)
+                };
+                format!("[{}] {who}{} {}{progress}", m.time, m.text, m.mark)
             })
             .with_line_break_mode(LineBreaking::WordWrap)
             .padding(6.0)
@@ -252,13 +265,21 @@ impl<W: Widget<AppState>> Controller<AppState, W> for SaveNotifySetting {
 }
 
 fn sidebar(tx: Sender<Request>, settings: Rc<Option<PathBuf>>) -> impl Widget<AppState> {
-    let contacts =
-        Focusable::new(Scroll::new(List::new(contact_row).lens(AppState::contacts)).vertical())
-            .on_arrows(|ctx, d: &mut AppState, delta| {
-                if let Some(name) = model::neighbour(d, delta) {
-                    ctx.submit_command(SELECT.with(name));
-                }
-            });
+    // One list, one Tab stop: the contacts, then the groups.
+    let contacts = Focusable::new(
+        Scroll::new(
+            Flex::column()
+                .cross_axis_alignment(CrossAxisAlignment::Start)
+                .with_child(List::new(contact_row).lens(AppState::contacts))
+                .with_child(groups::group_list()),
+        )
+        .vertical(),
+    )
+    .on_arrows(|ctx, d: &mut AppState, delta| {
+        if let Some(name) = model::neighbour(d, delta) {
+            ctx.submit_command(SELECT.with(name));
+        }
+    });
     Flex::column()
         .cross_axis_alignment(CrossAxisAlignment::Start)
         .with_child(wrapped(|d| format!("You: {}", d.my_name)).padding(6.0))
@@ -273,12 +294,22 @@ fn sidebar(tx: Sender<Request>, settings: Rc<Option<PathBuf>>) -> impl Widget<Ap
         }))
         .with_spacer(4.0)
         .with_child(button("Add contact", |_, d: &mut AppState, _| {
+            d.new_group = model::GroupForm::default();
             d.add = AddContact {
                 open: true,
                 ..AddContact::default()
             };
         }))
+        .with_spacer(4.0)
+        .with_child(button("New group", |_, d: &mut AppState, _| {
+            d.add = AddContact::default();
+            d.new_group = model::GroupForm {
+                open: true,
+                ..model::GroupForm::default()
+            };
+        }))
         .with_spacer(8.0)
+        .with_child(groups::invitations())
         .with_flex_child(contacts, 1.0)
         .with_child(button("Refresh", move |_, d: &mut AppState, _| {
             request(&tx, d, Request::Refresh);
@@ -379,10 +410,21 @@ fn add_contact_panel(tx: Sender<Request>) -> impl Widget<AppState> {
 
 fn conversation(tx: Sender<Request>) -> impl Widget<AppState> {
     let tx2 = tx.clone();
+    let tx3 = tx.clone();
     Flex::column()
         .with_child(
             wrapped(|d| match &d.selected {
                 None => "Choose a contact on the left.".into(),
+                Some(name) if model::group_of(name).is_some() => match model::selected_group(d) {
+                    Some(g) => format!(
+                        "{name}{}   ·   {} member{}: {}",
+                        if g.owner { " (yours)" } else { "" },
+                        g.members,
+                        if g.members == 1 { "" } else { "s" },
+                        g.members_line
+                    ),
+                    None => name.clone(),
+                },
                 Some(name) => {
                     let verified = d
                         .contacts
@@ -426,17 +468,16 @@ fn conversation(tx: Sender<Request>) -> impl Widget<AppState> {
                 }))
                 .padding(6.0),
         )
+        .with_child(groups::group_bar(tx3))
 }
 
 fn main_view(tx: Sender<Request>, settings: Rc<Option<PathBuf>>) -> impl Widget<AppState> {
-    let right = ViewSwitcher::new(|d: &AppState, _| d.add.open, {
+    let right = ViewSwitcher::new(|d: &AppState, _| (d.add.open, d.new_group.open), {
         let tx = tx.clone();
-        move |open, _, _| {
-            if *open {
-                Box::new(add_contact_panel(tx.clone()))
-            } else {
-                Box::new(conversation(tx.clone()))
-            }
+        move |open, _, _| match open {
+            (true, _) => Box::new(add_contact_panel(tx.clone())),
+            (false, true) => Box::new(groups::group_form(tx.clone())),
+            (false, false) => Box::new(conversation(tx.clone())),
         }
     });
     Split::columns(sidebar(tx, settings), right)

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anonchat_ipc::{
-    AnonchatClient as _, ContactInfo, Event, HistoryEntry, IdentityInfo, IdentityState, Status,
+    AnonchatClient as _, ContactInfo, Event, GroupInfo, HistoryEntry, IdentityInfo, IdentityState,
+    Invitation, Status, Traffic,
 };
 use druid::{ExtEventSink, Selector, Target};
 use jsonrpsee::async_client::Client;
@@ -18,6 +19,11 @@ use crate::secret::Passphrase;
 pub const STATUS: Selector<Status> = Selector::new("anonchat.status");
 pub const IDENTITY: Selector<IdentityInfo> = Selector::new("anonchat.identity");
 pub const CONTACTS: Selector<Vec<ContactInfo>> = Selector::new("anonchat.contacts");
+pub const GROUPS: Selector<Vec<GroupInfo>> = Selector::new("anonchat.groups");
+pub const INVITATIONS: Selector<Vec<Invitation>> = Selector::new("anonchat.invitations");
+pub const TRAFFIC: Selector<Traffic> = Selector::new("anonchat.traffic");
+/// A group we just created (its name): the window opens it.
+pub const GROUP_CREATED: Selector<String> = Selector::new("anonchat.group-created");
 pub const HISTORY: Selector<(String, Vec<HistoryEntry>)> = Selector::new("anonchat.history");
 pub const EVENT: Selector<Event> = Selector::new("anonchat.event");
 pub const SENT: Selector<(String, u64, String)> = Selector::new("anonchat.sent");
@@ -29,6 +35,9 @@ pub const NUDGE: Selector<()> = Selector::new("anonchat.nudge");
 
 /// Requests queued for the worker at most (the UI shows "busy" beyond).
 pub const QUEUE: usize = 64;
+
+/// How often the status bar's traffic figures are read again.
+const TRAFFIC_EVERY: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub enum Request {
@@ -54,6 +63,21 @@ pub enum Request {
     },
     Export(PathBuf),
     StartDaemon,
+    CreateGroup {
+        name: String,
+        with: Vec<String>,
+    },
+    /// Invite `contact` to `group` (`#name`).
+    Invite {
+        group: String,
+        contact: String,
+    },
+    /// Accept the invitation with this group id.
+    Accept(String),
+    /// Decline the invitation with this group id.
+    Decline(String),
+    /// Leave `#name`.
+    Leave(String),
 }
 
 struct Worker {
@@ -84,14 +108,44 @@ impl Worker {
             self.send(IDENTITY, c.identity_show().await?);
         }
         // The contact list is sealed with the keys: none while locked.
-        let contacts = if status.identity == IdentityState::Unlocked {
-            c.contacts_list().await?
+        // Groups first: the contact list's handler picks the selection.
+        let (contacts, groups, invitations) = if status.identity == IdentityState::Unlocked {
+            (
+                c.contacts_list().await?,
+                or_none(c.groups_list().await)?,
+                or_none(c.groups_invitations().await)?,
+            )
         } else {
-            Vec::new()
+            (Vec::new(), Vec::new(), Vec::new())
         };
         self.send(STATUS, status);
+        self.send(GROUPS, groups);
+        self.send(INVITATIONS, invitations);
         self.send(CONTACTS, contacts);
+        self.traffic(c).await
+    }
+
+    /// `daemon.traffic` for the status bar. A daemon without it (older)
+    /// is no error: the bar just does not show the cost.
+    async fn traffic(&self, c: &Client) -> Result<(), jsonrpsee::core::ClientError> {
+        match c.traffic().await {
+            Ok(t) => self.send(TRAFFIC, t),
+            Err(jsonrpsee::core::ClientError::Call(_)) => {}
+            Err(e) => return Err(e),
+        }
         Ok(())
+    }
+
+    /// Runs a group operation; on success the lists are read again.
+    async fn then_refresh(
+        &self,
+        c: &Client,
+        r: Result<(), jsonrpsee::core::ClientError>,
+    ) -> Result<(), jsonrpsee::core::ClientError> {
+        if r.is_ok() {
+            self.refresh(c).await?;
+        }
+        r
     }
 
     /// Handles one request; `Err` means the connection is gone.
@@ -146,6 +200,31 @@ impl Worker {
                 Err(e) => Err(e),
             },
             Request::StartDaemon => Ok(()),
+            Request::CreateGroup { name, with } => {
+                let r = c.groups_create(name, Some(with)).await;
+                let created = r.as_ref().ok().map(|g| g.name.clone());
+                let r = self.then_refresh(c, r.map(|_| ())).await;
+                if let Some(name) = created {
+                    self.send(GROUP_CREATED, name);
+                }
+                r
+            }
+            Request::Invite { group, contact } => {
+                let r = c.groups_invite(group, contact).await;
+                self.then_refresh(c, r).await
+            }
+            Request::Accept(id) => {
+                let r = c.groups_accept(id).await;
+                self.then_refresh(c, r).await
+            }
+            Request::Decline(id) => {
+                let r = c.groups_decline(id).await;
+                self.then_refresh(c, r).await
+            }
+            Request::Leave(group) => {
+                let r = c.groups_leave(group).await;
+                self.then_refresh(c, r).await
+            }
         };
         match outcome {
             Ok(()) => Ok(()),
@@ -155,6 +234,17 @@ impl Worker {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+/// A list the daemon refused (a daemon without groups, or locked since
+/// the status was read): none, not a lost connection.
+fn or_none<T>(
+    r: Result<Vec<T>, jsonrpsee::core::ClientError>,
+) -> Result<Vec<T>, jsonrpsee::core::ClientError> {
+    match r {
+        Err(jsonrpsee::core::ClientError::Call(_)) => Ok(Vec::new()),
+        r => r,
     }
 }
 
@@ -225,8 +315,12 @@ async fn run(w: Worker, mut rx: mpsc::Receiver<Request>) {
         let Ok(mut events) = c.events().await else {
             continue;
         };
+        let mut traffic = tokio::time::interval(TRAFFIC_EVERY);
+        traffic.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        traffic.tick().await;
         loop {
             tokio::select! {
+                _ = traffic.tick() => if w.traffic(&c).await.is_err() { break },
                 req = rx.recv() => match req {
                     None => return,
                     Some(req) => if w.handle(&c, req).await.is_err() { break },

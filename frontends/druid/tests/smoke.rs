@@ -23,6 +23,15 @@
 //! 3. The window remembers its size: resized by `xdotool windowsize`,
 //!    closed and opened again, it has the new size. Mutation seen failing:
 //!    the delegate not saving `WindowSize`.
+//! 4. Groups: alice owns `#trio` with bob and dave (made with anonctl
+//!    before the window opens; bob wrote in it), and bob invited her to
+//!    `#club`. In the reopened window Down twice from bob (past dave)
+//!    opens `#trio`: a typed message reaches bob and dave as alice's
+//!    group message (screenshot `anonchat-gui-smoke/group.png`: bob's
+//!    message with his name). By keyboard, "New group" opens the form:
+//!    `made` with bob is created (bob is invited) and opened; its bar's
+//!    invite field and Invite invite dave. The invitation's Accept
+//!    (before the contact list) joins `#club`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -80,7 +89,87 @@ XDG_CONFIG_HOME="$OUT/config" "$GUI" --socket "$ALICE" & GUI_PID=$!
 W=$(timeout 30 xdotool search --sync --name '^anonchat( \(|$)' | head -n1)
 sleep 2
 xdotool getwindowgeometry "$W" > "$OUT/geometry.txt"
+
+# 4. The group conversation, then the invitation.
+xdotool mousemove 300 300
+sleep 1
+xdotool key shift+Tab shift+Tab Down Down
+sleep 1
+xdotool key Tab Tab
+xdotool type --delay 20 'typed in the group'
+xdotool key Return
+sleep 3
+import -window root "$OUT/group.png"
+# New group: back past Refresh, the list, Decline and Accept to "New
+# group"; the name field has the focus, Tab to the contacts, Tab to Create.
+xdotool key shift+Tab shift+Tab shift+Tab shift+Tab shift+Tab Return
+sleep 1
+xdotool type --delay 20 'made'
+xdotool key Tab
+xdotool type --delay 20 'bob'
+xdotool key Tab Return
+sleep 3
+# The new group is open, the compose box has the focus: past Send to the
+# invite field, then Invite.
+xdotool key Tab Tab
+xdotool type --delay 20 'dave'
+xdotool key Tab Return
+sleep 2
+import -window root "$OUT/made.png"
+# From Invite back past the field, Send, the compose box, Refresh, the
+# list and Decline to Accept.
+xdotool key shift+Tab shift+Tab shift+Tab shift+Tab shift+Tab shift+Tab shift+Tab Return
+sleep 2
+import -window root "$OUT/accepted.png"
 "#;
+
+/// `owner` creates `#name` with `members`; each accepts; waits until every
+/// member reads every other member who is their contact (bob and dave are
+/// not each other's: they never read each other).
+fn make_group(w: &World, owner: &str, name: &str, members: &[&str]) {
+    w.json(
+        owner,
+        &["group", "create", name, "--with", &members.join(",")],
+    );
+    let tag = format!("#{name}");
+    for m in members {
+        anonchat_e2e::eventually(60, &format!("{m} invited to {name}"), || {
+            w.json(m, &["group", "invitations"])
+                .as_array()
+                .is_some_and(|l| l.iter().any(|i| i["group"] == name))
+        });
+        w.json(m, &["group", "accept", &tag]);
+    }
+    for u in std::iter::once(&owner).chain(members) {
+        anonchat_e2e::eventually(120, &format!("{u} reads every member of {name}"), || {
+            w.json(u, &["group", "members", &tag])
+                .as_array()
+                .is_some_and(|l| {
+                    l.len() == members.len() + 1
+                        && l.iter()
+                            .filter(|m| m["me"] == false && !m["contact"].is_null())
+                            .all(|m| m["readable"] == true)
+                })
+        });
+    }
+}
+
+/// The incoming messages of `user` in `#group`, as (sender, text).
+fn group_texts(w: &World, user: &str, group: &str) -> Vec<(String, String)> {
+    w.json(user, &["history", group])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|e| e["direction"] == "in")
+        .map(|e| {
+            (
+                e["sender"].as_str().unwrap_or("").to_owned(),
+                e["text"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
 
 const SECRET: &str = "this text stays off the lock screen";
 
@@ -127,6 +216,8 @@ fn the_window_opens_shows_a_conversation_notifies_and_keeps_its_size() {
             "60",
         ],
     );
+
+    groups_before(&w);
 
     let shot = w.bins.parent().unwrap().join("anonchat-gui-smoke.png");
     let _ = std::fs::remove_file(&shot);
@@ -183,4 +274,55 @@ fn the_window_opens_shows_a_conversation_notifies_and_keeps_its_size() {
     // 3. The size survived the restart.
     let geometry = std::fs::read_to_string(out.join("geometry.txt")).unwrap();
     assert!(geometry.contains("Geometry: 700x500"), "{geometry}");
+
+    groups_after(&w, &out);
+}
+
+/// 4, before the window opens: `#trio` (alice's, with bob and dave) with
+/// a message from bob; an invitation from bob to `#club`.
+fn groups_before(w: &World) {
+    // 4. A group of three, with a message from bob; an invitation to
+    // another, for alice to accept in the window.
+    make_group(w, "alice", "trio", &["bob", "dave"]);
+    w.json("bob", &["send", "#trio", "Hello group, from bob"]);
+    anonchat_e2e::eventually(60, "alice has bob's group message", || {
+        group_texts(w, "alice", "#trio")
+            .iter()
+            .any(|(s, t)| s == "bob" && t == "Hello group, from bob")
+    });
+    w.json("bob", &["group", "create", "club", "--with", "alice"]);
+    anonchat_e2e::eventually(60, "alice invited to club", || {
+        w.json("alice", &["group", "invitations"])
+            .as_array()
+            .is_some_and(|l| l.iter().any(|i| i["group"] == "club"))
+    });
+}
+
+/// 4, after: the message typed in `#trio` and the accepted invitation.
+fn groups_after(w: &World, out: &std::path::Path) {
+    // 4. The message typed in the group reached both members, from alice;
+    // the invitation was accepted.
+    for m in ["bob", "dave"] {
+        anonchat_e2e::eventually(60, &format!("{m} got the group message"), || {
+            group_texts(w, m, "#trio")
+                .iter()
+                .any(|(s, t)| s == "alice" && t == "typed in the group")
+        });
+    }
+    common::assert_not_blank(&out.join("group.png"));
+    for m in ["bob", "dave"] {
+        anonchat_e2e::eventually(60, &format!("{m} invited to #made"), || {
+            w.json(m, &["group", "invitations"])
+                .as_array()
+                .is_some_and(|l| {
+                    l.iter()
+                        .any(|i| i["group"] == "made" && i["from"] == "alice")
+                })
+        });
+    }
+    anonchat_e2e::eventually(60, "alice joined #club from the window", || {
+        w.json("alice", &["group", "list"])
+            .as_array()
+            .is_some_and(|l| l.iter().any(|g| g["name"] == "club"))
+    });
 }
