@@ -441,6 +441,8 @@ pub enum Event {
     GroupMessageReceived {
         /// The group's name.
         group: String,
+        /// The group's id (32 hex digits; tells apart groups of one name).
+        group_id: String,
         /// Who sent it (as in [`HistoryEntry::sender`]).
         sender: String,
         /// The sender's id for it.
@@ -454,6 +456,8 @@ pub enum Event {
     GroupDeliveryChanged {
         /// The group's name.
         group: String,
+        /// The group's id.
+        group_id: String,
         /// The id `messages.send` returned.
         id: u64,
         /// `sent`, or `delivered` once every member holds it.
@@ -470,11 +474,16 @@ pub enum Event {
         id: String,
         /// The contact who invites.
         from: String,
+        /// How many members it has.
+        #[serde(default)]
+        members: u32,
     },
     /// A group's membership changed (or we joined it).
     GroupMembersChanged {
         /// The group's name.
         group: String,
+        /// The group's id.
+        group_id: String,
         /// How many members it has now.
         members: u32,
     },
@@ -482,6 +491,8 @@ pub enum Event {
     GroupRemoved {
         /// The group's name.
         group: String,
+        /// The group's id.
+        group_id: String,
     },
 }
 
@@ -546,6 +557,7 @@ impl std::fmt::Debug for Event {
                 id,
                 state,
                 delivered_to,
+                ..
             } => write!(
                 f,
                 "GroupDeliveryChanged {{ group: {group:?}, id: {id}, state: {state:?}, {} of {} }}",
@@ -554,13 +566,13 @@ impl std::fmt::Debug for Event {
             Self::GroupInvited { group, from, .. } => {
                 write!(f, "GroupInvited {{ group: {group:?}, from: {from:?} }}")
             }
-            Self::GroupMembersChanged { group, members } => {
+            Self::GroupMembersChanged { group, members, .. } => {
                 write!(
                     f,
                     "GroupMembersChanged {{ group: {group:?}, members: {members} }}"
                 )
             }
-            Self::GroupRemoved { group } => write!(f, "GroupRemoved({group:?})"),
+            Self::GroupRemoved { group, .. } => write!(f, "GroupRemoved({group:?})"),
             Self::ContactAdded { contact } => write!(f, "ContactAdded({contact:?})"),
             Self::ContactRemoved { contact } => write!(f, "ContactRemoved({contact:?})"),
             Self::ContactVerified { contact } => write!(f, "ContactVerified({contact:?})"),
@@ -702,6 +714,7 @@ mod tests {
         };
         let g = Event::GroupMessageReceived {
             group: "friends".into(),
+            group_id: "00".repeat(16),
             sender: "bob".into(),
             id: 1,
             text: "the secret plan".into(),

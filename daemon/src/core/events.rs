@@ -36,13 +36,17 @@ fn weight(e: &Event) -> usize {
                 sender,
                 text,
                 ..
-            } => group.len() + sender.len() + text.len(),
+            } => group.len() + sender.len() + text.len() + 32,
             Event::GroupInvited {
                 group, id, from, ..
             } => group.len() + id.len() + from.len(),
-            Event::GroupDeliveryChanged { group, .. }
-            | Event::GroupMembersChanged { group, .. }
-            | Event::GroupRemoved { group } => group.len(),
+            Event::GroupDeliveryChanged {
+                group, group_id, ..
+            }
+            | Event::GroupMembersChanged {
+                group, group_id, ..
+            }
+            | Event::GroupRemoved { group, group_id } => group.len() + group_id.len(),
             Event::RelayStateChanged { .. }
             | Event::Locked
             | Event::Unlocked

@@ -41,6 +41,7 @@ pub(super) fn apply(inner: &mut Inner, now_ms: u64, events: Vec<GroupEvent>) -> 
                 let who = member_name(inner, &sender, contact);
                 out.push(Event::GroupMessageReceived {
                     group: name_of(&group),
+                    group_id: hex(&group.0),
                     sender: who.clone(),
                     id: msg_id,
                     text: text.to_string(),
@@ -69,25 +70,33 @@ pub(super) fn apply(inner: &mut Inner, now_ms: u64, events: Vec<GroupEvent>) -> 
             | GroupEvent::MemberLeft { .. }
             | GroupEvent::Declined { .. } => {}
             GroupEvent::Invited {
-                group, from, name, ..
+                group,
+                from,
+                name,
+                members,
             } => {
                 if let Some(c) = inner.contacts.get(from) {
                     out.push(Event::GroupInvited {
                         group: name,
                         id: hex(&group.0),
                         from: c.name.clone(),
+                        members: u32::try_from(members).unwrap_or(u32::MAX),
                     });
                 }
             }
             GroupEvent::MembersChanged { group, members, .. } => {
                 out.push(Event::GroupMembersChanged {
                     group: name_of(&group),
+                    group_id: hex(&group.0),
                     members: u32::try_from(members.len()).unwrap_or(u32::MAX),
                 });
             }
             GroupEvent::Removed { group, name } => {
                 inner.group_history.remove(&group);
-                out.push(Event::GroupRemoved { group: name });
+                out.push(Event::GroupRemoved {
+                    group: name,
+                    group_id: hex(&group.0),
+                });
             }
         }
     }
@@ -119,6 +128,7 @@ fn update(
     }
     Some(Event::GroupDeliveryChanged {
         group: name.to_owned(),
+        group_id: hex(&gid.0),
         id: msg_id,
         state,
         delivered_to: entry.delivered_to.unwrap_or(DeliveredTo { to: 0, of: 0 }),

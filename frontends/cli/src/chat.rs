@@ -58,6 +58,7 @@ fn describe(e: &Event) -> String {
             id,
             state,
             delivered_to,
+            ..
         } => format!(
             "message {id} to #{}: {} ({} of {})",
             safe(group),
@@ -71,10 +72,10 @@ fn describe(e: &Event) -> String {
             safe(group),
             safe(group)
         ),
-        Event::GroupMembersChanged { group, members } => {
+        Event::GroupMembersChanged { group, members, .. } => {
             format!("#{}: now {members} members", safe(group))
         }
-        Event::GroupRemoved { group } => format!("you were removed from #{}", safe(group)),
+        Event::GroupRemoved { group, .. } => format!("you were removed from #{}", safe(group)),
     }
 }
 
@@ -144,7 +145,7 @@ fn print_chat_event(name: &str, e: &Event, json: bool) {
         Event::GroupMessageReceived { group, .. }
         | Event::GroupDeliveryChanged { group, .. }
         | Event::GroupMembersChanged { group, .. }
-        | Event::GroupRemoved { group } => name.strip_prefix('#') == Some(group.as_str()),
+        | Event::GroupRemoved { group, .. } => name.strip_prefix('#') == Some(group.as_str()),
         Event::RelayStateChanged { .. }
         | Event::Locked
         | Event::Unlocked

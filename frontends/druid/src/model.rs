@@ -350,6 +350,7 @@ pub fn apply_event(state: &mut AppState, e: &Event) -> bool {
             id,
             text,
             time_ms,
+            ..
         } => {
             groups::group_message(
                 state,
@@ -363,21 +364,24 @@ pub fn apply_event(state: &mut AppState, e: &Event) -> bool {
             id,
             state: s,
             delivered_to,
+            ..
         } => {
             groups::group_delivery(state, group, *id, *s, *delivered_to);
             // The undelivered counts change once it is with everyone.
             *s == Delivery::Delivered
         }
         // Each of these re-reads the group list and the invitations.
-        Event::GroupInvited { group, id, from } => {
+        Event::GroupInvited {
+            group, id, from, ..
+        } => {
             groups::invited(state, group, id, from);
             true
         }
-        Event::GroupMembersChanged { group, members } => {
+        Event::GroupMembersChanged { group, members, .. } => {
             groups::members_changed(state, group, *members);
             true
         }
-        Event::GroupRemoved { group } => {
+        Event::GroupRemoved { group, .. } => {
             groups::removed(state, group);
             true
         }

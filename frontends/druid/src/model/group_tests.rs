@@ -56,6 +56,7 @@ fn state() -> AppState {
 fn group_msg(group: &str, sender: &str, id: u64) -> Event {
     Event::GroupMessageReceived {
         group: group.into(),
+        group_id: "0".repeat(32),
         sender: sender.into(),
         id,
         text: "hi all".into(),
@@ -171,6 +172,7 @@ fn group_rows_show_senders_and_delivery_to_n_of_m() {
     assert_eq!(s.conversation[3].mark, "…");
     let change = |group: &str, id, state, to| Event::GroupDeliveryChanged {
         group: group.into(),
+        group_id: "0".repeat(32),
         id,
         state,
         delivered_to: DeliveredTo { to, of: 3 },
@@ -221,6 +223,7 @@ fn invitations_and_membership_events() {
         group: "club".into(),
         id: inv.id.clone(),
         from: "bob".into(),
+        members: 4,
     };
     assert!(apply_event(&mut s, &invited));
     assert_eq!(s.invitations.len(), 1, "the same invitation once");
@@ -228,6 +231,7 @@ fn invitations_and_membership_events() {
         group: "club".into(),
         id: "d".repeat(32),
         from: "carol".into(),
+        members: 3,
     };
     apply_event(&mut s, &other);
     assert_eq!(s.invitations.len(), 2, "same name, another group");
@@ -237,6 +241,7 @@ fn invitations_and_membership_events() {
 
     let changed = Event::GroupMembersChanged {
         group: "team".into(),
+        group_id: "0".repeat(32),
         members: 4,
     };
     assert!(apply_event(&mut s, &changed));
@@ -248,7 +253,8 @@ fn invitations_and_membership_events() {
     assert!(apply_event(
         &mut s,
         &Event::GroupRemoved {
-            group: "team".into()
+            group: "team".into(),
+            group_id: "0".repeat(32),
         }
     ));
     assert!(s.selected.is_none() && s.conversation.is_empty());
@@ -308,6 +314,7 @@ fn the_status_bar_shows_what_anonymity_costs() {
         download_bytes_per_day: Some(17_725_132_800),
         upload_bytes_per_s: Some(1_120),
         real_cells_sent: 0,
+        group_cells_sent: 0,
     };
     apply_traffic(&mut s, &t);
     assert_eq!(
