@@ -42,8 +42,8 @@ pub use ratchet::{HEADER_LEN, MAX_SKIP, MAX_SKIPPED_KEYS};
 pub use rounds::{MAX_ROUND_MS, MIN_ROUND_MS, ROUND_LAG_MS, ROUND_SKEW_MS, RoundClock, RoundError};
 pub use router::{
     CellSizeError, Config, ContactError, ContactId, Event, EventKind, GroupEvent, GroupInfo,
-    GroupOpError, InviteInfo, MAX_CONTACTS, MAX_E2E_CELL, MAX_GROUPS, MAX_INVITES, MIN_E2E_CELL,
-    MemberInfo, Router, session_payload_len,
+    GroupOpError, InviteInfo, MAX_CONTACTS, MAX_E2E_CELL, MAX_GROUPS, MAX_INVITES,
+    MAX_INVITES_PER_CONTACT, MIN_E2E_CELL, MemberInfo, Router, session_payload_len,
 };
 pub use session::{ROUND_WINDOW, SESSION_OVERHEAD};
 

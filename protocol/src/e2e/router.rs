@@ -12,7 +12,8 @@ use zeroize::Zeroizing;
 mod groups;
 
 pub use groups::{
-    GroupEvent, GroupInfo, GroupOpError, InviteInfo, MAX_GROUPS, MAX_INVITES, MemberInfo,
+    GroupEvent, GroupInfo, GroupOpError, InviteInfo, MAX_GROUPS, MAX_INVITES,
+    MAX_INVITES_PER_CONTACT, MemberInfo,
 };
 
 use super::contact::{Contact, Slot};
@@ -190,6 +191,9 @@ pub struct Router {
     group_cursor: Option<GroupId>,
     /// Real cells produced since this router was made (RAM only).
     real_cells: u64,
+    /// The time of the batch or round being handled (ms; for control
+    /// messages' rate limits).
+    now_ms: u64,
     /// Of them, group cells.
     group_cells: u64,
     /// Open attempts so far (tests of the work bound).
@@ -226,6 +230,7 @@ impl Router {
             group_turn: false,
             group_cursor: None,
             real_cells: 0,
+            now_ms: 0,
             group_cells: 0,
             #[cfg(test)]
             opens: 0,
@@ -373,6 +378,7 @@ impl Router {
         cells: &[&[u8]],
     ) -> Result<Vec<Event>, RoundError> {
         let clock = self.check_round(round, now_ms)?;
+        self.now_ms = now_ms;
         let latest = clock.index(clock.latest(now_ms));
         // Everything below is indexed by the round's start time, so that a
         // change of the announced round length cannot make an index (a
@@ -572,6 +578,7 @@ impl Router {
                 self.push_group_outs(gid, outs);
             }
         }
+        self.ask_missing_bundles(now_ms);
         let group_first = self.group_turn;
         self.group_turn = !self.group_turn;
         if group_first && let Some(cell) = self.produce_group(round, now_ms) {

@@ -11,6 +11,7 @@
 //! 4 MEMBERS  roster            owner -> every member, old and new
 //! 5 BUNDLE   sender key bundle member -> every other member
 //! 6 LEAVE    group id          member -> every other member
+//! 7 REQUEST  group id | epoch  member -> a member whose bundle never came
 //! roster = group id(16) | name u8-prefixed | owner fp(32) | epoch u32 |
 //!          n u8 | n member fps(32 each, increasing, owner among them)
 //! ```
@@ -34,6 +35,7 @@ const DECLINE: u8 = 3;
 const MEMBERS: u8 = 4;
 const BUNDLE: u8 = 5;
 const LEAVE: u8 = 6;
+const REQUEST: u8 = 7;
 
 /// A group's name, owner, epoch and members, as the owner announces it.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -148,6 +150,8 @@ pub(crate) enum Control {
     Members(Roster),
     Bundle(Box<SenderKeyBundle>),
     Leave(GroupId),
+    /// "Send me your bundle of this epoch again" (it never arrived).
+    Request(GroupId, u32),
 }
 
 impl Control {
@@ -179,6 +183,11 @@ impl Control {
                 w.u8(LEAVE);
                 w.bytes(&g.0);
             }
+            Self::Request(g, epoch) => {
+                w.u8(REQUEST);
+                w.bytes(&g.0);
+                w.u32(*epoch);
+            }
         }
         w.into_secret()
     }
@@ -201,6 +210,7 @@ impl Control {
                 Self::Bundle(Box::new(SenderKeyBundle::decode(b).ok()?))
             }
             LEAVE => Self::Leave(group(&mut r)?),
+            REQUEST => Self::Request(group(&mut r)?, r.u32().ok()?),
             _ => return None,
         };
         r.expect_end().ok()?;
@@ -232,6 +242,7 @@ mod tests {
             Control::Members(roster()),
             Control::Accept(GroupId([9; GROUP_ID_LEN])),
             Control::Leave(GroupId([9; GROUP_ID_LEN])),
+            Control::Request(GroupId([9; GROUP_ID_LEN]), 7),
         ] {
             let bytes = c.encode();
             let back = Control::decode(&bytes).unwrap();

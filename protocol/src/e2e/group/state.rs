@@ -175,6 +175,15 @@ pub(crate) struct Group {
     /// A roster from the owner's successor that came before the owner's
     /// LEAVE (RAM; applied when the LEAVE comes).
     pub(crate) held: Option<(Fingerprint, Roster)>,
+    /// Our next message id when we entered the epoch (what our bundles
+    /// of this epoch name as `first_msg`).
+    pub(crate) epoch_first_msg: u64,
+    /// When we last asked for missing bundles, or entered the epoch (ms;
+    /// RAM, `None` after a restart: asked at the first poll).
+    pub(crate) asked_at: Option<u64>,
+    /// When we last answered each member's request (ms; RAM): one answer
+    /// per member per retransmit period.
+    pub(crate) answered: BTreeMap<Fingerprint, u64>,
 }
 
 impl Group {
@@ -190,6 +199,9 @@ impl Group {
             invited: Vec::new(),
             reported: BTreeMap::new(),
             held: None,
+            epoch_first_msg: 1,
+            asked_at: None,
+            answered: BTreeMap::new(),
         }
     }
 
@@ -210,6 +222,9 @@ impl Group {
         let epoch = roster.epoch;
         self.invited.retain(|fp| !roster.has(fp));
         self.roster = roster;
+        self.epoch_first_msg = self.next_msg_id;
+        self.answered.clear();
+        self.asked_at = None;
         let pending = std::mem::take(&mut self.pending);
         for (fp, b) in pending {
             if b.epoch == epoch {
@@ -401,6 +416,49 @@ impl Group {
         id
     }
 
+    /// Members of our epoch whose bundle we still lack, if it is time to
+    /// ask them again (every `after_ms`, the first time `after_ms` after
+    /// entering the epoch: bundles in flight usually arrive before).
+    pub(crate) fn missing_bundles(&mut self, now_ms: u64, after_ms: u64) -> Vec<Fingerprint> {
+        if self.mine.is_none() {
+            return Vec::new();
+        }
+        let Some(at) = self.asked_at else {
+            self.asked_at = Some(now_ms);
+            return Vec::new();
+        };
+        if now_ms.saturating_sub(at) < after_ms {
+            return Vec::new();
+        }
+        let missing: Vec<Fingerprint> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.chain.is_none())
+            .map(|(fp, _)| *fp)
+            .collect();
+        if !missing.is_empty() {
+            self.asked_at = Some(now_ms);
+        }
+        missing
+    }
+
+    /// Whether to answer `from`'s request for our bundle now (at most once
+    /// per `after_ms` per member).
+    pub(crate) fn may_answer(&mut self, from: Fingerprint, now_ms: u64, after_ms: u64) -> bool {
+        if self.mine.is_none() || !self.roster.has(&from) {
+            return false;
+        }
+        if self
+            .answered
+            .get(&from)
+            .is_some_and(|&at| now_ms.saturating_sub(at) < after_ms)
+        {
+            return false;
+        }
+        self.answered.insert(from, now_ms);
+        true
+    }
+
     /// Retransmissions due.
     pub(crate) fn poll(&mut self, now_ms: u64, after_ms: u64) -> Vec<GroupOut> {
         self.outbox
@@ -434,6 +492,7 @@ impl Group {
             }
         }
         w.u64(self.next_msg_id);
+        w.u64(self.epoch_first_msg);
         self.outbox.encode(w);
         w.u8(self.pending.len() as u8);
         for (fp, b) in &self.pending {
@@ -483,6 +542,10 @@ impl Group {
         g.next_msg_id = r.u64()?;
         if g.next_msg_id == 0 || g.next_msg_id > MAX_MSG_ID {
             return Err(bad("group message counter"));
+        }
+        g.epoch_first_msg = r.u64()?;
+        if g.epoch_first_msg == 0 || g.epoch_first_msg > g.next_msg_id {
+            return Err(bad("group epoch's first message"));
         }
         g.outbox = Outbox::decode(r, g.next_msg_id, group_fragment_len(cell_size), 4)?;
         let n = usize::from(r.u8()?);

@@ -32,6 +32,8 @@ use crate::wire::reader::Reader;
 pub const MAX_GROUPS: usize = 64;
 /// Most invitations waiting for an answer.
 pub const MAX_INVITES: usize = 16;
+/// Most invitations from one contact waiting for an answer.
+pub const MAX_INVITES_PER_CONTACT: usize = 4;
 
 /// An invitation we received and have not answered (or accepted, and
 /// wait for the owner's roster).
@@ -627,6 +629,19 @@ impl Router {
         }
     }
 
+    /// Drops the chain we hold for `member`, as if its bundle had been
+    /// lost (tests).
+    #[cfg(test)]
+    pub(crate) fn forget_chain(&mut self, gid: GroupId, member: &Fingerprint) {
+        if let Some(p) = self
+            .groups
+            .get_mut(&gid)
+            .and_then(|g| g.peers.get_mut(member))
+        {
+            p.chain = None;
+        }
+    }
+
     /// Group events since the last call.
     pub fn take_group_events(&mut self) -> Vec<GroupEvent> {
         std::mem::take(&mut self.group_events)
@@ -701,6 +716,21 @@ impl Router {
                 }
             }
             Control::Members(roster) => self.on_members(rng, fp, roster),
+            Control::Request(gid, epoch) => {
+                let (now, after) = (self.now_ms, self.config.retransmit_after_ms);
+                let Some(g) = self.groups.get_mut(&gid) else {
+                    return;
+                };
+                if epoch != g.roster.epoch || !g.may_answer(fp, now, after) {
+                    return;
+                }
+                let first = g.epoch_first_msg;
+                if let Some(mine) = &g.mine {
+                    let mut b = mine.bundle();
+                    b.first_msg = first;
+                    self.send_control(from, &Control::Bundle(Box::new(b)));
+                }
+            }
             Control::Bundle(b) => {
                 if fp == me {
                     return;
@@ -769,7 +799,10 @@ impl Router {
         {
             return;
         }
-        let full = self.invites.len() >= MAX_INVITES;
+        // At most 16 open invitations, at most 4 of them from one contact
+        // (one contact cannot crowd out the others).
+        let full = self.invites.len() >= MAX_INVITES
+            || self.invites.values().filter(|i| i.from == from).count() >= MAX_INVITES_PER_CONTACT;
         match self.invites.get_mut(&gid) {
             // Another contact's invitation to the same id is not
             // allowed to replace the first (it would lure our
@@ -850,6 +883,22 @@ impl Router {
         }
         self.groups.insert(gid, g);
         self.enter(rng, roster);
+    }
+
+    /// Asks the members whose bundle of our epoch never came to send it
+    /// again (a pairwise outbox was full, a cell was lost for good).
+    pub(crate) fn ask_missing_bundles(&mut self, now_ms: u64) {
+        let after = self.config.retransmit_after_ms;
+        let gids: Vec<GroupId> = self.groups.keys().copied().collect();
+        for gid in gids {
+            let Some(g) = self.groups.get_mut(&gid) else {
+                continue;
+            };
+            let epoch = g.roster.epoch;
+            for fp in g.missing_bundles(now_ms, after) {
+                self.send_control_fp(&fp, &Control::Request(gid, epoch));
+            }
+        }
     }
 
     /// Group events made inside the router (cells received or produced).

@@ -551,3 +551,47 @@ fn a_new_member_does_not_read_what_was_sent_before_it_joined() {
     send_and_count(&mut g, gid, 1, &[0, 1, 2, 3], "new");
     assert_eq!(g.texts(3), vec!["new"]);
 }
+
+/// A member whose bundle never arrived (a pairwise outbox was full, a
+/// cell lost for good) is asked for it again after the longest
+/// retransmit wait, and read afterwards. (Checked against never asking:
+/// member 0 never read member 1 again.)
+#[test]
+fn a_lost_bundle_is_asked_for_again() {
+    let members = [0usize, 1, 2];
+    let (mut g, gid) = group_of(3, &members);
+    let fp1 = g.fp(1);
+    g.net.routers[0].forget_chain(gid, &fp1);
+    assert!(!g.keyed(&members));
+    // RETRANSMIT_MS is 40 s: 80 rounds of 500 ms, then a few to answer.
+    g.until(400, |g| g.keyed(&members));
+    send_and_count(&mut g, gid, 1, &members, "after");
+    assert_eq!(g.texts(0), vec!["after"]);
+}
+
+/// One contact cannot crowd out the others' invitations: at most
+/// `MAX_INVITES_PER_CONTACT` of its invitations wait at once, and another
+/// contact's still gets in.
+#[test]
+fn one_contact_fills_at_most_its_share_of_invitations() {
+    use crate::e2e::group::control::{Control, Roster};
+    let mut routers = parties(3, &[(0, 1), (0, 2)]);
+    let invite = |owner: Fingerprint, n: u8| {
+        Control::Invite(Roster {
+            group: GroupId([n; 16]),
+            name: format!("g{n}"),
+            owner,
+            epoch: 0,
+            members: vec![owner],
+        })
+        .encode()
+    };
+    let fp1 = routers[1].identity().fingerprint();
+    let fp2 = routers[2].identity().fingerprint();
+    for n in 0..10 {
+        routers[0].fuzz_control(&mut rand::rng(), ContactId(1), &invite(fp1, n));
+    }
+    assert_eq!(routers[0].invitations().len(), MAX_INVITES_PER_CONTACT);
+    routers[0].fuzz_control(&mut rand::rng(), ContactId(2), &invite(fp2, 99));
+    assert_eq!(routers[0].invitations().len(), MAX_INVITES_PER_CONTACT + 1);
+}
