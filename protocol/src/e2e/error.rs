@@ -81,7 +81,9 @@ pub enum StateError {
     #[error("session state is truncated or damaged")]
     Damaged,
     /// A format version this program does not read.
-    #[error("session state has format version {0}; this program reads version 1")]
+    #[error(
+        "session state has format version {0}; this program reads versions 1 to 4: use a newer anonchat"
+    )]
     UnknownVersion(u8),
     /// The state was exported by another identity.
     #[error("session state belongs to another identity")]

@@ -176,6 +176,22 @@ mod tests {
         assert!(Records::decode(&bad_index).is_none());
     }
 
+    /// The decoder takes what docs/protocol.md says: up to 16 ACKs in a
+    /// cell, not 17. (Checked against `< ACKS_PER_CELL * 4 + 1`: 17 then
+    /// decoded.)
+    #[test]
+    fn sixteen_acks_decode_and_seventeen_do_not() {
+        let acks = |n: u64| {
+            let r = Records {
+                acks: (1..=n).collect(),
+                data: None,
+            };
+            r.encode(200)
+        };
+        assert_eq!(Records::decode(&acks(16)).unwrap().acks.len(), 16);
+        assert!(Records::decode(&acks(17)).is_none());
+    }
+
     proptest! {
         #[test]
         fn decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {

@@ -84,3 +84,21 @@ pub(crate) fn read_bool(
         _ => Err(crate::wire::WireError::BadField("flag")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::reader::Reader;
+
+    /// Stored booleans decode strictly: 0 and 1, nothing else. (Checked
+    /// against `_ => Ok(true)`: 2 then read as true.)
+    #[test]
+    fn stored_booleans_are_0_or_1() {
+        assert_eq!(read_bool(&mut Reader::new(&[0])).ok(), Some(false));
+        assert_eq!(read_bool(&mut Reader::new(&[1])).ok(), Some(true));
+        for b in [2u8, 0x80, 0xff] {
+            assert!(read_bool(&mut Reader::new(&[b])).is_err(), "{b}");
+        }
+        assert!(read_bool(&mut Reader::new(&[])).is_err());
+    }
+}
