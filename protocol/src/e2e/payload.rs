@@ -53,6 +53,42 @@ impl std::fmt::Debug for Fragment {
     }
 }
 
+impl Fragment {
+    /// Appends the record's fields after its kind byte: `msg_id | floor |
+    /// index | count | len | bytes` (DATA and CONTROL, pairwise and
+    /// group).
+    pub(crate) fn write_fields(&self, b: &mut Vec<u8>) {
+        b.extend_from_slice(&self.msg_id.to_be_bytes());
+        b.extend_from_slice(&self.floor.to_be_bytes());
+        b.extend_from_slice(&self.index.to_be_bytes());
+        b.extend_from_slice(&self.count.to_be_bytes());
+        b.extend_from_slice(&(self.data.len() as u16).to_be_bytes());
+        b.extend_from_slice(&self.data);
+    }
+
+    /// Reads what [`Fragment::write_fields`] wrote; `None` if it is cut
+    /// short or its index is not below a non-zero count.
+    pub(crate) fn read_fields(r: &mut Reader<'_>, control: bool) -> Option<Self> {
+        let msg_id = r.u64().ok()?;
+        let floor = r.u64().ok()?;
+        let index = r.u16().ok()?;
+        let count = r.u16().ok()?;
+        let len = usize::from(r.u16().ok()?);
+        let data = Zeroizing::new(r.take(len).ok()?.to_vec());
+        if count == 0 || index >= count {
+            return None;
+        }
+        Some(Self {
+            msg_id,
+            floor,
+            index,
+            count,
+            data,
+            control,
+        })
+    }
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Records {
     pub(crate) acks: Vec<u64>,
@@ -74,12 +110,7 @@ impl Records {
         }
         if let Some(f) = &self.data {
             b.push(if f.control { CONTROL } else { DATA });
-            b.extend_from_slice(&f.msg_id.to_be_bytes());
-            b.extend_from_slice(&f.floor.to_be_bytes());
-            b.extend_from_slice(&f.index.to_be_bytes());
-            b.extend_from_slice(&f.count.to_be_bytes());
-            b.extend_from_slice(&(f.data.len() as u16).to_be_bytes());
-            b.extend_from_slice(&f.data);
+            f.write_fields(&mut b);
         }
         debug_assert!(b.len() <= size);
         b.resize(size, END);
@@ -100,23 +131,7 @@ impl Records {
                 }
                 ACK if out.acks.len() < ACKS_PER_CELL * 4 => out.acks.push(r.u64().ok()?),
                 DATA | CONTROL if out.data.is_none() => {
-                    let msg_id = r.u64().ok()?;
-                    let floor = r.u64().ok()?;
-                    let index = r.u16().ok()?;
-                    let count = r.u16().ok()?;
-                    let len = usize::from(r.u16().ok()?);
-                    let data = Zeroizing::new(r.take(len).ok()?.to_vec());
-                    if count == 0 || index >= count {
-                        return None;
-                    }
-                    out.data = Some(Fragment {
-                        msg_id,
-                        floor,
-                        index,
-                        count,
-                        data,
-                        control: kind == CONTROL,
-                    });
+                    out.data = Some(Fragment::read_fields(&mut r, kind == CONTROL)?);
                 }
                 _ => return None,
             }

@@ -54,12 +54,7 @@ impl GroupRecords {
         let mut b = Zeroizing::new(Vec::with_capacity(size));
         if let Some(f) = &self.data {
             b.push(DATA);
-            b.extend_from_slice(&f.msg_id.to_be_bytes());
-            b.extend_from_slice(&f.floor.to_be_bytes());
-            b.extend_from_slice(&f.index.to_be_bytes());
-            b.extend_from_slice(&f.count.to_be_bytes());
-            b.extend_from_slice(&(f.data.len() as u16).to_be_bytes());
-            b.extend_from_slice(&f.data);
+            f.write_fields(&mut b);
         }
         for (m, upto) in &self.acks {
             b.push(GACK);
@@ -89,23 +84,7 @@ impl GroupRecords {
                     out.acks.push((m, upto));
                 }
                 DATA if out.data.is_none() => {
-                    let msg_id = r.u64().ok()?;
-                    let floor = r.u64().ok()?;
-                    let index = r.u16().ok()?;
-                    let count = r.u16().ok()?;
-                    let len = usize::from(r.u16().ok()?);
-                    let data = Zeroizing::new(r.take(len).ok()?.to_vec());
-                    if count == 0 || index >= count {
-                        return None;
-                    }
-                    out.data = Some(Fragment {
-                        msg_id,
-                        floor,
-                        index,
-                        count,
-                        data,
-                        control: false,
-                    });
+                    out.data = Some(Fragment::read_fields(&mut r, false)?);
                 }
                 _ => return None,
             }
