@@ -8,7 +8,8 @@ use anonchat_protocol::e2e::{GroupEvent, GroupId};
 use zeroize::Zeroizing;
 
 use super::Inner;
-use super::groups::{hex, member_name};
+use super::events::hex;
+use super::groups::member_name;
 use super::messages::{Entry, push_bounded};
 
 /// Turns group events into history updates and API events.

@@ -6,17 +6,10 @@ use anonchat_ipc::{Delivery, Direction, GroupInfo, GroupMember, Invitation, Sent
 use anonchat_protocol::e2e::{Fingerprint, GroupId, GroupInfo as E2eGroup, GroupOpError, Router};
 use zeroize::Zeroizing;
 
+use super::events::hex;
 use super::messages::{Entry, push_bounded};
 use super::{Core, Inner};
 use crate::error::{Error, Result};
-
-pub(super) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
 
 fn router(inner: &Inner) -> Result<&Router> {
     Ok(&inner.unlocked.as_ref().ok_or(Error::Locked)?.router)
