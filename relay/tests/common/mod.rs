@@ -111,10 +111,13 @@ pub struct Seen {
     pub rounds: Vec<u64>,
     /// For each received round, the cells in it.
     pub batches: Vec<Vec<Vec<u8>>>,
-    /// Rounds whose batch held our own cell exactly once.
+    /// Rounds whose batch held our own cell exactly once (the join
+    /// round left out: see [`Seen::expected_own`]).
     pub own_once: Vec<u64>,
     /// Rounds we sent a cell for.
     pub sent: Vec<u64>,
+    /// The round open when we joined (the welcome's).
+    pub join_round: u64,
 }
 
 impl Seen {
@@ -124,12 +127,16 @@ impl Seen {
     }
 
     /// The received rounds we had sent a cell for: each should hold our
-    /// cell exactly once, i.e. equal `own_once`.
+    /// cell exactly once, i.e. equal `own_once`. The join round is left
+    /// out: the welcome names the round open at that moment, which may
+    /// close before the first cell arrives (a loaded machine, or a join
+    /// late in the round), and a late cell is dropped by design. Every
+    /// later cell answers a batch and has a whole round to arrive.
     pub fn expected_own(&self) -> Vec<u64> {
         self.rounds
             .iter()
             .copied()
-            .filter(|r| self.sent.contains(r))
+            .filter(|r| self.sent.contains(r) && *r != self.join_round)
             .collect()
     }
 }
@@ -166,7 +173,10 @@ where
         mut receiver,
         ..
     } = c;
-    let mut seen = Seen::default();
+    let mut seen = Seen {
+        join_round: welcome.open_round,
+        ..Seen::default()
+    };
     let mut mine = std::collections::HashMap::new();
     let first = make_cell(welcome.open_round);
     sender
@@ -185,10 +195,12 @@ where
             Incoming::Closed { code, reason } => panic!("closed: {code} {reason}"),
         };
         let cells: Vec<Vec<u8>> = b.batch.cells().map(<[u8]>::to_vec).collect();
-        if let Some(own) = mine.get(&b.round)
-            && cells.iter().filter(|c| *c == own).count() == 1
-        {
-            seen.own_once.push(b.round);
+        if let Some(own) = mine.get(&b.round) {
+            let copies = cells.iter().filter(|c| *c == own).count();
+            assert!(copies <= 1, "our cell doubled in round {}", b.round);
+            if copies == 1 && b.round != welcome.open_round {
+                seen.own_once.push(b.round);
+            }
         }
         seen.rounds.push(b.round);
         seen.batches.push(cells);
