@@ -141,6 +141,17 @@ impl Contact {
         self.next_msg_id += n;
     }
 
+    /// Whether a handshake is under way (ours, or an answer to the peer's).
+    #[cfg(test)]
+    pub(crate) fn is_starting(&self) -> bool {
+        self.sessions.starting.is_some()
+    }
+
+    #[cfg(test)]
+    pub(crate) fn forget_peer_inits(&mut self) {
+        self.peer_inits.forget_all();
+    }
+
     pub(crate) fn delivery(&self, id: u64) -> Option<Delivery> {
         if id >= self.next_msg_id || id == 0 {
             return None;
@@ -355,12 +366,7 @@ impl Contact {
                 else {
                     return None;
                 };
-                self.activate(
-                    *session,
-                    Role::Responder,
-                    Some(their_init),
-                    peer_incarnation,
-                );
+                self.activate(session, Role::Responder, Some(their_init), peer_incarnation);
                 Some(self.apply_records(&payload, vec![Ev::SessionStarted]))
             }
         }
@@ -423,6 +429,17 @@ impl Contact {
     ) -> Vec<Ev> {
         match Message::parse(data) {
             Ok(Message::Init(init)) => {
+                // The INIT our session in use came from (read again after
+                // its record was dropped, or replayed by the relay): never
+                // answered twice.
+                if self
+                    .sessions
+                    .active
+                    .as_ref()
+                    .is_some_and(|a| a.their_init == Some(id))
+                {
+                    return Vec::new();
+                }
                 // Both sides started at once: the INIT of the side with the
                 // smaller fingerprint wins, a rule both compute the same way.
                 if matches!(self.sessions.starting, Some(Starting::Initiating { .. }))
@@ -457,7 +474,7 @@ impl Contact {
                 let Ok((session, peer_incarnation)) = hs.finish(rng, me, answers, body) else {
                     return Vec::new();
                 };
-                self.activate(session, Role::Initiator, None, peer_incarnation);
+                self.activate(Box::new(session), Role::Initiator, None, peer_incarnation);
                 self.confirm = true;
                 vec![Ev::SessionStarted]
             }
@@ -470,7 +487,7 @@ impl Contact {
     /// us), its message numbering started over: so does our inbox.
     fn activate(
         &mut self,
-        session: Session,
+        session: Box<Session>,
         role: Role,
         their_init: Option<InitId>,
         peer_incarnation: Incarnation,

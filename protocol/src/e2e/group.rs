@@ -237,7 +237,9 @@ fn signed_message(
     index: u32,
     payload: &[u8],
 ) -> Zeroizing<Vec<u8>> {
-    let mut m = Zeroizing::new(Vec::with_capacity(LABEL_SIGNED.len() + 32 + payload.len()));
+    // Exactly what follows, so that the buffer never reallocates.
+    let len = LABEL_SIGNED.len() + 32 + GROUP_ID_LEN + 4 + 8 + 4 + payload.len();
+    let mut m = Zeroizing::new(Vec::with_capacity(len));
     m.extend_from_slice(LABEL_SIGNED);
     m.extend_from_slice(sender);
     m.extend_from_slice(&group.0);
@@ -245,6 +247,7 @@ fn signed_message(
     m.extend_from_slice(&round.to_be_bytes());
     m.extend_from_slice(&index.to_be_bytes());
     m.extend_from_slice(payload);
+    debug_assert_eq!(m.len(), len);
     m
 }
 
@@ -386,7 +389,9 @@ pub struct ReceiverChain {
     chain: ChainKey,
     next: u32,
     /// Keys of skipped cells, by index (bounded, oldest dropped first).
-    skipped: BTreeMap<u32, MessageKey>,
+    /// Boxed, so that the map's node splits and removals move only
+    /// pointers: each key is wiped where it lives when it is dropped.
+    skipped: BTreeMap<u32, Box<MessageKey>>,
 }
 
 /// What one group cell held.
@@ -458,10 +463,10 @@ impl ReceiverChain {
                 return Err(GroupError::TooFarAhead);
             }
             let mut chain = ChainKey::from_bytes(*self.chain.as_bytes());
-            let mut skipped = Vec::new();
+            let mut skipped = Vec::with_capacity((index - self.next) as usize);
             for i in self.next..index {
                 let (next, mk) = chain.step();
-                skipped.push((i, mk));
+                skipped.push((i, Box::new(mk)));
                 chain = next;
             }
             let (next, mk) = chain.step();
@@ -628,7 +633,7 @@ impl ReceiverChain {
             if i >= next {
                 return Err(WireError::BadField("group skipped key index"));
             }
-            skipped.insert(i, MessageKey::from_bytes(key32(r)?));
+            skipped.insert(i, Box::new(MessageKey::from_bytes(key32(r)?)));
         }
         Ok(Self {
             sender,

@@ -23,7 +23,7 @@ use ml_kem::kem::{Decapsulate as _, Encapsulate as _, KeyExport as _};
 use ml_kem::{DecapsulationKey768, EncapsulationKey768, Seed};
 use rand::CryptoRng;
 use x25519_dalek::{PublicKey, StaticSecret};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize as _, Zeroizing};
 
 use super::identity::{MLKEM_CT_LEN, MLKEM_EK_LEN, PrivateIdentity, PublicIdentity};
 use super::init::InitId;
@@ -106,8 +106,10 @@ fn encapsulate<R: CryptoRng + ?Sized>(
     rng: &mut R,
     ek: &EncapsulationKey768,
 ) -> (Vec<u8>, SharedSecret) {
-    let (ct, shared) = ek.encapsulate_with_rng(rng);
-    (ct.to_vec(), SharedSecret::from_bytes(shared.into()))
+    let (ct, mut shared) = ek.encapsulate_with_rng(rng);
+    let secret = SharedSecret::from_bytes(shared.into());
+    shared.as_mut_slice().zeroize();
+    (ct.to_vec(), secret)
 }
 
 /// Reads the encrypted payload that ends either message: the sender's
@@ -164,6 +166,14 @@ impl zeroize::Zeroize for Ephemerals {
     fn zeroize(&mut self) {
         self.x25519.zeroize();
         self.kem_seed.zeroize();
+    }
+}
+
+/// Wiped on drop too, so that one built outside [`Ephemerals::draw`] (the
+/// known-answer tests) leaves nothing behind either.
+impl Drop for Ephemerals {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(self);
     }
 }
 
@@ -239,11 +249,12 @@ impl Initiator {
         ss.mix_key(&dh(me.x25519(), &e_r)?);
         let ct2 = r.take(MLKEM_CT_LEN).map_err(m)?;
         let dk = DecapsulationKey768::from_seed(Seed::from(*self.kem_seed));
-        let k2 = dk
+        let mut k2 = dk
             .decapsulate_slice(ct2)
             .map_err(|_| HandshakeError::Malformed)?;
         ss.mix_hash(ct2);
         ss.mix_key(&SharedSecret::from_bytes(k2.into()));
+        k2.as_mut_slice().zeroize();
         let ct3 = r.take(MLKEM_CT_LEN).map_err(m)?;
         let k3 = me.decapsulate(ct3).ok_or(HandshakeError::Malformed)?;
         ss.mix_hash(ct3);
@@ -415,5 +426,56 @@ pub(crate) mod forge {
             let _ = ss.decrypt_and_hash(r.take(PAYLOAD_LEN).ok()?);
             Session::initiator(rng, ss.split(), &e_r).ok()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(kind: u8, version: u8, len: usize) -> Vec<u8> {
+        let mut m = vec![0u8; len];
+        m[0] = kind;
+        m[1] = version;
+        m
+    }
+
+    /// A handshake message of another protocol version is refused as such
+    /// (the error names the version), whatever its kind and length; a
+    /// wrong length or kind is malformed. Checked against dropping the
+    /// version check: a version 1 or 3 INIT then parses as ours.
+    #[test]
+    fn messages_of_another_version_or_shape_are_refused() {
+        for (kind, len) in [(KIND_INIT, INIT_LEN), (KIND_ACCEPT, ACCEPT_LEN)] {
+            assert!(Message::parse(&message(kind, E2E_VERSION, len)).is_ok());
+            for v in [0, 1, 3, 0xff] {
+                assert!(matches!(
+                    Message::parse(&message(kind, v, len)),
+                    Err(HandshakeError::Version(x)) if x == v
+                ));
+            }
+            for bad in [len - 1, len + 1] {
+                assert!(matches!(
+                    Message::parse(&message(kind, E2E_VERSION, bad)),
+                    Err(HandshakeError::Malformed)
+                ));
+            }
+        }
+        assert!(matches!(
+            Message::parse(&message(3, E2E_VERSION, INIT_LEN)),
+            Err(HandshakeError::Malformed)
+        ));
+        for short in [&[][..], &[KIND_INIT][..]] {
+            assert!(matches!(
+                Message::parse(short),
+                Err(HandshakeError::Malformed)
+            ));
+        }
+        let mut accept = message(KIND_ACCEPT, E2E_VERSION, ACCEPT_LEN);
+        accept[2..10].copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert!(matches!(
+            Message::parse(&accept),
+            Ok(Message::Accept { answers, .. }) if answers == [1, 2, 3, 4, 5, 6, 7, 8]
+        ));
     }
 }

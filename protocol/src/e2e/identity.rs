@@ -19,7 +19,7 @@ use rsa::signature::{Keypair as _, RandomizedSigner as _, SignatureEncoding as _
 use rsa::traits::PublicKeyParts as _;
 use sha2::{Digest as _, Sha256, Sha512};
 use x25519_dalek::{PublicKey as XPublic, StaticSecret};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize as _, Zeroizing};
 
 use super::IdentityError;
 use super::kdf::{KeyBytes as _, SharedSecret};
@@ -371,8 +371,10 @@ impl PrivateIdentity {
     /// Decapsulates an ML-KEM ciphertext sent to us; `None` if it has the
     /// wrong length.
     pub(crate) fn decapsulate(&self, ct: &[u8]) -> Option<SharedSecret> {
-        let shared = self.mlkem.decapsulate_slice(ct).ok()?;
-        Some(SharedSecret::from_bytes(shared.into()))
+        let mut shared = self.mlkem.decapsulate_slice(ct).ok()?;
+        let secret = SharedSecret::from_bytes(shared.into());
+        shared.as_mut_slice().zeroize();
+        Some(secret)
     }
 
     /// Every secret, versioned, for the daemon to encrypt at rest.

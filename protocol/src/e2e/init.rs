@@ -327,6 +327,12 @@ impl PeerInits {
         self.recent.retain(|r| *r != id);
     }
 
+    /// Drops every record, as if later messages had pushed them out.
+    #[cfg(test)]
+    pub(crate) fn forget_all(&mut self) {
+        self.recent.clear();
+    }
+
     /// Persistent part: the ids of the last messages completed.
     pub(crate) fn encode(&self, w: &mut Writer) {
         w.u8(self.recent.len() as u8);

@@ -317,7 +317,8 @@ fn hmac(key: &[u8; 32], parts: &[&[u8]]) -> Zeroizing<[u8; 32]> {
         mac.update(p);
     }
     let mut out = Zeroizing::new([0u8; 32]);
-    out.copy_from_slice(&mac.finalize().into_bytes());
+    // `as_bytes`, not `into_bytes`: no plain copy of the output.
+    out.copy_from_slice(mac.finalize().as_bytes());
     out
 }
 

@@ -26,7 +26,8 @@ use crate::wire::reader::Reader;
 
 /// The session both sides have.
 pub(crate) struct Active {
-    pub(crate) session: Session,
+    /// Boxed, so that it never moves (a move leaves an unwiped copy).
+    pub(crate) session: Box<Session>,
     /// Which side started it.
     pub(crate) role: Role,
     /// The peer's INIT it answered (a responder's), whose late copies are
@@ -137,7 +138,7 @@ impl Sessions {
             let known = read_bool(r)?;
             let their_init: InitId = r.array()?;
             Some(Active {
-                session: Session::decode(r)?,
+                session: Box::new(Session::decode(r)?),
                 role,
                 their_init: known.then_some(their_init),
             })

@@ -87,9 +87,11 @@ impl Outbox {
         for m in &self.queue {
             w.u64(m.id);
             w.u8(u8::from(m.ever_sent) | (u8::from(m.control) << 1));
-            let body: Zeroizing<Vec<u8>> =
-                Zeroizing::new(m.fragments.iter().flat_map(|f| f.iter().copied()).collect());
-            w.u32_prefixed(&body);
+            // Straight into the (wiping) writer: no plain copy of the text.
+            w.u32(m.fragments.iter().map(|f| f.len()).sum::<usize>() as u32);
+            for f in &m.fragments {
+                w.bytes(f);
+            }
         }
     }
 

@@ -41,8 +41,10 @@ pub const MAX_SKIPPED_KEYS: usize = 512;
 pub const HEADER_LEN: usize = 40;
 
 /// A message header: the sender's ratchet key, the length of its previous
-/// sending chain, and the message number in the current one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// sending chain, and the message number in the current one. What header
+/// encryption hides: no `Debug` outside tests, so no log can print it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(test, derive(Debug))]
 pub(crate) struct Header {
     pub(crate) dh: [u8; 32],
     pub(crate) pn: u32,
@@ -116,7 +118,9 @@ pub(crate) struct Ratchet {
     nr: u32,
     pn: u32,
     /// Skipped message keys of the current receiving epoch: (n, key).
-    skipped: VecDeque<(u32, MessageKey)>,
+    /// Boxed, so that the deque's reallocations and removals move only
+    /// pointers: each key is wiped where it lives when it is dropped.
+    skipped: VecDeque<(u32, Box<MessageKey>)>,
 }
 
 fn dh(secret: &StaticSecret, public: &[u8; 32]) -> Result<SharedSecret, RatchetError> {
@@ -248,7 +252,8 @@ impl Ratchet {
                 }
                 if let Some(pos) = self.skipped.iter().position(|(n, _)| *n == h.n) {
                     let (_, mk) = self.skipped.remove(pos).ok_or(RatchetError::Replay)?;
-                    return Ok(mk);
+                    // A copy out; the box is wiped as it drops.
+                    return Ok(MessageKey::from_bytes(*mk.as_bytes()));
                 }
                 if h.n < self.nr {
                     return Err(RatchetError::Replay);
@@ -280,7 +285,7 @@ impl Ratchet {
             if self.skipped.len() >= MAX_SKIPPED_KEYS {
                 self.skipped.pop_front();
             }
-            self.skipped.push_back((self.nr, mk));
+            self.skipped.push_back((self.nr, Box::new(mk)));
             self.nr += 1;
         }
         Ok(())
@@ -400,7 +405,7 @@ impl Ratchet {
         }
         let mut skipped = VecDeque::with_capacity(count);
         for _ in 0..count {
-            skipped.push_back((r.u32()?, MessageKey::from_bytes(r.array()?)));
+            skipped.push_back((r.u32()?, Box::new(MessageKey::from_bytes(r.array()?))));
         }
         if recv.is_some() && !has_dhr {
             return Err(WireError::BadField("ratchet state"));
@@ -571,7 +576,8 @@ mod tests {
         // Fill the store to its bound with made-up keys.
         while b.skipped.len() < MAX_SKIPPED_KEYS {
             let n = 10_000 + b.skipped.len() as u32;
-            b.skipped.push_back((n, MessageKey::from_bytes([7; 32])));
+            b.skipped
+                .push_back((n, Box::new(MessageKey::from_bytes([7; 32]))));
         }
         let encode = |r: &Ratchet| {
             let mut w = Writer::new();
@@ -581,7 +587,7 @@ mod tests {
         let full = encode(&b);
         assert!(Ratchet::decode(&mut Reader::new(&full)).is_ok());
         b.skipped
-            .push_back((99_999, MessageKey::from_bytes([8; 32])));
+            .push_back((99_999, Box::new(MessageKey::from_bytes([8; 32]))));
         let over = encode(&b);
         assert!(Ratchet::decode(&mut Reader::new(&over)).is_err());
     }

@@ -166,7 +166,9 @@ pub struct CellSizeError(pub usize);
 pub struct Router {
     me: PrivateIdentity,
     config: Config,
-    contacts: BTreeMap<ContactId, Contact>,
+    /// Boxed, so that the map's node splits and removals move pointers,
+    /// not a contact's keys (a move leaves an unwiped copy behind).
+    contacts: BTreeMap<ContactId, Box<Contact>>,
     cursor: u64,
     /// The relay's round length, checked against the documented range.
     clock: Option<RoundClock>,
@@ -288,7 +290,7 @@ impl Router {
         }
         let contact =
             Contact::new(rng, &self.me, peer, self.config.cell_size).ok_or(ContactError::BadKey)?;
-        self.contacts.insert(id, contact);
+        self.contacts.insert(id, Box::new(contact));
         self.changes += 1;
         Ok(())
     }
@@ -310,7 +312,7 @@ impl Router {
 
     /// Whether a session with the contact exists (confirmed or not).
     pub fn has_session(&self, id: ContactId) -> bool {
-        self.contacts.get(&id).is_some_and(Contact::has_session)
+        self.contacts.get(&id).is_some_and(|c| c.has_session())
     }
 
     /// Real cells (not cover) produced since this router was made or
@@ -347,7 +349,7 @@ impl Router {
 
     /// Outgoing messages not yet acknowledged, over all contacts.
     pub fn undelivered(&self) -> usize {
-        self.contacts.values().map(Contact::undelivered).sum()
+        self.contacts.values().map(|c| c.undelivered()).sum()
     }
 
     /// Where message `msg_id` to contact `id` stands; `None` for an unknown
@@ -618,6 +620,21 @@ impl Router {
         }
     }
 
+    /// Whether a handshake with contact `id` is under way.
+    #[cfg(test)]
+    pub(crate) fn is_starting(&self, id: ContactId) -> bool {
+        self.contacts.get(&id).is_some_and(|c| c.is_starting())
+    }
+
+    /// Drops the record of the INITs read from contact `id`, as if newer
+    /// ones had pushed them out.
+    #[cfg(test)]
+    pub(crate) fn forget_peer_inits(&mut self, id: ContactId) {
+        if let Some(c) = self.contacts.get_mut(&id) {
+            c.forget_peer_inits();
+        }
+    }
+
     /// Wipes every replay record, so that a test can show that only the
     /// keys stand between an old cell and its plaintext.
     #[cfg(test)]
@@ -690,7 +707,7 @@ impl Router {
             let mut inner = Reader::new(r.take(len)?);
             let contact = Contact::decode(rng, &router.me, &mut inner, config.cell_size, version)?;
             inner.expect_end()?;
-            router.contacts.insert(id, contact);
+            router.contacts.insert(id, Box::new(contact));
         }
         if version >= 4 {
             router.decode_groups(&mut r)?;

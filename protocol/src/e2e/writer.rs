@@ -1,5 +1,11 @@
 //! The encoding side of `wire::reader::Reader`: big-endian integers and
 //! length-prefixed byte strings. Used for bundles and exported state.
+//!
+//! The buffer often holds secrets (the exported state: ratchet keys,
+//! queued message text; an identity's private keys). A `Vec` that grows
+//! by itself frees its old allocation with the bytes still in it, which
+//! `Zeroizing` never sees: so the writer grows the buffer itself, moving
+//! the bytes to a larger `Zeroizing` buffer and wiping the old one.
 
 use zeroize::Zeroizing;
 
@@ -14,16 +20,30 @@ impl Writer {
         }
     }
 
+    /// Room for `extra` more bytes without a reallocation by `Vec`: a
+    /// larger buffer takes the bytes, and the old one is wiped when it is
+    /// dropped.
+    fn reserve(&mut self, extra: usize) {
+        let need = self.buf.len().saturating_add(extra);
+        if need > self.buf.capacity() {
+            let cap = need.max(self.buf.capacity().saturating_mul(2)).max(256);
+            let mut next = Zeroizing::new(Vec::with_capacity(cap));
+            next.extend_from_slice(&self.buf);
+            self.buf = next;
+        }
+    }
+
     pub(crate) fn bytes(&mut self, b: &[u8]) {
+        self.reserve(b.len());
         self.buf.extend_from_slice(b);
     }
 
     pub(crate) fn u8(&mut self, v: u8) {
-        self.buf.push(v);
+        self.bytes(&[v]);
     }
 
     pub(crate) fn u16(&mut self, v: u16) {
-        self.buf.extend_from_slice(&v.to_be_bytes());
+        self.bytes(&v.to_be_bytes());
     }
 
     pub(crate) fn u32(&mut self, v: u32) {
@@ -47,6 +67,7 @@ impl Writer {
 
     /// A byte string of at most 65535 bytes behind a two-byte length.
     pub(crate) fn u16_prefixed(&mut self, b: &[u8]) {
+        self.reserve(2 + b.len());
         Self::append_u16_prefixed(&mut self.buf, b);
     }
 
@@ -56,6 +77,7 @@ impl Writer {
         self.bytes(b);
     }
 
+    /// Appends to a plain `Vec`: for public data (signed bundles).
     pub(crate) fn append_u16_prefixed(buf: &mut Vec<u8>, b: &[u8]) {
         debug_assert!(u16::try_from(b.len()).is_ok());
         buf.extend_from_slice(&(b.len() as u16).to_be_bytes());
@@ -89,6 +111,21 @@ pub(crate) fn read_bool(
 mod tests {
     use super::*;
     use crate::wire::reader::Reader;
+
+    /// Growing the buffer keeps every byte, in order, across reallocations.
+    #[test]
+    fn the_buffer_grows_without_losing_bytes() {
+        let mut w = Writer::new();
+        let mut want = Vec::new();
+        for i in 0..2000u32 {
+            w.u32(i);
+            want.extend_from_slice(&i.to_be_bytes());
+            w.u16_prefixed(&[i as u8; 3]);
+            want.extend_from_slice(&[0, 3]);
+            want.extend_from_slice(&[i as u8; 3]);
+        }
+        assert_eq!(&*w.into_secret(), &want);
+    }
 
     /// Stored booleans decode strictly: 0 and 1, nothing else. (Checked
     /// against `_ => Ok(true)`: 2 then read as true.)

@@ -95,7 +95,8 @@ impl GroupRecords {
 /// Another member, as we hold them.
 pub(crate) struct Peer {
     /// Their chain of our current epoch, once their bundle arrived.
-    pub(crate) chain: Option<ReceiverChain>,
+    /// Boxed (as `mine`), so that map operations move only a pointer.
+    pub(crate) chain: Option<Box<ReceiverChain>>,
     /// Reassembly and in-order delivery of their messages (across epochs).
     pub(crate) inbox: Inbox,
     /// Up to which of our messages they acknowledged.
@@ -138,7 +139,9 @@ pub(crate) enum GroupOut {
 pub(crate) struct Group {
     pub(crate) roster: Roster,
     /// Our chain of the current epoch.
-    pub(crate) mine: Option<SenderKey>,
+    /// Boxed, so that moving the group (maps, imports) leaves no copy of
+    /// the signing and chain keys behind.
+    pub(crate) mine: Option<Box<SenderKey>>,
     /// Every other member.
     pub(crate) peers: BTreeMap<Fingerprint, Peer>,
     pub(crate) outbox: Outbox,
@@ -146,7 +149,7 @@ pub(crate) struct Group {
     /// A GACK is owed (something was delivered, or a duplicate came in).
     pub(crate) ack_due: bool,
     /// Bundles that arrived before the roster of their epoch.
-    pub(crate) pending: BTreeMap<Fingerprint, SenderKeyBundle>,
+    pub(crate) pending: BTreeMap<Fingerprint, Box<SenderKeyBundle>>,
     /// Contacts the owner invited and who have not answered (owner only).
     pub(crate) invited: Vec<Fingerprint>,
     /// Per message, how many members held it when last reported (RAM).
@@ -188,7 +191,7 @@ impl Group {
     /// start fresh, every chain of the old epoch is dropped (held bundles
     /// of the new epoch are installed), and our unacknowledged messages go
     /// out again under our new chain `mine`.
-    pub(crate) fn enter_epoch(&mut self, me: &Fingerprint, roster: Roster, mine: SenderKey) {
+    pub(crate) fn enter_epoch(&mut self, me: &Fingerprint, roster: Roster, mine: Box<SenderKey>) {
         self.peers.retain(|fp, _| roster.has(fp));
         for fp in &roster.members {
             if fp != me {
@@ -220,7 +223,7 @@ impl Group {
     /// A member's bundle: installed if it is of our epoch and we have none
     /// from them yet (a second one would reset the replay state), held if
     /// it is of a later epoch (within bounds), ignored otherwise.
-    pub(crate) fn add_bundle(&mut self, from: Fingerprint, b: SenderKeyBundle) {
+    pub(crate) fn add_bundle(&mut self, from: Fingerprint, b: Box<SenderKeyBundle>) {
         if b.group != self.roster.group {
             return;
         }
@@ -242,7 +245,7 @@ impl Group {
     /// messages go out again in the new epoch, to everyone).
     fn install(&mut self, from: Fingerprint, b: &SenderKeyBundle) {
         if let Some(p) = self.peers.get_mut(&from) {
-            p.chain = Some(ReceiverChain::new(b, &from));
+            p.chain = Some(Box::new(ReceiverChain::new(b, &from)));
             if p.since_epoch == b.epoch && p.inbox.is_fresh() {
                 p.inbox = Inbox::new(b.first_msg - 1);
             }
@@ -489,7 +492,7 @@ impl Group {
         let roster = Roster::read(r).ok_or(bad("group roster"))?;
         let mut g = Self::new(roster);
         if read_bool(r)? {
-            g.mine = Some(SenderKey::decode(r)?);
+            g.mine = Some(Box::new(SenderKey::decode(r)?));
         }
         let n = usize::from(r.u8()?);
         if n > super::control::MAX_GROUP_MEMBERS {
@@ -501,7 +504,7 @@ impl Group {
             let acked = r.u64()?;
             let since_epoch = r.u32()?;
             let chain = if read_bool(r)? {
-                Some(ReceiverChain::decode(r)?)
+                Some(Box::new(ReceiverChain::decode(r)?))
             } else {
                 None
             };
@@ -535,7 +538,7 @@ impl Group {
             let fp = Fingerprint(r.array::<32>()?);
             let b = SenderKeyBundle::decode(r.take(super::BUNDLE_LEN)?)
                 .map_err(|_| bad("group bundle"))?;
-            g.pending.insert(fp, b);
+            g.pending.insert(fp, Box::new(b));
         }
         let n = usize::from(r.u8()?);
         if n > super::control::MAX_GROUP_MEMBERS {

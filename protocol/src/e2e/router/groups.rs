@@ -42,7 +42,7 @@ pub(crate) struct Invite {
     pub(crate) roster: Roster,
     /// Bundles of members that came before the owner's roster (accepted
     /// invitations only; at most one per member).
-    pub(crate) bundles: Vec<(Fingerprint, SenderKeyBundle)>,
+    pub(crate) bundles: Vec<(Fingerprint, Box<SenderKeyBundle>)>,
 }
 
 /// How far a roster's epoch may jump ahead of ours: the owner moves one
@@ -330,7 +330,7 @@ impl Router {
     fn enter<R: CryptoRng + ?Sized>(&mut self, rng: &mut R, roster: Roster) {
         let me = self.me_fp();
         let gid = roster.group;
-        let key = SenderKey::generate(rng, &me, gid, roster.epoch);
+        let key = Box::new(SenderKey::generate(rng, &me, gid, roster.epoch));
         let mut bundle = key.bundle();
         bundle.first_msg = self.groups.get(&gid).map_or(1, |g| g.next_msg_id);
         let bundle = Control::Bundle(Box::new(bundle));
@@ -620,12 +620,14 @@ impl Router {
             .peers
             .get(keys_of)
             .and_then(|p| p.chain.as_ref())
-            .map(crate::e2e::group::ReceiverChain::to_bundle)
+            .map(|c| c.to_bundle())
         else {
             return;
         };
         if let Some(p) = g.peers.get_mut(member) {
-            p.chain = Some(crate::e2e::group::ReceiverChain::new(&bundle, member));
+            p.chain = Some(Box::new(crate::e2e::group::ReceiverChain::new(
+                &bundle, member,
+            )));
         }
     }
 
@@ -736,13 +738,13 @@ impl Router {
                     return;
                 }
                 if let Some(g) = self.groups.get_mut(&b.group) {
-                    g.add_bundle(fp, *b);
+                    g.add_bundle(fp, b);
                 } else if let Some(j) = self.joining.get_mut(&b.group) {
                     // Before the owner's roster: kept for it (one per
                     // member, bounded).
                     j.bundles.retain(|(f, _)| *f != fp);
                     if j.bundles.len() < MAX_GROUP_MEMBERS {
-                        j.bundles.push((fp, *b));
+                        j.bundles.push((fp, b));
                     }
                 }
             }
@@ -964,7 +966,7 @@ impl Router {
                     let fp = Fingerprint(r.array::<32>()?);
                     let b = SenderKeyBundle::decode(r.take(BUNDLE_LEN)?)
                         .map_err(|_| WireError::BadField("invitation bundle"))?;
-                    bundles.push((fp, b));
+                    bundles.push((fp, Box::new(b)));
                 }
                 let map = if joining {
                     &mut self.joining

@@ -157,6 +157,81 @@ fn replayed_handshake_cells_change_nothing() {
     assert_eq!(net.sessions_started(1), 1);
 }
 
+/// The relay keeps every batch. Once the pair has talked, Bob's clock is
+/// set back 37.5 s (more than the relay's allowed skew, so the last round
+/// he read now looks like a lie and is forgotten), and the relay delivers
+/// the rounds of Alice's INIT again under their own numbers, which that
+/// clock accepts. The INIT is the one Bob's session came from: nothing
+/// restarts, Bob does not answer it, and once his clock is right again
+/// the pair keeps talking both ways. The same from a restart of Bob (his
+/// state exported just before the replay), and once Bob's record of the
+/// INITs he read is gone (newer ones pushed it out), which leaves only the
+/// session's own record of the INIT it came from. Checked against
+/// answering every complete INIT anew (Bob then starts an answer), and,
+/// for the record gone, against ignoring only INITs still on record.
+#[test]
+fn a_genuine_init_replayed_under_its_own_rounds_changes_nothing() {
+    for (restart, forget) in [(false, false), (true, false), (false, true)] {
+        let mut net = Net::new(parties(2, &[(0, 1)]));
+        let first = net.round + 1;
+        net.routers[0].send(ContactId(1), b"hello").unwrap();
+        net.rounds(20);
+        assert_eq!(net.received(1, 0), vec!["hello"]);
+        net.routers[1].send(ContactId(0), b"back").unwrap();
+        net.rounds(8);
+        assert_eq!(net.received(0, 1), vec!["back"]);
+        // The batches of the first 15 rounds, as the relay delivered them.
+        let replayed = 15;
+        let batches: Vec<Vec<Vec<u8>>> = (0..replayed)
+            .map(|k| vec![net.sent_cells[0][k].clone(), net.sent_cells[1][k].clone()])
+            .collect();
+        if restart {
+            let state = net.routers[1].export_state();
+            net.routers[1] = import(1, &state).unwrap();
+        }
+        if forget {
+            net.routers[1].forget_peer_inits(ContactId(0));
+        }
+        // Bob's clock: the last replayed round is the latest it accepts.
+        let skew_rounds = ROUND_SKEW_MS.div_ceil(ROUND_MS);
+        let now_back = (first + replayed as u64 - 1 - skew_rounds) * ROUND_MS;
+        assert!(net.round * ROUND_MS - now_back > ROUND_SKEW_MS);
+        for (k, batch) in batches.iter().enumerate() {
+            let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+            let evs = net.routers[1]
+                .receive_batch(&mut rand::rng(), first + k as u64, now_back, &refs)
+                .unwrap_or_else(|e| panic!("replayed round {k} refused: {e}"));
+            assert!(
+                evs.iter().all(|e| !matches!(
+                    e.kind,
+                    EventKind::SessionStarted | EventKind::Received { .. }
+                )),
+                "the replay did something: {evs:?}"
+            );
+        }
+        assert!(
+            !net.routers[1].is_starting(ContactId(0)),
+            "Bob answers a replayed INIT (restart {restart})"
+        );
+        // The clock is right again.
+        net.routers[0].send(ContactId(1), b"again").unwrap();
+        net.routers[1].send(ContactId(0), b"still us").unwrap();
+        net.rounds(10);
+        assert_eq!(
+            net.received(1, 0),
+            vec!["hello", "again"],
+            "restart {restart}"
+        );
+        assert_eq!(
+            net.received(0, 1),
+            vec!["back", "still us"],
+            "restart {restart}"
+        );
+        assert_eq!(net.sessions_started(0), 1, "restart {restart}");
+        assert_eq!(net.sessions_started(1), 1, "restart {restart}");
+    }
+}
+
 /// The relay drops the whole first ACCEPT (every one of its cells): Alice
 /// sends her INIT again, Bob answers it again, and the pair talks.
 /// Checked against not answering a repeated INIT: nothing is ever
