@@ -25,6 +25,9 @@ pub const MAX_CONNECTIONS: usize = 64;
 pub const OUT_QUEUE: usize = 1024;
 /// Notifications buffered per subscription inside the module.
 const SUB_BUFFER: usize = 256;
+/// Live subscriptions per connection (each one is a task and a copy of
+/// every event): past it, a subscribe is refused with an error.
+pub const MAX_SUBSCRIPTIONS: usize = 32;
 /// How long a closing connection may take to write what is queued.
 const WRITE_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -93,6 +96,21 @@ async fn read_request<R: AsyncBufRead + Unpin>(
 fn error_line(code: i32, message: &str) -> String {
     serde_json::json!({"jsonrpc": "2.0", "id": null, "error": {"code": code, "message": message}})
         .to_string()
+}
+
+/// An error answer to the request with `id`.
+fn error_for(id: Option<&Value>, code: i32, message: &str) -> String {
+    serde_json::json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})
+        .to_string()
+}
+
+/// Whether the request calls one of the module's subscribe methods.
+fn is_subscribe<C>(module: &RpcModule<C>, request: &serde_json::Map<String, Value>) -> bool {
+    request
+        .get("method")
+        .and_then(Value::as_str)
+        .and_then(|m| module.method(m))
+        .is_some_and(|cb| matches!(cb, jsonrpsee::MethodCallback::Subscription(_)))
 }
 
 /// Accepts connections until `shutdown`.
@@ -203,6 +221,20 @@ where
                 "batch requests are not supported; send one request per line",
             )),
             Ok(Value::Object(o)) if !o.contains_key("id") => None, // a notification: no reply
+            Ok(Value::Object(o))
+                if is_subscribe(&module, &o) && {
+                    while subscriptions.try_join_next().is_some() {}
+                    subscriptions.len() >= MAX_SUBSCRIPTIONS
+                } =>
+            {
+                Some(error_for(
+                    o.get("id"),
+                    INVALID_REQUEST,
+                    &format!(
+                        "too many subscriptions on this connection (at most {MAX_SUBSCRIPTIONS}); unsubscribe one, or open another connection"
+                    ),
+                ))
+            }
             Ok(Value::Object(_)) => match module.raw_json_request(&line, SUB_BUFFER).await {
                 Ok((response, mut notifications)) => {
                     // The reply first: a subscription's first notifications
@@ -255,117 +287,4 @@ where
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn requests_are_bounded() {
-        let data = b"short\n0123456789\nxxxxxxxxxxx\n".to_vec();
-        let mut r = BufReader::new(&data[..]);
-        assert_eq!(
-            read_request(&mut r, 10).await.unwrap().as_deref(),
-            Some("short")
-        );
-        // Exactly the bound is accepted; one byte more is not.
-        assert_eq!(
-            read_request(&mut r, 10).await.unwrap().as_deref(),
-            Some("0123456789")
-        );
-        let e = read_request(&mut r, 10).await.unwrap_err();
-        assert!(matches!(e, RequestError::TooLong { max: 10 }));
-        assert_eq!(e.to_string(), "request longer than 10 bytes");
-        // Over the bound without any newline: refused before the end.
-        let long = [b'x'; 100];
-        let mut r = BufReader::with_capacity(8, &long[..]);
-        assert!(matches!(
-            read_request(&mut r, 10).await,
-            Err(RequestError::TooLong { .. })
-        ));
-    }
-
-    #[tokio::test]
-    async fn end_of_stream_ends_the_connection() {
-        let mut empty = BufReader::new(&b""[..]);
-        assert!(read_request(&mut empty, 10).await.unwrap().is_none());
-        let mut after = BufReader::new(&b"one\n"[..]);
-        assert!(read_request(&mut after, 10).await.unwrap().is_some());
-        assert!(read_request(&mut after, 10).await.unwrap().is_none());
-        let mut cut = BufReader::new(&b"no newline"[..]);
-        assert!(matches!(
-            read_request(&mut cut, 100).await,
-            Err(RequestError::Truncated)
-        ));
-        let mut bad = BufReader::new(&b"\xff\n"[..]);
-        assert!(matches!(
-            read_request(&mut bad, 100).await,
-            Err(RequestError::NotUtf8)
-        ));
-    }
-
-    /// An over-long request gets one `INVALID_REQUEST` line, then the
-    /// connection closes; a client that closes ends the connection.
-    #[tokio::test]
-    async fn an_over_long_request_is_answered_then_closed() {
-        use tokio::io::AsyncReadExt as _;
-        let module = Arc::new(RpcModule::new(()));
-        let (mut client, daemon_end) = tokio::io::duplex(64 * 1024);
-        let task = tokio::spawn(connection(daemon_end, Arc::clone(&module)));
-        let mut long = vec![b'x'; MAX_LINE + 1];
-        long.push(b'\n');
-        // The server stops reading after the bound: the write may fail.
-        let _ = client.write_all(&long).await;
-        let mut reply = String::new();
-        client.read_to_string(&mut reply).await.unwrap();
-        let reply: Value = serde_json::from_str(reply.trim_end()).unwrap();
-        assert_eq!(reply["error"]["code"], INVALID_REQUEST);
-        let message = reply["error"]["message"].as_str().unwrap();
-        assert!(message.starts_with("request longer than"), "{message}");
-        task.await.unwrap();
-
-        let (client, daemon_end) = tokio::io::duplex(1024);
-        let task = tokio::spawn(connection(daemon_end, module));
-        drop(client);
-        tokio::time::timeout(std::time::Duration::from_secs(5), task)
-            .await
-            .unwrap()
-            .unwrap();
-    }
-
-    /// A client that subscribes and never reads its notifications is
-    /// dropped once they no longer fit, not left connected to a
-    /// subscription that silently stopped (it would wait for events that
-    /// never come). Checked against the forwarder just returning: the
-    /// connection then stayed open.
-    #[tokio::test]
-    async fn a_subscriber_that_does_not_read_is_dropped() {
-        let mut module = RpcModule::new(());
-        module
-            .register_subscription("sub", "note", "unsub", |_, pending, _, _| async move {
-                let sink = pending.accept().await?;
-                for i in 0..OUT_QUEUE * 8 {
-                    let n = serde_json::value::to_raw_value(&i)?;
-                    if sink
-                        .send(jsonrpsee::SubscriptionMessage::from(n))
-                        .await
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-                sink.closed().await;
-                jsonrpsee::core::SubscriptionResult::Ok(())
-            })
-            .unwrap();
-        let (mut client, daemon_end) = tokio::io::duplex(1024);
-        let task = tokio::spawn(connection(daemon_end, Arc::new(module)));
-        client
-            .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"sub\"}\n")
-            .await
-            .unwrap();
-        tokio::time::timeout(std::time::Duration::from_secs(20), task)
-            .await
-            .expect("a subscriber that does not read stays connected")
-            .unwrap();
-        drop(client);
-    }
-}
+mod tests;
