@@ -104,13 +104,32 @@ fn error_for(id: Option<&Value>, code: i32, message: &str) -> String {
         .to_string()
 }
 
-/// Whether the request calls one of the module's subscribe methods.
-fn is_subscribe<C>(module: &RpcModule<C>, request: &serde_json::Map<String, Value>) -> bool {
-    request
+/// Whether the request calls one of the module's subscribe methods while
+/// the connection already holds [`MAX_SUBSCRIPTIONS`] (ended ones reaped).
+fn subscriptions_full<C>(
+    module: &RpcModule<C>,
+    request: &serde_json::Map<String, Value>,
+    subscriptions: &mut JoinSet<()>,
+) -> bool {
+    let subscribe = request
         .get("method")
         .and_then(Value::as_str)
         .and_then(|m| module.method(m))
-        .is_some_and(|cb| matches!(cb, jsonrpsee::MethodCallback::Subscription(_)))
+        .is_some_and(|cb| matches!(cb, jsonrpsee::MethodCallback::Subscription(_)));
+    while subscriptions.try_join_next().is_some() {}
+    subscribe && subscriptions.len() >= MAX_SUBSCRIPTIONS
+}
+
+/// Writes the queued lines to the client until the queue closes or a
+/// write fails.
+async fn write_lines<W: AsyncWrite>(write: W, mut out_rx: mpsc::Receiver<String>) {
+    tokio::pin!(write);
+    while let Some(mut line) = out_rx.recv().await {
+        line.push('\n');
+        if write.write_all(line.as_bytes()).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Accepts connections until `shutdown`.
@@ -170,17 +189,10 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
     C: Send + Sync + 'static,
 {
-    let (read, mut write) = tokio::io::split(stream);
+    let (read, write) = tokio::io::split(stream);
     let mut read = BufReader::new(read);
-    let (out_tx, mut out_rx) = mpsc::channel::<String>(OUT_QUEUE);
-    let mut writer = tokio::spawn(async move {
-        while let Some(mut line) = out_rx.recv().await {
-            line.push('\n');
-            if write.write_all(line.as_bytes()).await.is_err() {
-                return;
-            }
-        }
-    });
+    let (out_tx, out_rx) = mpsc::channel::<String>(OUT_QUEUE);
+    let mut writer = tokio::spawn(write_lines(write, out_rx));
     let mut subscriptions = JoinSet::new();
     // Cancelled when a subscription's notifications no longer fit: the
     // client does not read, and a connection that silently stopped
@@ -221,12 +233,7 @@ where
                 "batch requests are not supported; send one request per line",
             )),
             Ok(Value::Object(o)) if !o.contains_key("id") => None, // a notification: no reply
-            Ok(Value::Object(o))
-                if is_subscribe(&module, &o) && {
-                    while subscriptions.try_join_next().is_some() {}
-                    subscriptions.len() >= MAX_SUBSCRIPTIONS
-                } =>
-            {
+            Ok(Value::Object(o)) if subscriptions_full(&module, &o, &mut subscriptions) => {
                 Some(error_for(
                     o.get("id"),
                     INVALID_REQUEST,

@@ -75,7 +75,7 @@ async fn an_over_long_request_is_answered_then_closed() {
         .unwrap();
 }
 
-/// A connection holds at most MAX_SUBSCRIPTIONS live subscriptions:
+/// A connection holds at most `MAX_SUBSCRIPTIONS` live subscriptions:
 /// the next subscribe gets an error answer with its id (other calls
 /// still work), and one more fits after an unsubscribe. Checked
 /// against no bound: the extra subscribe then succeeds.
@@ -90,7 +90,9 @@ async fn subscriptions_per_connection_are_bounded() {
             jsonrpsee::core::SubscriptionResult::Ok(())
         })
         .unwrap();
-    module.register_method("ping", |_, _, _| "pong").unwrap();
+    module
+        .register_method("ping", |_params, _ctx, _ext| "pong")
+        .unwrap();
     let (client, daemon_end) = tokio::io::duplex(64 * 1024);
     let _task = tokio::spawn(connection(daemon_end, Arc::new(module)));
     let (read, mut write) = tokio::io::split(client);
