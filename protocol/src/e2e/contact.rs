@@ -366,7 +366,12 @@ impl Contact {
                 else {
                     return None;
                 };
-                self.activate(session, Role::Responder, Some(their_init), peer_incarnation);
+                self.activate(
+                    session,
+                    Role::Responder,
+                    (Some(their_init), round),
+                    peer_incarnation,
+                );
                 Some(self.apply_records(&payload, vec![Ev::SessionStarted]))
             }
         }
@@ -387,13 +392,9 @@ impl Contact {
         };
         let mut added = self.peer_inits.add(&fragment);
         if let Added::Repeat(id) = added {
-            // The INIT our active session came from, still arriving: done.
-            if self
-                .sessions
-                .active
-                .as_ref()
-                .is_some_and(|a| a.their_init == Some(id))
-            {
+            // The INIT our active session came from, still arriving (or
+            // replayed): done.
+            if self.came_from(id, round) {
                 return Some(Vec::new());
             }
             if let Some(Starting::Responding {
@@ -413,9 +414,30 @@ impl Contact {
             added = self.peer_inits.add(&fragment);
         }
         if let Added::Complete(id, data) = added {
-            return Some(self.handshake_message(me, rng, id, &data, now_ms));
+            return Some(self.handshake_message(me, rng, id, &data, round, now_ms));
         }
         Some(Vec::new())
+    }
+
+    /// Whether a copy of INIT `id` in `round` belongs to the session in
+    /// use: it came from that INIT, and the round is no later than the one
+    /// that proved it. A later copy was sealed by a peer that restored a
+    /// state from before the session (the relay cannot make a cell for a
+    /// round the peer did not seal): it is answered, or the pair would
+    /// never talk again.
+    fn came_from(&self, id: InitId, round: u64) -> bool {
+        self.sessions
+            .active
+            .as_ref()
+            .is_some_and(|a| a.their_init == Some(id) && round <= a.proven_at)
+    }
+
+    /// After a restart: copies of the active session's INIT up to `round`
+    /// (the last round read before the save) are not answered.
+    pub(crate) fn set_proven_at(&mut self, round: u64) {
+        if let Some(a) = &mut self.sessions.active {
+            a.proven_at = round;
+        }
     }
 
     /// A complete INIT or ACCEPT from the peer.
@@ -425,19 +447,15 @@ impl Contact {
         rng: &mut R,
         id: InitId,
         data: &[u8],
+        round: u64,
         now_ms: u64,
     ) -> Vec<Ev> {
         match Message::parse(data) {
             Ok(Message::Init(init)) => {
                 // The INIT our session in use came from (read again after
-                // its record was dropped, or replayed by the relay): never
+                // its record was dropped, or replayed by the relay): not
                 // answered twice.
-                if self
-                    .sessions
-                    .active
-                    .as_ref()
-                    .is_some_and(|a| a.their_init == Some(id))
-                {
+                if self.came_from(id, round) {
                     return Vec::new();
                 }
                 // Both sides started at once: the INIT of the side with the
@@ -474,7 +492,12 @@ impl Contact {
                 let Ok((session, peer_incarnation)) = hs.finish(rng, me, answers, body) else {
                     return Vec::new();
                 };
-                self.activate(Box::new(session), Role::Initiator, None, peer_incarnation);
+                self.activate(
+                    Box::new(session),
+                    Role::Initiator,
+                    (None, u64::MAX),
+                    peer_incarnation,
+                );
                 self.confirm = true;
                 vec![Ev::SessionStarted]
             }
@@ -489,13 +512,14 @@ impl Contact {
         &mut self,
         session: Box<Session>,
         role: Role,
-        their_init: Option<InitId>,
+        (their_init, proven_at): (Option<InitId>, u64),
         peer_incarnation: Incarnation,
     ) {
         self.sessions.active = Some(Active {
             session,
             role,
             their_init,
+            proven_at,
         });
         self.sessions.starting = None;
         self.outbox.restart_all();

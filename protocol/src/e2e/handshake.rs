@@ -440,6 +440,20 @@ mod tests {
         m
     }
 
+    /// The drawn ephemerals are wiped by `zeroize` (which `Zeroizing` and
+    /// the `Drop` call). Checked against an empty `zeroize`. (That the
+    /// `Drop` calls it cannot be seen from safe code.)
+    #[test]
+    fn ephemerals_are_wiped() {
+        let mut e = Ephemerals {
+            x25519: [7; 32],
+            kem_seed: [9; 64],
+        };
+        zeroize::Zeroize::zeroize(&mut e);
+        assert_eq!(e.x25519, [0; 32]);
+        assert_eq!(e.kem_seed, [0; 64]);
+    }
+
     /// A handshake message of another protocol version is refused as such
     /// (the error names the version), whatever its kind and length; a
     /// wrong length or kind is malformed. Checked against dropping the

@@ -33,6 +33,12 @@ pub(crate) struct Active {
     /// The peer's INIT it answered (a responder's), whose late copies are
     /// then not answered again.
     pub(crate) their_init: Option<InitId>,
+    /// The round index by which the session was proven (RAM only; after a
+    /// restart, the last round read before the save, which is no
+    /// earlier). Copies of `their_init` in rounds up to it are replays or
+    /// late copies; a copy in a later round was sealed by the peer after
+    /// the session began, so it restored a state from before it: answered.
+    pub(crate) proven_at: u64,
 }
 
 /// A session start in progress.
@@ -141,6 +147,8 @@ impl Sessions {
                 session: Box::new(Session::decode(r)?),
                 role,
                 their_init: known.then_some(their_init),
+                // Set by the router from the last round read.
+                proven_at: u64::MAX,
             })
         } else {
             None

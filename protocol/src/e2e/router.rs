@@ -52,6 +52,12 @@ enum Target {
 /// keys off as its own) keeps both, each tried.
 type TagIndex = HashMap<CellTag, Vec<(Target, u8)>>;
 
+/// How far a saved last send round may lie ahead of the clock and still be
+/// honoured (cover until the clock passes it): a clock set back by up to a
+/// day mutes sending until it catches up. Further ahead, it is a lie
+/// persisted by an older version, and forgotten.
+pub(crate) const MAX_CLOCK_SET_BACK_MS: u64 = 24 * 60 * 60 * 1000;
+
 /// Open attempts per round for a contact's tag: one (a mutated copy
 /// placed first costs what dropping the cell would).
 const CONTACT_ATTEMPTS: u8 = 1;
@@ -558,10 +564,13 @@ impl Router {
         let mut events = Vec::new();
         let mut cover = vec![0u8; self.config.cell_size];
         rng.fill_bytes(&mut cover);
-        if self
-            .last_send_round
-            .is_some_and(|last| round <= last && last <= latest)
-        {
+        // A last round ahead of the clock (the clock was set back) is
+        // honoured: cover until the clock passes it, so that no round's tag
+        // and header key is used twice. Only one beyond any set-back (a lie
+        // persisted by an older version) is forgotten.
+        if self.last_send_round.is_some_and(|last| {
+            round <= last && last <= latest.saturating_add(MAX_CLOCK_SET_BACK_MS)
+        }) {
             return Ok((cover, events));
         }
         self.last_send_round = Some(round);
@@ -705,8 +714,12 @@ impl Router {
             let id = ContactId(r.u64()?);
             let len = r.u32()? as usize;
             let mut inner = Reader::new(r.take(len)?);
-            let contact = Contact::decode(rng, &router.me, &mut inner, config.cell_size, version)?;
+            let mut contact =
+                Contact::decode(rng, &router.me, &mut inner, config.cell_size, version)?;
             inner.expect_end()?;
+            // The round that proved a session is not saved: the last round
+            // read is no earlier (unknown: never answer its INIT again).
+            contact.set_proven_at(router.last_received_round.unwrap_or(u64::MAX));
             router.contacts.insert(id, Box::new(contact));
         }
         if version >= 4 {

@@ -138,7 +138,9 @@ impl Session {
         let mk = ratchet.receive_key(rng, epoch, &header)?;
         let payload = open_body(&mk, round, &cell[..header_end], &cell[header_end..])
             .ok_or(OpenError::Body)?;
-        self.ratchet = ratchet;
+        // A swap, not a move: the stack slot then holds the old state,
+        // which is wiped as it drops, instead of an unwiped copy of the new.
+        std::mem::swap(&mut self.ratchet, &mut ratchet);
         Ok(payload)
     }
 

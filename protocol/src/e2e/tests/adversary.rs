@@ -232,6 +232,36 @@ fn a_genuine_init_replayed_under_its_own_rounds_changes_nothing() {
     }
 }
 
+/// Alice restores a state saved while her INIT was out (before the ACCEPT
+/// came), so she starts again from that INIT, same id and bytes, while
+/// Bob's session from it is confirmed. A copy of it in a round after Bob's
+/// session was proven cannot be a replay (the relay cannot make cells for
+/// rounds Alice did not seal): Bob answers it anew, and the pair talks
+/// again both ways, the message Alice queued after the restore included.
+/// Checked against ignoring every copy of the INIT a session came from:
+/// nothing from Alice is delivered again, for good. (Found by a review.)
+#[test]
+fn a_peer_restored_to_its_own_init_is_answered_again() {
+    let mut net = Net::new(parties(2, &[(0, 1)]));
+    net.routers[0].send(ContactId(1), b"hello").unwrap();
+    net.rounds(1);
+    let saved = net.routers[0].export_state();
+    net.rounds(20);
+    assert_eq!(net.received(1, 0), vec!["hello"]);
+    net.routers[1].send(ContactId(0), b"back").unwrap();
+    net.rounds(8);
+    assert_eq!(net.received(0, 1), vec!["back"]);
+    net.routers[0] = import(0, &saved).unwrap();
+    net.routers[0]
+        .send(ContactId(1), b"after the restore")
+        .unwrap();
+    net.rounds(300);
+    assert_eq!(net.received(1, 0), vec!["hello", "after the restore"]);
+    net.routers[1].send(ContactId(0), b"welcome back").unwrap();
+    net.rounds(10);
+    assert_eq!(net.received(0, 1), vec!["back", "welcome back"]);
+}
+
 /// The relay drops the whole first ACCEPT (every one of its cells): Alice
 /// sends her INIT again, Bob answers it again, and the pair talks.
 /// Checked against not answering a repeated INIT: nothing is ever

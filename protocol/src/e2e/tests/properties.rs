@@ -710,3 +710,44 @@ fn a_changed_round_length_never_reuses_an_index() {
     assert!(evs.is_empty());
     assert_eq!(net.routers[0].changes(), before, "back at 500 ms: cover");
 }
+
+/// Alice's clock is set back 40 s (past the relay's allowed skew, so her
+/// last send round now lies ahead of the latest round she accepts) and a
+/// relay asks her for a round she already sent a real cell in. She sends
+/// cover and changes nothing, rather than a second real cell under that
+/// round's tag and header key (the same tag links both cells; the same
+/// header key and nonce leak the headers' XOR and the Poly1305 key). She
+/// sends again once her clock passes her last round. Checked against
+/// forgetting a last round beyond the clock: the second cell then starts
+/// with the first one's tag. (Found by a review.)
+#[test]
+fn a_clock_set_back_never_reuses_a_round() {
+    let mut net = established();
+    net.routers[0].send(ContactId(1), b"first").unwrap();
+    let r0 = net.round + 1;
+    let before = net.routers[0].changes();
+    let (first, _) = emit(&mut net.routers[0], r0);
+    assert!(net.routers[0].changes() > before, "the first cell is real");
+    // 80 more rounds (40 s) of cover; nothing is read, so the epoch stays.
+    for r in r0 + 1..=r0 + 80 {
+        let _ = emit(&mut net.routers[0], r);
+    }
+    net.routers[0].send(ContactId(1), b"second").unwrap();
+    let before = net.routers[0].changes();
+    let (again, evs) = net.routers[0]
+        .next_cell(&mut rand::rng(), r0, r0 * ROUND_MS)
+        .unwrap();
+    assert!(evs.is_empty());
+    assert_ne!(
+        again[..CELL_TAG_LEN],
+        first[..CELL_TAG_LEN],
+        "a tag used twice"
+    );
+    assert_eq!(net.routers[0].changes(), before, "set back: cover");
+    // Past the last round used, real cells go out again.
+    let (_, _) = emit(&mut net.routers[0], r0 + 81);
+    assert!(
+        net.routers[0].changes() > before,
+        "after the clock catches up"
+    );
+}
