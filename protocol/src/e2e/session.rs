@@ -235,6 +235,40 @@ pub(crate) mod tests {
         }
     }
 
+    /// The responder sends only once it has read a cell (its sending
+    /// chain comes from the initiator's ratchet key). Checked against
+    /// `can_send` always true.
+    #[test]
+    fn the_responder_sends_only_after_reading() {
+        let (mut alice, mut bob) = pair();
+        assert!(alice.can_send());
+        assert!(!bob.can_send());
+        let cell = alice.seal(3, &[1; P]).unwrap();
+        assert!(deliver(&mut bob, 3, &cell).is_ok());
+        assert!(bob.can_send());
+    }
+
+    /// A cell shorter than the overhead is refused without a panic; one of
+    /// exactly the overhead (no payload) opens. Checked against `<`
+    /// turned into `==` (a short cell panics on the slice) and into `<=`
+    /// (the empty cell is refused).
+    #[test]
+    fn cells_shorter_than_the_overhead_are_refused() {
+        let (mut alice, mut bob) = pair();
+        for len in [0, 1, CELL_TAG_LEN, SESSION_OVERHEAD - 1] {
+            for e in [Epoch::Current, Epoch::Next] {
+                assert_eq!(
+                    bob.open(&mut rand::rng(), e, 4, &vec![0u8; len]),
+                    Err(OpenError::Header),
+                    "{len}"
+                );
+            }
+        }
+        let empty = alice.seal(4, &[]).unwrap();
+        assert_eq!(empty.len(), SESSION_OVERHEAD);
+        assert!(deliver(&mut bob, 4, &empty).unwrap().is_empty());
+    }
+
     #[test]
     fn a_failed_open_changes_nothing() {
         let (mut alice, mut bob) = pair();
