@@ -505,6 +505,21 @@ impl Router {
     ) -> bool {
         let me = self.me.public().fingerprint();
         let cell_size = self.config.cell_size;
+        let Some(chain) = self
+            .groups
+            .get_mut(&gid)
+            .and_then(|g| g.peers.get_mut(&fp))
+            .and_then(|p| p.chain.as_mut())
+        else {
+            return false;
+        };
+        let Ok(opened) = chain.open(round, cell, cell_size) else {
+            return false;
+        };
+        self.changes += 1;
+        // Only for a cell that opened: who we acknowledge to (members who
+        // are our contacts) is worked out once per real cell, never for a
+        // relay's junk under a member's tag.
         let Some(roster) = self.groups.get(&gid).map(|g| g.roster.clone()) else {
             return false;
         };
@@ -512,13 +527,6 @@ impl Router {
         let Some(g) = self.groups.get_mut(&gid) else {
             return false;
         };
-        let Some(chain) = g.peers.get_mut(&fp).and_then(|p| p.chain.as_mut()) else {
-            return false;
-        };
-        let Ok(opened) = chain.open(round, cell, cell_size) else {
-            return false;
-        };
-        self.changes += 1;
         let outs = g.receive(&me, fp, &opened.payload, &audience);
         self.push_group_outs(gid, outs);
         true
