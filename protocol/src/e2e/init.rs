@@ -356,3 +356,97 @@ impl PeerInits {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::e2e::kdf::KeyBytes as _;
+
+    fn plain(id: u8, index: u8, count: u8, data: &[u8]) -> Vec<u8> {
+        let mut p = vec![id; 8];
+        p.extend_from_slice(&[index, count]);
+        p.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        p.extend_from_slice(data);
+        p
+    }
+
+    /// A fragment's index and count are checked: 1..=16 fragments, index
+    /// below the count. Checked against each comparison loosened (`>=`,
+    /// `<`, `<=`) and each `&&` turned into `||`.
+    #[test]
+    fn fragment_fields_are_bounded() {
+        let ok = |i, c| InitFragment::parse(&plain(1, i, c, b"x")).is_some();
+        assert!(ok(0, 1));
+        assert!(ok(15, MAX_INIT_FRAGMENTS));
+        assert!(!ok(0, 0), "no fragments");
+        assert!(!ok(0, MAX_INIT_FRAGMENTS + 1), "too many");
+        assert!(!ok(3, 3), "index at the count");
+        assert!(!ok(16, MAX_INIT_FRAGMENTS), "index past the last");
+        assert!(!ok(200, 2));
+    }
+
+    fn complete(inits: &mut PeerInits, id: u8) -> bool {
+        let p = plain(id, 0, 1, b"data");
+        let f = InitFragment::parse(&p).unwrap();
+        matches!(inits.add(&f), Added::Complete(..))
+    }
+
+    /// The last four completed ids are remembered (a copy is a repeat),
+    /// not more: the fifth pushes the first out. Checked against `>=`
+    /// turned into `<` (then only one is kept).
+    #[test]
+    fn the_last_four_inits_are_remembered() {
+        let mut inits = PeerInits::default();
+        for id in 1..=5 {
+            assert!(complete(&mut inits, id));
+        }
+        for id in 2..=5 {
+            let p = plain(id, 0, 1, b"data");
+            assert!(matches!(
+                inits.add(&InitFragment::parse(&p).unwrap()),
+                Added::Repeat(_)
+            ));
+        }
+        assert!(complete(&mut inits, 1), "the oldest was forgotten");
+    }
+
+    /// A saved record holds at most four ids. Checked against `>` turned
+    /// into `>=` (four refused) and `==` (five read).
+    #[test]
+    fn a_saved_record_of_more_than_four_ids_is_refused() {
+        for (n, ok) in [(0u8, true), (4, true), (5, false), (255, false)] {
+            let mut saved = vec![n];
+            saved.extend(std::iter::repeat_n(7u8, 8 * usize::from(n)));
+            let read = PeerInits::decode(&mut Reader::new(&saved));
+            assert_eq!(read.is_ok(), ok, "{n}");
+        }
+    }
+
+    /// An INIT goes out again only once the wait since its last fragment
+    /// has passed, exactly then, and has output only while fragments are
+    /// queued. Checked against `>=` turned into `<` and `has_output`
+    /// always true.
+    #[test]
+    fn an_init_is_sent_again_when_its_wait_is_over() {
+        let cell = 512;
+        let data = Zeroizing::new(vec![9u8; data_per_cell(cell) * 2]);
+        let mut out = OutgoingInit::new(&mut rand::rng(), data, cell);
+        let keys = InitKeys {
+            send_tags: TagKey::from_bytes([1; 32]),
+            send_cells: InitCellKey::from_bytes([2; 32]),
+            recv_tags: TagKey::from_bytes([3; 32]),
+            recv_cells: InitCellKey::from_bytes([4; 32]),
+        };
+        assert!(out.has_output());
+        let t = 1_000_000;
+        assert!(out.next_cell(&keys, 1, t, cell).is_some());
+        assert!(out.next_cell(&keys, 2, t, cell).is_some());
+        assert!(!out.has_output(), "every fragment went out");
+        let after = 40_000;
+        let wait = crate::e2e::messages::retransmit_wait(after, 0);
+        out.resend_if_due(t + wait - 1, after, cell);
+        assert!(!out.has_output(), "too early");
+        out.resend_if_due(t + wait, after, cell);
+        assert!(out.has_output(), "the wait is over");
+    }
+}
