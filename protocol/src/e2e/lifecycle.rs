@@ -199,3 +199,44 @@ pub(crate) fn skip_v1(r: &mut Reader<'_>) -> Result<(), WireError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::e2e::ratchet::MAX_SKIPPED_KEYS;
+
+    /// A v1 session state laid out as `skip_v1` reads it, with `skipped`
+    /// skipped keys and an INIT of `init_len` bytes, then a marker.
+    fn v1_state(skipped: u32, init_len: u16) -> Vec<u8> {
+        let mut s = vec![1u8];
+        s.extend(std::iter::repeat_n(5u8, 1 + 8 + 1));
+        s.extend(std::iter::repeat_n(6u8, 32 + 33 + 32 + 33 + 33 + 12));
+        s.extend_from_slice(&skipped.to_be_bytes());
+        s.extend(std::iter::repeat_n(7u8, skipped as usize * (32 + 4 + 32)));
+        s.extend(std::iter::repeat_n(8u8, 4 * 32));
+        s.push(1);
+        s.extend_from_slice(&[9; 8]);
+        s.extend_from_slice(&init_len.to_be_bytes());
+        s.extend(std::iter::repeat_n(10u8, usize::from(init_len)));
+        s.extend_from_slice(b"END");
+        s
+    }
+
+    /// A v1 session is skipped exactly, whatever its skipped keys and
+    /// INIT hold, up to the bound on skipped keys; one more is refused.
+    /// Checked against the record sizes' `*` and `+` changed, and the
+    /// bound's `>` turned into `>=` or `==`.
+    #[test]
+    fn v1_sessions_are_skipped_exactly() {
+        for (skipped, init) in [(0, 0), (2, 100), (MAX_SKIPPED_KEYS as u32, 3)] {
+            let s = v1_state(skipped, init);
+            let mut r = Reader::new(&s);
+            skip_v1(&mut r).unwrap();
+            assert_eq!(r.take(3).unwrap(), b"END", "{skipped} {init}");
+            r.expect_end().unwrap();
+        }
+        let over = v1_state(MAX_SKIPPED_KEYS as u32 + 1, 0);
+        assert!(skip_v1(&mut Reader::new(&over)).is_err());
+        assert!(skip_v1(&mut Reader::new(&[0, 0])).is_ok());
+    }
+}

@@ -131,3 +131,27 @@ fn a_lied_round_persisted_by_an_older_version_does_not_mute() {
     net.rounds(30);
     assert_eq!(net.received(1, 0), vec!["still here"]);
 }
+
+/// Bob's answer to Alice's INIT (a session start under way, waiting for
+/// Alice's proof) survives an export and an import: the pair then talks.
+/// Checked against dropping the answer's case from the decoder: the state
+/// no longer imports.
+#[test]
+fn an_answer_under_way_survives_a_restart() {
+    let mut net = Net::new(parties(2, &[(0, 1)]));
+    net.routers[0].send(ContactId(1), b"hello").unwrap();
+    let mut rounds = 0;
+    while !net.routers[1].is_starting(ContactId(0)) {
+        net.rounds(1);
+        rounds += 1;
+        assert!(rounds < 50, "Bob never answered");
+    }
+    let state = net.routers[1].export_state();
+    net.routers[1] = import(1, &state).unwrap();
+    assert!(net.routers[1].is_starting(ContactId(0)));
+    net.rounds(30);
+    assert_eq!(net.received(1, 0), vec!["hello"]);
+    net.routers[1].send(ContactId(0), b"back").unwrap();
+    net.rounds(10);
+    assert_eq!(net.received(0, 1), vec!["back"]);
+}
