@@ -164,6 +164,32 @@ mod tests {
         assert!(Records::decode(&[0u8; 10]).unwrap().is_empty());
     }
 
+    /// `DATA_OVERHEAD` and `ACK_LEN` are what the records take: two ACKs
+    /// and a 5-byte fragment fill exactly their sum (no padding, no
+    /// overflow). Checked against each `+` in the constants changed.
+    #[test]
+    fn record_sizes_are_what_the_constants_say() {
+        let r = Records {
+            acks: vec![1, 2],
+            data: Some(Fragment {
+                msg_id: 7,
+                floor: 3,
+                index: 1,
+                count: 2,
+                data: Zeroizing::new(b"hello".to_vec()),
+                control: true,
+            }),
+        };
+        let size = 2 * ACK_LEN + DATA_OVERHEAD + 5;
+        let b = r.encode(size);
+        assert_eq!(b.last(), Some(&b'o'), "no padding: the sizes add up");
+        assert_eq!(Records::decode(&b).unwrap(), r);
+        assert_eq!(
+            format!("{:?}", r.data.unwrap()),
+            "Fragment { msg_id: 7, index: 1/2, len: 5 }"
+        );
+    }
+
     #[test]
     fn malformed_records_are_refused() {
         assert!(Records::decode(&[0x07]).is_none());
