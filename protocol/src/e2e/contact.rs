@@ -651,3 +651,33 @@ impl Contact {
         Ok(c)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::e2e::payload::{Fragment, Records};
+
+    /// A full fragment and every ACK a cell may carry fill the payload
+    /// exactly. Checked against `fragment_len`'s `-` and `*` changed (the
+    /// records then overflow the payload or leave room unused).
+    #[test]
+    fn a_full_fragment_and_its_acks_fill_the_payload_exactly() {
+        for cell in [512, 1024, 4096] {
+            let len = fragment_len(cell);
+            let r = Records {
+                acks: (1..=ACKS_PER_CELL as u64).collect(),
+                data: Some(Fragment {
+                    msg_id: 1,
+                    floor: 0,
+                    index: 0,
+                    count: 1,
+                    data: Zeroizing::new(vec![0xee; len]),
+                    control: false,
+                }),
+            };
+            let b = r.encode(payload_len(cell));
+            assert_eq!(b.len(), payload_len(cell));
+            assert_eq!(b.last(), Some(&0xee), "{cell}: no room left unused");
+        }
+    }
+}

@@ -751,3 +751,21 @@ fn a_clock_set_back_never_reuses_a_round() {
         "after the clock catches up"
     );
 }
+
+/// A message of exactly the size limit is queued, one byte more is
+/// refused; message id 0 and ids not given out have no delivery state.
+/// Checked against `>` turned into `>=` in the size check and `||` into
+/// `&&` in the id check.
+#[test]
+fn the_size_limit_and_unknown_ids_are_exact() {
+    let mut net = established();
+    let big = vec![b'x'; MAX_MESSAGE_LEN];
+    let id = net.routers[0].send(ContactId(1), &big).unwrap();
+    assert!(matches!(
+        net.routers[0].send(ContactId(1), &vec![b'x'; MAX_MESSAGE_LEN + 1]),
+        Err(SendError::TooLong(n)) if n == MAX_MESSAGE_LEN + 1
+    ));
+    assert!(net.routers[0].delivery(ContactId(1), id).is_some());
+    assert_eq!(net.routers[0].delivery(ContactId(1), 0), None);
+    assert_eq!(net.routers[0].delivery(ContactId(1), id + 1), None);
+}
