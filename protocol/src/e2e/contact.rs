@@ -148,6 +148,11 @@ impl Contact {
     }
 
     #[cfg(test)]
+    pub(crate) fn last_heard_ms(&self) -> Option<u64> {
+        self.last_heard_ms
+    }
+
+    #[cfg(test)]
     pub(crate) fn forget_peer_inits(&mut self) {
         self.peer_inits.forget_all();
     }

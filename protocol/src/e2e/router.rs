@@ -643,6 +643,12 @@ impl Router {
         self.contacts.get(&id).is_some_and(|c| c.is_starting())
     }
 
+    /// When a cell of contact `id` last opened (ms).
+    #[cfg(test)]
+    pub(crate) fn last_heard_ms(&self, id: ContactId) -> Option<u64> {
+        self.contacts.get(&id).and_then(|c| c.last_heard_ms())
+    }
+
     /// Drops the record of the INITs read from contact `id`, as if newer
     /// ones had pushed them out.
     #[cfg(test)]

@@ -418,3 +418,30 @@ fn a_stale_answer_and_crossed_starts_still_converge() {
     assert_eq!(net.received(high, low as u64), vec!["from low"]);
     assert_eq!(net.received(low, high as u64), vec!["from high"]);
 }
+
+/// The relay drops every cell of Bob's while Alice's message waits: Alice
+/// starts a new handshake once she has heard nothing from Bob for twice
+/// the longest retransmit wait (80 s), not before, and her old session
+/// stays. Checked against `*` turned into `+` in that wait (she then
+/// starts after 40 s).
+#[test]
+fn a_silent_peer_is_suspected_after_twice_the_longest_wait() {
+    let mut net = established();
+    net.rounds(6);
+    net.routers[0].send(ContactId(1), b"anyone?").unwrap();
+    let deaf = 2 * RETRANSMIT_MS;
+    loop {
+        net.round_with(|from, _| from != 1);
+        let heard = net.routers[0].last_heard_ms(ContactId(1)).unwrap();
+        let silent = net.round * ROUND_MS - heard;
+        let starting = net.routers[0].is_starting(ContactId(1));
+        if silent + 2 * ROUND_MS < deaf {
+            assert!(!starting, "started after {silent} ms of silence");
+        }
+        if silent > deaf + 2 * ROUND_MS {
+            assert!(starting, "not started after {silent} ms of silence");
+            assert!(net.routers[0].has_session(ContactId(1)));
+            break;
+        }
+    }
+}
