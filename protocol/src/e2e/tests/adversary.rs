@@ -445,3 +445,35 @@ fn a_silent_peer_is_suspected_after_twice_the_longest_wait() {
         }
     }
 }
+
+/// Bob read Alice's cell in round r1 and nothing of hers for 80 rounds
+/// since; then his clock is set back so that his last round read looks
+/// like a lie (forgotten) while r1 still lies within his clock. The relay
+/// replays the batch of r1 under its own number: Bob's replay record of
+/// Alice's rounds refuses it before any work (no open attempt), and
+/// nothing is delivered twice. Checked against the record accepting
+/// every round, or a seen round (an open is then tried, and only the
+/// ratchet refuses it).
+#[test]
+fn a_replayed_round_costs_no_open_when_the_record_has_it() {
+    let mut net = established();
+    net.routers[0].send(ContactId(1), b"once").unwrap();
+    net.rounds(4);
+    assert_eq!(net.received(1, 0), vec!["setup", "once"]);
+    let r1 = net.routers[1].last_heard_ms(ContactId(0)).unwrap() / ROUND_MS;
+    for _ in 0..80 {
+        net.round_with(|from, _| from != 0);
+    }
+    let first = T0 / ROUND_MS + 1;
+    let k = usize::try_from(r1 - first).unwrap();
+    let batch = [net.sent_cells[0][k].clone(), net.sent_cells[1][k].clone()];
+    let refs: Vec<&[u8]> = batch.iter().map(Vec::as_slice).collect();
+    let skew = ROUND_SKEW_MS.div_ceil(ROUND_MS);
+    let now_back = (r1 + 10 - skew) * ROUND_MS;
+    let opens = net.routers[1].opens;
+    let evs = net.routers[1]
+        .receive_batch(&mut rand::rng(), r1, now_back, &refs)
+        .expect("the set-back clock accepts r1");
+    assert!(evs.is_empty(), "{evs:?}");
+    assert_eq!(net.routers[1].opens, opens, "an open was tried");
+}
