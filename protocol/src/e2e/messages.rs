@@ -512,6 +512,47 @@ mod tests {
         inbox.deliverable().pop().map(|(_, b)| b.to_vec())
     }
 
+    /// A queued control message stays a control message across a save and
+    /// a restore, and a sent one stays sent (no second "sent" event).
+    /// Checked against the flags' `|` turned into `&` (both flags lost:
+    /// the control message would reach the peer as text).
+    #[test]
+    fn saved_flags_survive_a_restore() {
+        let mut out = Outbox::default();
+        out.push(1, b"text", 100, false);
+        out.push(2, b"control", 100, true);
+        while out.next_fragment(0, 3).is_some() {}
+        let mut w = crate::e2e::writer::Writer::new();
+        out.encode(&mut w);
+        let saved = w.into_secret();
+        let mut back =
+            Outbox::decode(&mut crate::wire::reader::Reader::new(&saved), 3, 100, 4).unwrap();
+        let mut seen = Vec::new();
+        while let Some((f, ev)) = back.next_fragment(0, 3) {
+            assert!(ev.is_none(), "sent once already: {ev:?}");
+            seen.push((f.msg_id, f.control));
+        }
+        assert_eq!(seen, vec![(1, false), (2, true)]);
+    }
+
+    /// A saved outbox of `MAX_OUTBOX` messages reads back; one more is
+    /// refused. Checked against the bound's `>` turned into `==`.
+    #[test]
+    fn a_saved_outbox_beyond_its_bound_is_refused() {
+        for (n, ok) in [(MAX_OUTBOX, true), (MAX_OUTBOX + 1, false)] {
+            let mut out = Outbox::default();
+            for id in 1..=n as u64 {
+                out.push(id, b"m", 100, false);
+            }
+            let mut w = crate::e2e::writer::Writer::new();
+            out.encode(&mut w);
+            let saved = w.into_secret();
+            let next = n as u64 + 1;
+            let back = Outbox::decode(&mut crate::wire::reader::Reader::new(&saved), next, 100, 4);
+            assert_eq!(back.is_ok(), ok, "{n}");
+        }
+    }
+
     #[test]
     fn states_go_queued_sent_delivered() {
         let mut out = Outbox::default();
