@@ -553,6 +553,38 @@ mod tests {
         }
     }
 
+    /// Saved message ids must increase and stay below the counter: a
+    /// repeated id, a decreasing one, or one at the counter is refused.
+    /// Checked against the `||` turned into `&&`.
+    #[test]
+    fn saved_outbox_ids_must_increase_below_the_counter() {
+        let saved = |ids: &[u64]| {
+            let mut w = crate::e2e::writer::Writer::new();
+            w.u32(ids.len() as u32);
+            for id in ids {
+                w.u64(*id);
+                w.u8(0);
+                w.u32(1);
+                w.bytes(b"m");
+            }
+            w.into_secret()
+        };
+        let read = |ids: &[u64], next: u64| {
+            Outbox::decode(
+                &mut crate::wire::reader::Reader::new(&saved(ids)),
+                next,
+                100,
+                4,
+            )
+            .is_ok()
+        };
+        assert!(read(&[1, 2, 5], 6));
+        assert!(!read(&[1, 1], 6), "repeated");
+        assert!(!read(&[3, 2], 6), "decreasing");
+        assert!(!read(&[1, 6], 6), "at the counter");
+        assert!(!read(&[0], 6), "zero");
+    }
+
     #[test]
     fn states_go_queued_sent_delivered() {
         let mut out = Outbox::default();
