@@ -585,6 +585,26 @@ mod tests {
         assert!(!read(&[0], 6), "zero");
     }
 
+    /// A saved body is 1 to `MAX_MESSAGE_LEN` bytes, as a new message.
+    /// Checked against the `||` turned into `&&`.
+    #[test]
+    fn saved_bodies_are_checked_like_new_messages() {
+        let read = |len: usize| {
+            let mut w = crate::e2e::writer::Writer::new();
+            w.u32(1);
+            w.u64(1);
+            w.u8(0);
+            w.u32(len as u32);
+            w.bytes(&vec![b'm'; len]);
+            let saved = w.into_secret();
+            Outbox::decode(&mut crate::wire::reader::Reader::new(&saved), 2, 100, 4).is_ok()
+        };
+        assert!(read(1));
+        assert!(read(MAX_MESSAGE_LEN));
+        assert!(!read(0));
+        assert!(!read(MAX_MESSAGE_LEN + 1));
+    }
+
     #[test]
     fn states_go_queued_sent_delivered() {
         let mut out = Outbox::default();
