@@ -138,7 +138,7 @@ impl PartialEq for PublicIdentity {
 }
 impl Eq for PublicIdentity {}
 
-fn validate_nickname(name: &str) -> Result<(), IdentityError> {
+pub(super) fn validate_nickname(name: &str) -> Result<(), IdentityError> {
     if name.trim().is_empty() {
         return Err(IdentityError::BadNickname("it is empty"));
     }

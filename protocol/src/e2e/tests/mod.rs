@@ -236,6 +236,47 @@ fn fingerprint_reads_aloud_in_twelve_groups_of_five_digits() {
     assert_ne!(fp, identity(0).public().fingerprint());
 }
 
+/// The safety-number digits are pinned by vectors computed independently
+/// (Python's `hashlib`: SHA-512 over the label and the fingerprint, twelve
+/// 40-bit big-endian chunks mod 100000). Mutation run: `i * 5` into
+/// `i + 5` or `i / 5`, and `<<`/`|` in the fold, all passed the format
+/// checks above and fail here.
+#[test]
+fn fingerprint_digits_match_the_vectors() {
+    let counting: [u8; 32] = core::array::from_fn(|i| i as u8);
+    assert_eq!(
+        Fingerprint(counting).readable(),
+        "92802 98494 53276 81792 25984 09659 90949 07534 70664 15013 00142 79280"
+    );
+    assert_eq!(
+        Fingerprint([0xff; 32]).readable(),
+        "51820 22172 10185 45765 71192 21007 39280 78375 11779 49393 64883 89929"
+    );
+    // Display is the digits, Debug the hex (mutation run: either `fmt`
+    // emptied).
+    let fp = Fingerprint(counting);
+    assert_eq!(fp.to_string(), fp.readable());
+    assert_eq!(format!("{fp:?}"), format!("Fingerprint({})", fp.hex()));
+}
+
+/// Two people's identities differ, and a `Debug` of one names who it is
+/// (nickname, fingerprint) without its keys. Mutation run: `eq` always
+/// true, `Debug` emptied.
+#[test]
+fn identities_compare_by_their_signed_bytes_and_debug_names_them() {
+    let (x, y) = (identity(0), identity(1));
+    let (a, b) = (x.public(), y.public());
+    assert_ne!(a, b);
+    assert_eq!(a, &PublicIdentity::from_armored(&a.to_armored()).unwrap());
+    let shown = format!("{a:?}");
+    assert!(shown.contains(a.nickname()), "{shown}");
+    assert!(shown.contains(&a.fingerprint().hex()), "{shown}");
+    assert!(
+        !shown.contains("x25519") && !shown.contains("mlkem"),
+        "{shown}"
+    );
+}
+
 #[test]
 fn private_identity_survives_its_secret_encoding_and_checks_it() {
     let me = identity(2);
@@ -282,6 +323,11 @@ fn every_malformed_identity_file_has_its_own_error() {
     let mut lines: Vec<&str> = good.lines().collect();
     lines[3] = "!!!not base64!!!";
     assert_eq!(e(&lines.join("\n")), IdentityError::Base64(4));
+    // The number is the file's line (1-based, BEGIN is line 1): on line 2
+    // as well, where `n * 2` would say 0 (mutation run: `+` into `*`).
+    let mut lines: Vec<&str> = good.lines().collect();
+    lines[1] = "!!!not base64!!!";
+    assert_eq!(e(&lines.join("\n")), IdentityError::Base64(2));
 
     let mut v = signed.clone();
     v[4] = 9;
@@ -305,6 +351,28 @@ fn every_malformed_identity_file_has_its_own_error() {
     let sig_at = signed.len() - 1;
     v[sig_at] ^= 1;
     assert_eq!(e(&armor(&v)), IdentityError::BadSignature);
+}
+
+/// The size limit is "at most [`MAX_FILE_LEN`] bytes": a good file padded
+/// with blank lines to exactly the limit is read, one byte more is refused
+/// for its size (mutation run: `>` turned into `>=` in `from_armored`
+/// refuses the file at the limit and turns this red).
+#[test]
+fn an_identity_file_of_exactly_the_limit_is_read() {
+    let me = identity(0);
+    let good = me.public().to_armored();
+    let pad = MAX_FILE_LEN - good.len();
+    let at_limit = format!("{good}{}", "\n".repeat(pad));
+    assert_eq!(at_limit.len(), MAX_FILE_LEN);
+    assert_eq!(
+        PublicIdentity::from_armored(&at_limit).unwrap(),
+        *me.public()
+    );
+    let over = format!("{at_limit}\n");
+    assert_eq!(
+        PublicIdentity::from_armored(&over).unwrap_err(),
+        IdentityError::TooLarge
+    );
 }
 
 /// Bundles signed correctly but with unusable fields are refused for the
@@ -334,27 +402,36 @@ fn well_signed_bundles_with_bad_fields_are_refused() {
         }),
         IdentityError::BadNickname("it contains control characters")
     );
-    // A 2048-bit key is refused for its size.
-    let small = rsa::pss::SigningKey::<sha2::Sha256>::random(&mut rand::rng(), 2048).unwrap();
-    let spki = rsa::pkcs8::EncodePublicKey::to_public_key_der(
-        &rsa::signature::Keypair::verifying_key(&small),
-    )
-    .unwrap();
-    let mut b = bundle[..49 + MLKEM_EK_LEN].to_vec();
-    let rest_at = 49
-        + MLKEM_EK_LEN
-        + 2
-        + usize::from(u16::from_be_bytes([
-            bundle[49 + MLKEM_EK_LEN],
-            bundle[50 + MLKEM_EK_LEN],
-        ]));
-    b.extend_from_slice(&(spki.as_bytes().len() as u16).to_be_bytes());
-    b.extend_from_slice(spki.as_bytes());
-    b.extend_from_slice(&bundle[rest_at..]);
-    assert_eq!(
-        PublicIdentity::from_signed_bytes(&sign_raw(&small, &b)).unwrap_err(),
-        IdentityError::BadRsaKey("the key is not 3072 bits")
-    );
+    // The bundle with another RSA key in it, signed by that key.
+    let with_key = |bits: usize| {
+        let key = rsa::pss::SigningKey::<sha2::Sha256>::random(&mut rand::rng(), bits).unwrap();
+        let spki = rsa::pkcs8::EncodePublicKey::to_public_key_der(
+            &rsa::signature::Keypair::verifying_key(&key),
+        )
+        .unwrap();
+        let mut b = bundle[..49 + MLKEM_EK_LEN].to_vec();
+        let rest_at = 49
+            + MLKEM_EK_LEN
+            + 2
+            + usize::from(u16::from_be_bytes([
+                bundle[49 + MLKEM_EK_LEN],
+                bundle[50 + MLKEM_EK_LEN],
+            ]));
+        b.extend_from_slice(&(spki.as_bytes().len() as u16).to_be_bytes());
+        b.extend_from_slice(spki.as_bytes());
+        b.extend_from_slice(&bundle[rest_at..]);
+        PublicIdentity::from_signed_bytes(&sign_raw(&key, &b)).unwrap_err()
+    };
+    // A 2048-bit key is refused for its size, and so is a 3071-bit one,
+    // whose modulus fills the same 384 bytes with its top bit clear
+    // (mutation run: `n[0] & 0x80` into `|` or `^` let it through).
+    for bits in [2048, 3071] {
+        assert_eq!(
+            with_key(bits),
+            IdentityError::BadRsaKey("the key is not 3072 bits"),
+            "{bits}"
+        );
+    }
 }
 
 #[test]
@@ -375,6 +452,18 @@ fn nicknames_are_checked_at_creation() {
             Err(IdentityError::BadNickname(_))
         ));
     }
+}
+
+/// "At most 64 bytes", counted in bytes: 64 one-byte or 32 two-byte
+/// characters are a nickname, one byte more is not (mutation run: `>`
+/// into `>=` in `validate_nickname`).
+#[test]
+fn a_nickname_of_exactly_64_bytes_is_accepted() {
+    use super::identity::validate_nickname;
+    assert!(validate_nickname(&"x".repeat(64)).is_ok());
+    assert!(validate_nickname(&"\u{e9}".repeat(32)).is_ok());
+    assert!(validate_nickname(&"x".repeat(65)).is_err());
+    assert!(validate_nickname(&format!("x{}", "\u{e9}".repeat(32))).is_err());
 }
 
 proptest::proptest! {
