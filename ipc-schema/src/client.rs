@@ -93,12 +93,46 @@ impl TransportReceiverT for Receiver {
     }
 }
 
-/// Reads one `\n`-terminated line of at most `max` bytes. `Ok(None)` at a
-/// clean end of stream.
+/// Why no line could be read: the framing errors of the daemon's socket,
+/// the same on both sides (the daemon reads requests with
+/// [`read_line`], the client reads answers and events).
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    /// The line went on past the bound.
+    #[error("line longer than {max} bytes")]
+    TooLong {
+        /// The bound, in bytes, newline not counted.
+        max: usize,
+    },
+    /// The peer closed the connection in the middle of a line.
+    #[error("the connection closed in the middle of a line")]
+    Truncated,
+    /// The line is not UTF-8.
+    #[error("the line is not UTF-8")]
+    NotUtf8,
+    /// The socket failed.
+    #[error("cannot read from the socket: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl From<LineError> for TransportError {
+    fn from(e: LineError) -> Self {
+        match e {
+            LineError::TooLong { .. } => TransportError::TooLong,
+            LineError::Truncated => TransportError::Closed,
+            LineError::NotUtf8 => TransportError::Io(std::io::ErrorKind::InvalidData.into()),
+            LineError::Io(e) => TransportError::Io(e),
+        }
+    }
+}
+
+/// Reads one `\n`-terminated line of at most `max` bytes (the newline not
+/// counted). `Ok(None)` when the peer closed the connection between lines.
+/// Never buffers more than `max` bytes plus one read.
 pub async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
     r: &mut R,
     max: usize,
-) -> Result<Option<String>, TransportError> {
+) -> Result<Option<String>, LineError> {
     let mut buf = Vec::new();
     loop {
         let available = r.fill_buf().await?;
@@ -106,25 +140,23 @@ pub async fn read_line<R: tokio::io::AsyncBufRead + Unpin>(
             return if buf.is_empty() {
                 Ok(None)
             } else {
-                Err(TransportError::Closed)
+                Err(LineError::Truncated)
             };
         }
-        if let Some(pos) = available.iter().position(|&b| b == b'\n') {
-            if buf.len() + pos > max {
-                return Err(TransportError::TooLong);
-            }
-            buf.extend_from_slice(&available[..pos]);
-            r.consume(pos + 1);
+        let (take, done) = match available.iter().position(|&b| b == b'\n') {
+            Some(pos) => (pos, true),
+            None => (available.len(), false),
+        };
+        if buf.len() + take > max {
+            return Err(LineError::TooLong { max });
+        }
+        buf.extend_from_slice(&available[..take]);
+        r.consume(if done { take + 1 } else { take });
+        if done {
             return String::from_utf8(buf)
                 .map(Some)
-                .map_err(|_| TransportError::Io(std::io::ErrorKind::InvalidData.into()));
+                .map_err(|_| LineError::NotUtf8);
         }
-        let n = available.len();
-        if buf.len() + n > max {
-            return Err(TransportError::TooLong);
-        }
-        buf.extend_from_slice(available);
-        r.consume(n);
     }
 }
 
@@ -358,16 +390,31 @@ mod tests {
             read_line(&mut r, 10).await.unwrap().as_deref(),
             Some("short")
         );
+        let e = read_line(&mut r, 10).await.unwrap_err();
+        assert!(matches!(e, LineError::TooLong { max: 10 }));
+        assert!(matches!(TransportError::from(e), TransportError::TooLong));
+        // Over the bound without any newline: refused before the end.
+        let long = [b'x'; 100];
+        let mut r = BufReader::with_capacity(8, &long[..]);
         assert!(matches!(
             read_line(&mut r, 10).await,
-            Err(TransportError::TooLong)
+            Err(LineError::TooLong { .. })
         ));
+        let mut exact = BufReader::new(&b"0123456789\n"[..]);
+        assert_eq!(
+            read_line(&mut exact, 10).await.unwrap().as_deref(),
+            Some("0123456789")
+        );
         let mut empty = BufReader::new(&b""[..]);
         assert!(read_line(&mut empty, 10).await.unwrap().is_none());
         let mut cut = BufReader::new(&b"no newline"[..]);
+        let e = read_line(&mut cut, 100).await.unwrap_err();
+        assert!(matches!(e, LineError::Truncated));
+        assert!(matches!(TransportError::from(e), TransportError::Closed));
+        let mut bad = BufReader::new(&b"\xff\n"[..]);
         assert!(matches!(
-            read_line(&mut cut, 100).await,
-            Err(TransportError::Closed)
+            read_line(&mut bad, 100).await,
+            Err(LineError::NotUtf8)
         ));
     }
 }

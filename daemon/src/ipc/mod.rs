@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use anonchat_ipc::client::{LineError, read_line};
 use anonchat_ipc::{INVALID_REQUEST, MAX_LINE, PARSE_ERROR};
 use interprocess::local_socket::tokio::Listener;
 use interprocess::local_socket::traits::tokio::Listener as _;
@@ -12,9 +13,7 @@ use interprocess::local_socket::{GenericFilePath, ListenerOptions, ToFsName as _
 use interprocess::os::unix::local_socket::ListenerOptionsExt as _;
 use jsonrpsee::RpcModule;
 use serde_json::Value;
-use tokio::io::{
-    AsyncBufRead, AsyncBufReadExt as _, AsyncRead, AsyncWrite, AsyncWriteExt as _, BufReader,
-};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt as _, BufReader};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -43,54 +42,6 @@ pub fn bind(path: &Path) -> anyhow::Result<Listener> {
         .name(name)
         .mode(0o600)
         .create_tokio()?)
-}
-
-/// Why no request could be read from a connection; worded for the daemon's
-/// log, and (for [`RequestError::TooLong`]) for the error line sent back.
-#[derive(Debug, thiserror::Error)]
-enum RequestError {
-    #[error("request longer than {max} bytes")]
-    TooLong { max: usize },
-    #[error("the client closed the connection in the middle of a request")]
-    Truncated,
-    #[error("the request is not UTF-8")]
-    NotUtf8,
-    #[error("cannot read a request: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-/// Reads one `\n`-terminated request of at most `max` bytes (the newline
-/// not counted). `Ok(None)` when the client closed the connection between
-/// requests. Never buffers more than `max` bytes plus one read.
-async fn read_request<R: AsyncBufRead + Unpin>(
-    r: &mut R,
-    max: usize,
-) -> Result<Option<String>, RequestError> {
-    let mut buf = Vec::new();
-    loop {
-        let available = r.fill_buf().await?;
-        if available.is_empty() {
-            return if buf.is_empty() {
-                Ok(None)
-            } else {
-                Err(RequestError::Truncated)
-            };
-        }
-        let (take, done) = match available.iter().position(|&b| b == b'\n') {
-            Some(pos) => (pos, true),
-            None => (available.len(), false),
-        };
-        if buf.len() + take > max {
-            return Err(RequestError::TooLong { max });
-        }
-        buf.extend_from_slice(&available[..take]);
-        r.consume(if done { take + 1 } else { take });
-        if done {
-            return String::from_utf8(buf)
-                .map(Some)
-                .map_err(|_| RequestError::NotUtf8);
-        }
-    }
 }
 
 fn error_line(code: i32, message: &str) -> String {
@@ -204,16 +155,16 @@ where
                 tracing::warn!("an RPC client does not read its events; dropping it");
                 break;
             }
-            r = read_request(&mut read, MAX_LINE) => r,
+            r = read_line(&mut read, MAX_LINE) => r,
         };
         let line = match read_next {
             Ok(Some(line)) => line,
             Ok(None) => break,
-            Err(e @ RequestError::TooLong { .. }) => {
+            Err(LineError::TooLong { max }) => {
                 let _ = out_tx
                     .send(error_line(
                         INVALID_REQUEST,
-                        &format!("{e}; connection closed"),
+                        &format!("request longer than {max} bytes; connection closed"),
                     ))
                     .await;
                 break;

@@ -2,50 +2,6 @@
 
 use super::*;
 
-#[tokio::test]
-async fn requests_are_bounded() {
-    let data = b"short\n0123456789\nxxxxxxxxxxx\n".to_vec();
-    let mut r = BufReader::new(&data[..]);
-    assert_eq!(
-        read_request(&mut r, 10).await.unwrap().as_deref(),
-        Some("short")
-    );
-    // Exactly the bound is accepted; one byte more is not.
-    assert_eq!(
-        read_request(&mut r, 10).await.unwrap().as_deref(),
-        Some("0123456789")
-    );
-    let e = read_request(&mut r, 10).await.unwrap_err();
-    assert!(matches!(e, RequestError::TooLong { max: 10 }));
-    assert_eq!(e.to_string(), "request longer than 10 bytes");
-    // Over the bound without any newline: refused before the end.
-    let long = [b'x'; 100];
-    let mut r = BufReader::with_capacity(8, &long[..]);
-    assert!(matches!(
-        read_request(&mut r, 10).await,
-        Err(RequestError::TooLong { .. })
-    ));
-}
-
-#[tokio::test]
-async fn end_of_stream_ends_the_connection() {
-    let mut empty = BufReader::new(&b""[..]);
-    assert!(read_request(&mut empty, 10).await.unwrap().is_none());
-    let mut after = BufReader::new(&b"one\n"[..]);
-    assert!(read_request(&mut after, 10).await.unwrap().is_some());
-    assert!(read_request(&mut after, 10).await.unwrap().is_none());
-    let mut cut = BufReader::new(&b"no newline"[..]);
-    assert!(matches!(
-        read_request(&mut cut, 100).await,
-        Err(RequestError::Truncated)
-    ));
-    let mut bad = BufReader::new(&b"\xff\n"[..]);
-    assert!(matches!(
-        read_request(&mut bad, 100).await,
-        Err(RequestError::NotUtf8)
-    ));
-}
-
 /// An over-long request gets one `INVALID_REQUEST` line, then the
 /// connection closes; a client that closes ends the connection.
 #[tokio::test]
