@@ -207,6 +207,10 @@ fn identity_file_round_trips_and_carries_no_secret() {
     assert!(text.len() < 4096, "a few KiB at most: {}", text.len());
     let back = PublicIdentity::from_armored(&text).unwrap();
     assert_eq!(&back, me.public());
+    // The signed fields read back as made (mutation run:
+    // `created_unix` returning 0 or 1).
+    assert_eq!(back.created_unix(), 1_764_000_000);
+    assert_eq!(back.nickname(), "alice");
     assert_eq!(back.nickname(), "alice");
     assert_eq!(back.shard(), 7);
     assert_eq!(back.relay(), &relay());
@@ -402,6 +406,17 @@ fn well_signed_bundles_with_bad_fields_are_refused() {
         }),
         IdentityError::BadNickname("it contains control characters")
     );
+    // A key encoding declared longer than 600 bytes is refused for that,
+    // before anything is read from it (mutation run: `>` into `==` let
+    // 601 through to a truncation error).
+    for declared in [601u16, u16::MAX] {
+        assert_eq!(
+            resign(&|b| b[49 + MLKEM_EK_LEN..51 + MLKEM_EK_LEN]
+                .copy_from_slice(&declared.to_be_bytes())),
+            IdentityError::BadRsaKey("the key encoding is too long"),
+            "{declared}"
+        );
+    }
     // The bundle with another RSA key in it, signed by that key.
     let with_key = |bits: usize| {
         let key = rsa::pss::SigningKey::<sha2::Sha256>::random(&mut rand::rng(), bits).unwrap();
