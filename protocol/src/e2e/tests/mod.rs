@@ -417,6 +417,20 @@ fn well_signed_bundles_with_bad_fields_are_refused() {
             "{declared}"
         );
     }
+    // Exactly 600 bytes is within the bound: such an encoding is read,
+    // and refused as no RSA key (mutation run: `>` into `>=`).
+    let at = 49 + MLKEM_EK_LEN;
+    let old_len = usize::from(u16::from_be_bytes([bundle[at], bundle[at + 1]]));
+    assert_eq!(
+        resign(&|b| {
+            let rest = b[at + 2 + old_len..].to_vec();
+            b.truncate(at);
+            b.extend_from_slice(&600u16.to_be_bytes());
+            b.extend_from_slice(&[0x30; 600]);
+            b.extend_from_slice(&rest);
+        }),
+        IdentityError::BadRsaKey("the key is not a valid RSA public key")
+    );
     // The bundle with another RSA key in it, signed by that key.
     let with_key = |bits: usize| {
         let key = rsa::pss::SigningKey::<sha2::Sha256>::random(&mut rand::rng(), bits).unwrap();
