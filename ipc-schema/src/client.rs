@@ -384,14 +384,21 @@ mod tests {
 
     #[tokio::test]
     async fn lines_are_bounded() {
-        let data = b"short\nxxxxxxxxxxxxxxxxxxxx\n".to_vec();
+        let data = b"short\n0123456789\nxxxxxxxxxxx\n".to_vec();
         let mut r = BufReader::new(&data[..]);
         assert_eq!(
             read_line(&mut r, 10).await.unwrap().as_deref(),
             Some("short")
         );
+        // Exactly the bound is read; one byte more in the same stream is
+        // not.
+        assert_eq!(
+            read_line(&mut r, 10).await.unwrap().as_deref(),
+            Some("0123456789")
+        );
         let e = read_line(&mut r, 10).await.unwrap_err();
         assert!(matches!(e, LineError::TooLong { max: 10 }));
+        assert_eq!(e.to_string(), "line longer than 10 bytes");
         assert!(matches!(TransportError::from(e), TransportError::TooLong));
         // Over the bound without any newline: refused before the end.
         let long = [b'x'; 100];
@@ -407,14 +414,25 @@ mod tests {
         );
         let mut empty = BufReader::new(&b""[..]);
         assert!(read_line(&mut empty, 10).await.unwrap().is_none());
+        // The end right after a good line is a clean end.
+        let mut after = BufReader::new(&b"one\n"[..]);
+        assert!(read_line(&mut after, 10).await.unwrap().is_some());
+        assert!(read_line(&mut after, 10).await.unwrap().is_none());
         let mut cut = BufReader::new(&b"no newline"[..]);
         let e = read_line(&mut cut, 100).await.unwrap_err();
         assert!(matches!(e, LineError::Truncated));
         assert!(matches!(TransportError::from(e), TransportError::Closed));
         let mut bad = BufReader::new(&b"\xff\n"[..]);
+        let e = read_line(&mut bad, 100).await.unwrap_err();
+        assert!(matches!(e, LineError::NotUtf8));
         assert!(matches!(
-            read_line(&mut bad, 100).await,
-            Err(LineError::NotUtf8)
+            TransportError::from(e),
+            TransportError::Io(io) if io.kind() == std::io::ErrorKind::InvalidData
+        ));
+        let io = std::io::Error::from(std::io::ErrorKind::BrokenPipe);
+        assert!(matches!(
+            TransportError::from(LineError::from(io)),
+            TransportError::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe
         ));
     }
 }

@@ -326,7 +326,7 @@ impl std::fmt::Display for Comparison {
         ) {
             writeln!(
                 f,
-                "anonchat-relay: {:.1}x less CPU per delivery than redis-server; p99 {:.1} ms vs {:.1} ms; lost {} vs {}",
+                "anonchat-relay: {:.2}x less CPU per delivery than redis-server; p99 {:.1} ms vs {:.1} ms; lost {} vs {}",
                 b / a.max(1e-9),
                 self.relay.fanout_latency_p99_ms,
                 redis.fanout_latency_p99_ms,

@@ -161,12 +161,12 @@ where
             Ok(Some(line)) => line,
             Ok(None) => break,
             Err(LineError::TooLong { max }) => {
-                let _ = out_tx
-                    .send(error_line(
-                        INVALID_REQUEST,
-                        &format!("request longer than {max} bytes; connection closed"),
-                    ))
-                    .await;
+                // Not awaited: a client whose queue is full (it does not
+                // read) must not hold the connection open with it.
+                let _ = out_tx.try_send(error_line(
+                    INVALID_REQUEST,
+                    &format!("request longer than {max} bytes; connection closed"),
+                ));
                 break;
             }
             Err(e) => {
