@@ -313,6 +313,29 @@ fn private_identity_survives_its_secret_encoding_and_checks_it() {
         PrivateIdentity::from_secret_bytes(&mixed).err(),
         Some(IdentityError::Inconsistent)
     );
+    // Each secret is checked on its own: the right RSA key with another
+    // X25519 secret, or another ML-KEM seed, is refused (mutation run:
+    // either `&&` of the check into `||`).
+    let pkcs8_len = usize::from(u16::from_be_bytes([bytes[5], bytes[6]]));
+    let x_at = 7 + pkcs8_len;
+    // (Not the X25519 secret's first byte: clamping clears its low bits.)
+    for at in [x_at + 1, x_at + 32] {
+        let mut other = bytes.to_vec();
+        other[at] ^= 1;
+        assert_eq!(
+            PrivateIdentity::from_secret_bytes(&other).err(),
+            Some(IdentityError::Inconsistent),
+            "byte {at}"
+        );
+    }
+}
+
+/// A router's `Debug` says how many contacts it has and nothing else
+/// (mutation run: `fmt` emptied).
+#[test]
+fn a_routers_debug_is_its_contact_count() {
+    let net = properties::established();
+    assert_eq!(format!("{:?}", net.routers[0]), "Router { contacts: 1 }");
 }
 
 fn armor(bytes: &[u8]) -> String {
