@@ -447,6 +447,12 @@ impl Router {
         Ok(())
     }
 
+    /// The groups whose invitation we accepted and whose roster we await.
+    #[cfg(test)]
+    pub(crate) fn joining_groups(&self) -> Vec<GroupId> {
+        self.joining.keys().copied().collect()
+    }
+
     /// Accepts an invitation: the owner adds us in a new epoch.
     pub fn accept_invite(&mut self, gid: GroupId) -> Result<(), GroupOpError> {
         if self.groups.len() + self.joining.len() >= MAX_GROUPS {

@@ -144,8 +144,14 @@ fn a_group_message_costs_one_cell_per_fragment_whatever_the_size() {
     for members in [&[0usize, 1, 2][..], &[0, 1, 2, 3, 4, 5, 6, 7][..]] {
         let (mut g, gid) = group_of(members.len(), members);
         g.rounds(5);
+        let real_before = g.net.routers[1].real_cells_sent();
+        let group_before = g.net.routers[1].group_cells_sent();
         let cells = send_and_count(&mut g, gid, 1, members, &text);
         assert_eq!(cells, 3, "group of {}", members.len());
+        // The router's own counters (what `daemon.traffic` reports) say
+        // the same (mutation run: either counter returning 0 or 1).
+        assert_eq!(g.net.routers[1].real_cells_sent() - real_before, 3);
+        assert_eq!(g.net.routers[1].group_cells_sent() - group_before, 3);
         for &m in members.iter().filter(|&&m| m != 1) {
             assert_eq!(g.texts(m), vec![text.clone()], "member {m}");
         }
@@ -594,4 +600,46 @@ fn one_contact_fills_at_most_its_share_of_invitations() {
     assert_eq!(routers[0].invitations().len(), MAX_INVITES_PER_CONTACT);
     routers[0].fuzz_control(&mut rand::rng(), ContactId(2), &invite(fp2, 99));
     assert_eq!(routers[0].invitations().len(), MAX_INVITES_PER_CONTACT + 1);
+}
+
+/// Removing a contact drops its invitations, waiting or accepted (whose
+/// roster is still awaited), and no one else's; the state counts as
+/// changed, and the contact is gone from the list. Mutation run: `!=` into
+/// `==` in either `retain` of `remove_contact`, `changes` not grown, and
+/// `contact_ids` empty.
+#[test]
+fn removing_a_contact_drops_its_invitations_and_no_one_elses() {
+    use crate::e2e::group::control::{Control, Roster};
+    let mut routers = parties(3, &[(0, 1), (0, 2)]);
+    let invite = |owner: Fingerprint, n: u8| {
+        Control::Invite(Roster {
+            group: GroupId([n; 16]),
+            name: format!("g{n}"),
+            owner,
+            epoch: 0,
+            members: vec![owner],
+        })
+        .encode()
+    };
+    let fp1 = routers[1].identity().fingerprint();
+    let fp2 = routers[2].identity().fingerprint();
+    for (contact, fp, n) in [(1, fp1, 1), (1, fp1, 2), (2, fp2, 3), (2, fp2, 4)] {
+        routers[0].fuzz_control(&mut rand::rng(), ContactId(contact), &invite(fp, n));
+    }
+    routers[0].accept_invite(GroupId([1; 16])).unwrap();
+    routers[0].accept_invite(GroupId([3; 16])).unwrap();
+    assert_eq!(
+        routers[0].contact_ids().collect::<Vec<_>>(),
+        vec![ContactId(1), ContactId(2)]
+    );
+    let before = routers[0].changes();
+    assert!(routers[0].remove_contact(ContactId(1)));
+    assert!(routers[0].changes() > before);
+    let waiting: Vec<GroupId> = routers[0].invitations().iter().map(|i| i.id).collect();
+    assert_eq!(waiting, vec![GroupId([4; 16])]);
+    assert_eq!(routers[0].joining_groups(), vec![GroupId([3; 16])]);
+    assert_eq!(
+        routers[0].contact_ids().collect::<Vec<_>>(),
+        vec![ContactId(2)]
+    );
 }
