@@ -643,3 +643,49 @@ fn removing_a_contact_drops_its_invitations_and_no_one_elses() {
         vec![ContactId(2)]
     );
 }
+
+/// Junk under a member's tag, ahead of that member's real group cell in
+/// the same batch, does not cost the real cell its open: a group tag gets
+/// two attempts a round. Mutation run: `*left > 0` into `*left < 0`
+/// dropped the tag after its first attempt, and the message waited for a
+/// retransmission.
+#[test]
+fn junk_ahead_of_a_members_cell_does_not_cost_it_its_open() {
+    let members = [0usize, 1, 2];
+    let (mut g, gid) = group_of(3, &members);
+    g.rounds(5);
+    g.net.routers[1].send_group(gid, b"through").unwrap();
+    for _ in 0..10 {
+        g.net.round += 1;
+        let round = g.net.round;
+        let mut batch = Vec::new();
+        let mut junk = None;
+        for (i, r) in g.net.routers.iter_mut().enumerate() {
+            let group_before = r.group_cells_sent();
+            let (cell, evs) = emit(r, round);
+            g.net.events[i].extend(evs);
+            if i == 1 && r.group_cells_sent() > group_before {
+                let mut bad = cell.clone();
+                bad[CELL - 1] ^= 1;
+                junk = Some(bad);
+            }
+            batch.push(cell);
+        }
+        let tried = junk.is_some();
+        if let Some(bad) = junk {
+            batch.insert(0, bad);
+        }
+        for (i, r) in g.net.routers.iter_mut().enumerate() {
+            let evs = feed(r, round, &batch);
+            g.net.events[i].extend(evs);
+        }
+        g.collect();
+        if tried {
+            for m in [0, 2] {
+                assert_eq!(g.texts(m), vec!["through".to_owned()], "member {m}");
+            }
+            return;
+        }
+    }
+    panic!("member 1 sent no group cell");
+}

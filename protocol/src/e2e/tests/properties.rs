@@ -148,9 +148,12 @@ fn replayed_cell_is_rejected() {
     let mut net = established();
     net.routers[0].send(ContactId(1), b"once").unwrap();
     let (round, cell) = alice_cell(&mut net);
-    // Twice in its own batch: read once.
+    // Twice in its own batch: read once. A cell read is a change to save
+    // (mutation run: `+=` into `*=` after an open).
+    let before = net.routers[1].changes();
     let evs = feed(&mut net.routers[1], round, &[cell.clone(), cell.clone()]);
     assert_eq!(texts(&evs), vec!["once"]);
+    assert!(net.routers[1].changes() > before);
     // In a later batch: its tag belongs to its own round only.
     assert!(feed(&mut net.routers[1], round + 1, std::slice::from_ref(&cell)).is_empty());
     // Its own round again: refused whole, also after a restart.
@@ -171,6 +174,45 @@ fn replayed_cell_is_rejected() {
             .receive_batch(&mut rand::rng(), round, round * ROUND_MS, &refs)
             .is_err()
     );
+}
+
+/// The latest round the clock allows, read, is not read again at the same
+/// time: a saved round is forgotten only when it lies beyond the clock,
+/// not at its edge (mutation run: `>` into `>=` there let the same batch
+/// be read twice).
+#[test]
+fn the_latest_round_the_clock_allows_is_read_once() {
+    use crate::e2e::rounds::ROUND_SKEW_MS;
+    let mut net = established();
+    let skew = ROUND_SKEW_MS.div_ceil(ROUND_MS);
+    let round = net.round + 1 + skew;
+    let now = (round - skew) * ROUND_MS;
+    let r = &mut net.routers[1];
+    r.receive_batch(&mut rand::rng(), round, now, &[]).unwrap();
+    assert_eq!(
+        r.receive_batch(&mut rand::rng(), round, now, &[]).err(),
+        Some(RoundError::Repeated { round, last: round })
+    );
+}
+
+/// Two contacts' cells in one batch are both read in that round: the
+/// first that opens removes only its own contact's other tags (mutation
+/// run: the `!` of that filter deleted removed everyone else's, and the
+/// second message waited for a retransmission).
+#[test]
+fn two_contacts_cells_in_one_batch_are_both_read() {
+    let mut net = Net::new(parties(3, &[(1, 0), (2, 0)]));
+    net.routers[1].send(ContactId(0), b"setup 1").unwrap();
+    net.routers[2].send(ContactId(0), b"setup 2").unwrap();
+    net.rounds(30);
+    assert_eq!(net.received(0, 1), vec!["setup 1"]);
+    assert_eq!(net.received(0, 2), vec!["setup 2"]);
+    net.rounds(10);
+    net.routers[1].send(ContactId(0), b"from 1").unwrap();
+    net.routers[2].send(ContactId(0), b"from 2").unwrap();
+    net.rounds(1);
+    assert_eq!(net.received(0, 1), vec!["setup 1", "from 1"]);
+    assert_eq!(net.received(0, 2), vec!["setup 2", "from 2"]);
 }
 
 /// Every single flipped bit of a session cell is refused, and the original
@@ -783,7 +825,11 @@ fn a_day_is_the_longest_set_back_honoured() {
 fn the_size_limit_and_unknown_ids_are_exact() {
     let mut net = established();
     let big = vec![b'x'; MAX_MESSAGE_LEN];
+    let before = net.routers[0].changes();
     let id = net.routers[0].send(ContactId(1), &big).unwrap();
+    // A queued message is a change to save (mutation run: `+=` into `*=`
+    // in `send`).
+    assert!(net.routers[0].changes() > before);
     assert!(matches!(
         net.routers[0].send(ContactId(1), &vec![b'x'; MAX_MESSAGE_LEN + 1]),
         Err(SendError::TooLong(n)) if n == MAX_MESSAGE_LEN + 1
