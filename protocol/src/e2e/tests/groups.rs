@@ -662,9 +662,13 @@ fn junk_ahead_of_a_members_cell_does_not_cost_it_its_open() {
         let mut junk = None;
         for (i, r) in g.net.routers.iter_mut().enumerate() {
             let group_before = r.group_cells_sent();
+            let changes_before = r.changes();
             let (cell, evs) = emit(r, round);
             g.net.events[i].extend(evs);
             if i == 1 && r.group_cells_sent() > group_before {
+                // A group cell produced is a change to save before it
+                // leaves (mutation run: `+=` into `*=` in `produce_group`).
+                assert!(r.changes() > changes_before);
                 let mut bad = cell.clone();
                 bad[CELL - 1] ^= 1;
                 junk = Some(bad);
@@ -675,12 +679,18 @@ fn junk_ahead_of_a_members_cell_does_not_cost_it_its_open() {
         if let Some(bad) = junk {
             batch.insert(0, bad);
         }
+        let read_before: Vec<u64> = g.net.routers.iter().map(Router::changes).collect();
         for (i, r) in g.net.routers.iter_mut().enumerate() {
             let evs = feed(r, round, &batch);
             g.net.events[i].extend(evs);
         }
         g.collect();
         if tried {
+            // A group cell read is a change to save (mutation run: `+=`
+            // into `-=` or `*=` in `receive_group_cell`).
+            for m in [0, 2] {
+                assert!(g.net.routers[m].changes() > read_before[m], "member {m}");
+            }
             for m in [0, 2] {
                 assert_eq!(g.texts(m), vec!["through".to_owned()], "member {m}");
             }
@@ -688,4 +698,56 @@ fn junk_ahead_of_a_members_cell_does_not_cost_it_its_open() {
         }
     }
     panic!("member 1 sent no group cell");
+}
+
+/// A member with messages waiting in two groups sends their cells in
+/// turn, group by group, not all of one group first. Mutation run: the
+/// round robin's `<=` into `>` sent every message of the first group
+/// before any of the second.
+#[test]
+fn a_member_in_two_groups_sends_their_cells_in_turn() {
+    let members = [0usize, 1, 2];
+    let (mut g, first) = group_of(3, &members);
+    let second = g.net.routers[0]
+        .create_group(&mut rand::rng(), "family")
+        .unwrap();
+    for m in [1, 2] {
+        g.net.routers[0].invite(second, ContactId(m)).unwrap();
+    }
+    g.until(400, |g| {
+        [1, 2].iter().all(|&m| {
+            g.net.routers[m]
+                .invitations()
+                .iter()
+                .any(|i| i.id == second)
+        })
+    });
+    for m in [1, 2] {
+        g.net.routers[m].accept_invite(second).unwrap();
+    }
+    g.until(1500, |g| {
+        members.iter().all(|&m| {
+            let groups = g.net.routers[m].groups();
+            groups.len() == 2
+                && groups.iter().all(|gr| {
+                    gr.members.len() == 3 && gr.members.iter().all(|x| x.is_me || x.readable)
+                })
+        })
+    });
+    g.rounds(10);
+    for n in 1..=3 {
+        for (gid, name) in [(first, "first"), (second, "second")] {
+            g.net.routers[1]
+                .send_group(gid, format!("{name} {n}").as_bytes())
+                .unwrap();
+        }
+    }
+    g.until(200, |g| g.texts(0).len() == 6);
+    // Group ids are random: either group may lead, but they alternate.
+    let got = g.texts(0);
+    let groups: Vec<&str> = got.iter().map(|t| t.split(' ').next().unwrap()).collect();
+    assert!(
+        groups.windows(2).all(|w| w[0] != w[1]),
+        "not in turn: {got:?}"
+    );
 }
