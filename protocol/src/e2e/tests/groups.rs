@@ -751,3 +751,25 @@ fn a_member_in_two_groups_sends_their_cells_in_turn() {
         "not in turn: {got:?}"
     );
 }
+
+/// With pairwise and group messages waiting, a member's rounds alternate
+/// between them: neither kind waits for the other to drain. Mutation run:
+/// the `!` that flips the turn deleted sent every pairwise message first.
+#[test]
+fn pairwise_and_group_cells_take_turns() {
+    let members = [0usize, 1, 2];
+    let (mut g, gid) = group_of(3, &members);
+    g.rounds(10);
+    let (pair_before, group_before) = (g.net.received(0, 1).len(), g.texts(0).len());
+    for n in 0..3 {
+        g.net.routers[1]
+            .send(ContactId(0), format!("pair {n}").as_bytes())
+            .unwrap();
+        g.net.routers[1]
+            .send_group(gid, format!("group {n}").as_bytes())
+            .unwrap();
+    }
+    g.rounds(4);
+    assert_eq!(g.net.received(0, 1).len() - pair_before, 2, "pairwise");
+    assert_eq!(g.texts(0).len() - group_before, 2, "group");
+}
