@@ -773,3 +773,23 @@ fn pairwise_and_group_cells_take_turns() {
     assert_eq!(g.net.received(0, 1).len() - pair_before, 2, "pairwise");
     assert_eq!(g.texts(0).len() - group_before, 2, "group");
 }
+
+/// With only group messages waiting, a group cell leaves every round, on
+/// either turn: a three-fragment message is read after three rounds, and
+/// the sender's counter of real cells says three. Mutation run: the `!`
+/// of the second turn's check deleted left every other round to cover;
+/// `+=` into `-=` or `*=` on the counter there.
+#[test]
+fn group_cells_leave_every_round_when_nothing_else_waits() {
+    let members = [0usize, 1, 2];
+    let (mut g, gid) = group_of(3, &members);
+    g.rounds(10);
+    let text: String = "y".repeat(group_fragment_len(CELL) * 2 + 10);
+    let real_before = g.net.routers[1].real_cells_sent();
+    g.net.routers[1].send_group(gid, text.as_bytes()).unwrap();
+    g.rounds(3);
+    for m in [0, 2] {
+        assert_eq!(g.texts(m), vec![text.clone()], "member {m}");
+    }
+    assert_eq!(g.net.routers[1].real_cells_sent() - real_before, 3);
+}

@@ -830,6 +830,11 @@ fn the_size_limit_and_unknown_ids_are_exact() {
     // A queued message is a change to save (mutation run: `+=` into `*=`
     // in `send`).
     assert!(net.routers[0].changes() > before);
+    // Its first cell is a real one, and counted (mutation run: `+=` into
+    // `*=` on the pairwise branch's counter).
+    let real_before = net.routers[0].real_cells_sent();
+    let _ = alice_cell(&mut net);
+    assert_eq!(net.routers[0].real_cells_sent(), real_before + 1);
     assert!(matches!(
         net.routers[0].send(ContactId(1), &vec![b'x'; MAX_MESSAGE_LEN + 1]),
         Err(SendError::TooLong(n)) if n == MAX_MESSAGE_LEN + 1
