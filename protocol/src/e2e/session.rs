@@ -269,6 +269,17 @@ pub(crate) mod tests {
         assert!(deliver(&mut bob, 4, &empty).unwrap().is_empty());
     }
 
+    /// The public `session_payload_len` is what a cell holds: a payload of
+    /// that length seals into exactly one cell (mutation run: the helper
+    /// returning 0 or 1, or `-` turned into `+` or `/`).
+    #[test]
+    fn the_published_payload_length_fills_a_cell() {
+        let n = crate::e2e::session_payload_len(512);
+        assert_eq!(n, P);
+        let (mut alice, _) = pair();
+        assert_eq!(alice.seal(5, &vec![7; n]).unwrap().len(), 512);
+    }
+
     #[test]
     fn a_failed_open_changes_nothing() {
         let (mut alice, mut bob) = pair();

@@ -127,6 +127,23 @@ mod tests {
         assert_eq!(&*w.into_secret(), &want);
     }
 
+    /// The buffer grows by our rule, not `Vec`'s: at least 256 bytes,
+    /// doubling, and only when the bytes no longer fit, so that every
+    /// reallocation goes through the wiped copy in `reserve` (mutation
+    /// run: `reserve` emptied, or its `>` turned into `==` or `>=`).
+    #[test]
+    fn the_buffer_grows_by_its_own_rule() {
+        let mut w = Writer::new();
+        w.u8(1);
+        assert_eq!(w.buf.capacity(), 256, "grown by us, not by Vec");
+        w.bytes(&[2; 255]);
+        assert_eq!(w.buf.capacity(), 256, "exactly full: no growth");
+        w.u8(3);
+        assert_eq!(w.buf.capacity(), 512);
+        w.bytes(&[4; 2000]);
+        assert_eq!(w.buf.capacity(), 2257, "what is needed, past double");
+    }
+
     /// Stored booleans decode strictly: 0 and 1, nothing else. (Checked
     /// against `_ => Ok(true)`: 2 then read as true.)
     #[test]

@@ -155,3 +155,43 @@ fn an_answer_under_way_survives_a_restart() {
     net.rounds(10);
     assert_eq!(net.received(0, 1), vec!["back"]);
 }
+
+/// A state holds at most `MAX_CONTACTS` contacts: exactly that many
+/// import, one more is refused as damaged before any is read. (Made from
+/// one contact's record repeated under new ids; mutation run: the bound's
+/// `>` turned into `>=` refused the full state, into `==` read the
+/// oversized one.)
+#[test]
+fn a_state_of_exactly_max_contacts_imports_and_one_more_does_not() {
+    let mut net = Net::new(parties(2, &[(0, 1)]));
+    net.routers[0].send(ContactId(1), b"hi").unwrap();
+    net.rounds(3);
+    let state = net.routers[0].export_state();
+    let be32 = |b: &[u8]| u32::from_be_bytes(b.try_into().unwrap()) as usize;
+    let be64 = |b: &[u8]| u64::from_be_bytes(b.try_into().unwrap());
+    // head || count (1) || id (1) || len || record || groups (3 empty lists)
+    let at = (0..state.len() - 16)
+        .find(|&o| {
+            be32(&state[o..o + 4]) == 1
+                && be64(&state[o + 4..o + 12]) == 1
+                && o + 16 + be32(&state[o + 12..o + 16]) == state.len() - 3
+        })
+        .expect("the contact count");
+    let record = &state[at + 12..state.len() - 3];
+    let with = |n: usize| {
+        let mut s = state[..at].to_vec();
+        s.extend_from_slice(&(n as u32).to_be_bytes());
+        for id in 1..=n as u64 {
+            s.extend_from_slice(&id.to_be_bytes());
+            s.extend_from_slice(record);
+        }
+        s.extend_from_slice(&state[state.len() - 3..]);
+        s
+    };
+    let full = import(0, &with(MAX_CONTACTS)).unwrap();
+    assert_eq!(full.contact_ids().count(), MAX_CONTACTS);
+    assert!(matches!(
+        import(0, &with(MAX_CONTACTS + 1)),
+        Err(StateError::Damaged)
+    ));
+}
