@@ -330,6 +330,17 @@ fn private_identity_survives_its_secret_encoding_and_checks_it() {
     }
 }
 
+/// Adding a contact is a change to save (mutation run: `+=` into `*=`
+/// in `add_contact`; a fresh router counts 0 changes).
+#[test]
+fn adding_a_contact_is_a_change_to_save() {
+    let mut r = router(0);
+    let before = r.changes();
+    r.add_contact(&mut rand::rng(), ContactId(1), identity(1).public().clone())
+        .unwrap();
+    assert!(r.changes() > before);
+}
+
 /// A router's `Debug` says how many contacts it has and nothing else
 /// (mutation run: `fmt` emptied).
 #[test]
