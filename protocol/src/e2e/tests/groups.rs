@@ -575,23 +575,26 @@ fn a_lost_bundle_is_asked_for_again() {
     assert_eq!(g.texts(0), vec!["after"]);
 }
 
+/// An INVITE control message from `owner` to group `[n; 16]`, with the
+/// owner alone in it, as the owner's router would encode it.
+fn invite(owner: Fingerprint, n: u8) -> Zeroizing<Vec<u8>> {
+    use crate::e2e::group::control::{Control, Roster};
+    Control::Invite(Roster {
+        group: GroupId([n; 16]),
+        name: format!("g{n}"),
+        owner,
+        epoch: 0,
+        members: vec![owner],
+    })
+    .encode()
+}
+
 /// One contact cannot crowd out the others' invitations: at most
 /// `MAX_INVITES_PER_CONTACT` of its invitations wait at once, and another
 /// contact's still gets in.
 #[test]
 fn one_contact_fills_at_most_its_share_of_invitations() {
-    use crate::e2e::group::control::{Control, Roster};
     let mut routers = parties(3, &[(0, 1), (0, 2)]);
-    let invite = |owner: Fingerprint, n: u8| {
-        Control::Invite(Roster {
-            group: GroupId([n; 16]),
-            name: format!("g{n}"),
-            owner,
-            epoch: 0,
-            members: vec![owner],
-        })
-        .encode()
-    };
     let fp1 = routers[1].identity().fingerprint();
     let fp2 = routers[2].identity().fingerprint();
     for n in 0..10 {
@@ -609,18 +612,7 @@ fn one_contact_fills_at_most_its_share_of_invitations() {
 /// `contact_ids` empty.
 #[test]
 fn removing_a_contact_drops_its_invitations_and_no_one_elses() {
-    use crate::e2e::group::control::{Control, Roster};
     let mut routers = parties(3, &[(0, 1), (0, 2)]);
-    let invite = |owner: Fingerprint, n: u8| {
-        Control::Invite(Roster {
-            group: GroupId([n; 16]),
-            name: format!("g{n}"),
-            owner,
-            epoch: 0,
-            members: vec![owner],
-        })
-        .encode()
-    };
     let fp1 = routers[1].identity().fingerprint();
     let fp2 = routers[2].identity().fingerprint();
     for (contact, fp, n) in [(1, fp1, 1), (1, fp1, 2), (2, fp2, 3), (2, fp2, 4)] {
