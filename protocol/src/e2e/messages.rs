@@ -668,6 +668,27 @@ mod tests {
         }
     }
 
+    /// A fragment whose id lies beyond the window is dropped and moves
+    /// nothing, not even the floor it names: the next message in the
+    /// window is still delivered (mutation run: the `&&` of the floor
+    /// update turned into `||` let the dropped fragment raise the floor
+    /// and skip every id below it).
+    #[test]
+    fn a_fragment_beyond_the_window_does_not_move_the_floor() {
+        let mut inbox = Inbox::new(0);
+        let far = 2 + MAX_ID_AHEAD;
+        assert_eq!(inbox.add(&fragment(far, far)), Received::Dropped);
+        // Read at once, as a contact does after every cell: a raised floor
+        // would now skip every id below it.
+        assert!(inbox.deliverable().is_empty());
+        // Message 2 before message 1: it waits for 1.
+        assert_eq!(inbox.add(&fragment(2, 1)), Received::Complete);
+        assert!(inbox.deliverable().is_empty());
+        assert_eq!(inbox.add(&fragment(1, 1)), Received::Complete);
+        let got: Vec<u64> = inbox.deliverable().into_iter().map(|(id, _)| id).collect();
+        assert_eq!(got, vec![1, 2]);
+    }
+
     /// The lost-conversation bug of issue 15: every held slot taken by
     /// messages waiting for a lost earlier one, which then no longer fits.
     /// Checked against the old rule (refuse any new id when full): message

@@ -785,3 +785,28 @@ fn group_cells_leave_every_round_when_nothing_else_waits() {
     }
     assert_eq!(g.net.routers[1].real_cells_sent() - real_before, 3);
 }
+
+/// Every message's delivery is counted, not only the first's: two
+/// messages are each reported delivered to every member, and nothing
+/// stays undelivered. Mutation run (`messages.rs`): `Outbox::ids`
+/// yielding only id 1 left the second message undelivered for good.
+#[test]
+fn every_group_message_is_counted_delivered() {
+    let members = [0usize, 1, 2];
+    let (mut g, gid) = group_of(3, &members);
+    g.rounds(5);
+    let ids: Vec<u64> = ["one", "two"]
+        .iter()
+        .map(|t| g.net.routers[1].send_group(gid, t.as_bytes()).unwrap())
+        .collect();
+    g.until(300, |g| g.net.routers[1].groups()[0].undelivered == 0);
+    for id in ids {
+        assert!(
+            g.events[1].iter().any(|e| matches!(
+                e,
+                GroupEvent::Delivered { msg_id, to: 2, of: 2, .. } if *msg_id == id
+            )),
+            "message {id}"
+        );
+    }
+}
