@@ -689,6 +689,55 @@ mod tests {
         assert_eq!(got, vec![1, 2]);
     }
 
+    /// The inbox's own bounds, exactly (they stand behind the payload
+    /// decoder's, for fragments a contact controls): the last id of the
+    /// window is taken and the next one dropped; `MAX_FRAGMENTS` parts are
+    /// taken and one more dropped; a part past `MAX_MESSAGE_LEN` bytes is
+    /// dropped; a full set of partial messages gives way to a lower id.
+    /// Mutation run: each `>` turned into `>=` or `==`, the `||` into `&&`,
+    /// and the eviction's guard into `false`.
+    #[test]
+    fn the_inbox_bounds_are_exact() {
+        let part = |msg_id: u64, index: u16, count: u16, len: usize| Fragment {
+            msg_id,
+            floor: 1,
+            index,
+            count,
+            data: Zeroizing::new(vec![7; len]),
+            control: false,
+        };
+        let mut inbox = Inbox::new(0);
+        assert_eq!(inbox.add(&part(MAX_ID_AHEAD, 0, 2, 1)), Received::Pending);
+        assert_eq!(
+            inbox.add(&part(MAX_ID_AHEAD + 1, 0, 2, 1)),
+            Received::Dropped
+        );
+        let mut inbox = Inbox::new(0);
+        assert_eq!(inbox.add(&part(1, 0, MAX_FRAGMENTS, 1)), Received::Pending);
+        assert_eq!(
+            inbox.add(&part(2, 0, MAX_FRAGMENTS + 1, 1)),
+            Received::Dropped
+        );
+        assert_eq!(
+            inbox.add(&part(3, 0, 2, MAX_MESSAGE_LEN + 1)),
+            Received::Dropped
+        );
+        // Two parts of one message, together one byte over the limit.
+        assert_eq!(
+            inbox.add(&part(4, 0, 2, MAX_MESSAGE_LEN)),
+            Received::Pending
+        );
+        assert_eq!(inbox.add(&part(4, 1, 2, 1)), Received::Dropped);
+        // Partial messages 10.. fill the set; id 5 still fits (the highest
+        // gives way), and a higher one does not.
+        let mut inbox = Inbox::new(0);
+        for id in 10..10 + MAX_PARTIAL as u64 {
+            assert_eq!(inbox.add(&part(id, 0, 2, 1)), Received::Pending);
+        }
+        assert_eq!(inbox.add(&part(5, 0, 2, 1)), Received::Pending);
+        assert_eq!(inbox.add(&part(100, 0, 2, 1)), Received::Dropped);
+    }
+
     /// The lost-conversation bug of issue 15: every held slot taken by
     /// messages waiting for a lost earlier one, which then no longer fits.
     /// Checked against the old rule (refuse any new id when full): message
