@@ -70,13 +70,52 @@ impl Groups {
         self.net.routers[party].identity().fingerprint()
     }
 
-    /// Whether every member reads every other member.
+    /// Whether every member reads every other member (in each member's
+    /// first group, or in group `gid`).
     fn keyed(&self, members: &[usize]) -> bool {
+        self.keyed_where(members, |_| true)
+    }
+
+    fn keyed_in(&self, gid: GroupId, members: &[usize]) -> bool {
+        self.keyed_where(members, |g| g.id == gid)
+    }
+
+    fn keyed_where(&self, members: &[usize], which: impl Fn(&GroupInfo) -> bool) -> bool {
         members.iter().all(|&m| {
-            self.net.routers[m].groups().first().is_some_and(|g| {
-                g.members.len() == members.len() && g.members.iter().all(|x| x.is_me || x.readable)
-            })
+            self.net.routers[m]
+                .groups()
+                .iter()
+                .find(|g| which(g))
+                .is_some_and(|g| {
+                    g.members.len() == members.len()
+                        && g.members.iter().all(|x| x.is_me || x.readable)
+                })
         })
+    }
+
+    /// Party 0 creates group `name` with `members` (party 0 among them),
+    /// everyone accepts, and rounds run until every member reads every
+    /// other.
+    fn form(&mut self, name: &str, members: &[usize]) -> GroupId {
+        let gid = self.net.routers[0]
+            .create_group(&mut rand::rng(), name)
+            .unwrap();
+        for &m in members.iter().filter(|&&m| m != 0) {
+            self.net.routers[0]
+                .invite(gid, ContactId(m as u64))
+                .unwrap();
+        }
+        self.until(400, |g| {
+            members
+                .iter()
+                .filter(|&&m| m != 0)
+                .all(|&m| g.net.routers[m].invitations().iter().any(|i| i.id == gid))
+        });
+        for &m in members.iter().filter(|&&m| m != 0) {
+            self.net.routers[m].accept_invite(gid).unwrap();
+        }
+        self.until(1500, |g| g.keyed_in(gid, members));
+        gid
     }
 }
 
@@ -84,22 +123,7 @@ impl Groups {
 /// accepts, and rounds run until every member reads every other.
 fn group_of(n: usize, members: &[usize]) -> (Groups, GroupId) {
     let mut g = Groups::new(everyone(n));
-    let gid = g.net.routers[0]
-        .create_group(&mut rand::rng(), "friends")
-        .unwrap();
-    for &m in members.iter().filter(|&&m| m != 0) {
-        g.net.routers[0].invite(gid, ContactId(m as u64)).unwrap();
-    }
-    g.until(400, |g| {
-        members
-            .iter()
-            .filter(|&&m| m != 0)
-            .all(|&m| g.net.routers[m].invitations().iter().any(|i| i.id == gid))
-    });
-    for &m in members.iter().filter(|&&m| m != 0) {
-        g.net.routers[m].accept_invite(gid).unwrap();
-    }
-    g.until(1500, |g| g.keyed(members));
+    let gid = g.form("friends", members);
     (g, gid)
 }
 
@@ -700,32 +724,7 @@ fn junk_ahead_of_a_members_cell_does_not_cost_it_its_open() {
 fn a_member_in_two_groups_sends_their_cells_in_turn() {
     let members = [0usize, 1, 2];
     let (mut g, first) = group_of(3, &members);
-    let second = g.net.routers[0]
-        .create_group(&mut rand::rng(), "family")
-        .unwrap();
-    for m in [1, 2] {
-        g.net.routers[0].invite(second, ContactId(m)).unwrap();
-    }
-    g.until(400, |g| {
-        [1, 2].iter().all(|&m| {
-            g.net.routers[m]
-                .invitations()
-                .iter()
-                .any(|i| i.id == second)
-        })
-    });
-    for m in [1, 2] {
-        g.net.routers[m].accept_invite(second).unwrap();
-    }
-    g.until(1500, |g| {
-        members.iter().all(|&m| {
-            let groups = g.net.routers[m].groups();
-            groups.len() == 2
-                && groups.iter().all(|gr| {
-                    gr.members.len() == 3 && gr.members.iter().all(|x| x.is_me || x.readable)
-                })
-        })
-    });
+    let second = g.form("family", &members);
     g.rounds(10);
     for n in 1..=3 {
         for (gid, name) in [(first, "first"), (second, "second")] {
