@@ -135,23 +135,39 @@ impl Net {
     /// A round where `keep` also learns whether the cell was real (it
     /// moved the sender's state) or cover.
     fn round_with_real(&mut self, mut keep: impl FnMut(usize, &[u8], bool) -> bool) {
-        let mut rng = rand::rng();
+        let mut batch: Vec<Vec<u8>> = self
+            .emit_all()
+            .into_iter()
+            .enumerate()
+            .filter(|(i, (cell, real))| keep(*i, cell, *real))
+            .map(|(_, (cell, _))| cell)
+            .collect();
+        batch.shuffle(&mut rand::rng());
+        self.feed_all(&batch);
+    }
+
+    /// The first half of a round: the next round begins and every party
+    /// emits its cell, with whether it was real (it moved the sender's
+    /// state) or cover.
+    fn emit_all(&mut self) -> Vec<(Vec<u8>, bool)> {
         self.round += 1;
         let round = self.round;
-        let mut batch = Vec::new();
+        let mut cells = Vec::new();
         for (i, r) in self.routers.iter_mut().enumerate() {
             let before = r.changes();
             let (cell, evs) = emit(r, round);
             assert_eq!(cell.len(), CELL);
             self.events[i].extend(evs);
             self.sent_cells[i].push(cell.clone());
-            if keep(i, &cell, r.changes() > before) {
-                batch.push(cell);
-            }
+            cells.push((cell, r.changes() > before));
         }
-        batch.shuffle(&mut rng);
+        cells
+    }
+
+    /// The second half: `batch` goes to every party.
+    fn feed_all(&mut self, batch: &[Vec<u8>]) {
         for (i, r) in self.routers.iter_mut().enumerate() {
-            let evs = feed(r, round, &batch);
+            let evs = feed(r, self.round, batch);
             self.events[i].extend(evs);
         }
     }
