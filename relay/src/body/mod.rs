@@ -1,8 +1,10 @@
 //! The sealed body of a live batch in a memory file (`memfd`), sent to
-//! every client of the shard with `sendfile`: the kernel then references
-//! the same pages for each client instead of copying the body from user
+//! every client of the shard by reference: the kernel then hands the same
+//! pages to each client's socket instead of copying the body from user
 //! space once per client. One copy per round and shard (into the file),
-//! not one per delivery.
+//! not one per delivery. The pages are looked up once more into a source
+//! pipe and `tee`d to each client ([`pipes`]); `sendfile`, which looks
+//! them up again per client, is the fallback.
 //!
 //! Bounded: at most [`MAX_LIVE_FILES`] files are open at once (a slow
 //! client's queue holds its batches' files); past that, and for small
@@ -15,6 +17,8 @@ use std::io::Write as _;
 use std::os::fd::AsRawFd as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+mod pipes;
 
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::socket::MsgFlags;
@@ -34,6 +38,9 @@ pub(crate) struct BodyFile {
     file: std::fs::File,
     len: usize,
     live: Arc<AtomicUsize>,
+    /// The body's pages once more, in a pipe that clients' writes `tee`
+    /// from ([`pipes`]); `None` where that is refused or too small.
+    source: Option<pipes::Source>,
 }
 
 impl Drop for BodyFile {
@@ -47,6 +54,7 @@ impl Drop for BodyFile {
 pub(crate) struct BodyFiles {
     live: Arc<AtomicUsize>,
     refused: AtomicBool,
+    pipes: pipes::Pipes,
 }
 
 impl BodyFiles {
@@ -68,11 +76,15 @@ impl BodyFiles {
                 Ok(file)
             });
         match made {
-            Ok(file) => Some(Arc::new(BodyFile {
-                file,
-                len: body.len(),
-                live: Arc::clone(&self.live),
-            })),
+            Ok(file) => {
+                let source = self.pipes.source(&file, body.len());
+                Some(Arc::new(BodyFile {
+                    file,
+                    len: body.len(),
+                    live: Arc::clone(&self.live),
+                    source,
+                }))
+            }
             Err(e) => {
                 self.live.fetch_sub(1, Ordering::Relaxed);
                 self.refuse(&e);
@@ -95,10 +107,12 @@ impl BodyFiles {
     }
 }
 
-/// Writes `header` then the body from `file`; on a refusal of `sendfile`
-/// (not a full socket), writes the rest of the body from `buffer` (the
-/// same bytes) and reports the refusal. The header goes with `MSG_MORE`,
-/// so header and body leave in the same segments.
+/// Writes `header` then the body from `file`: by `tee` from its source
+/// pipe when it has one and a pipe can be lent, the rest (all of it
+/// otherwise) by `sendfile`; on a refusal of `sendfile` (not a full
+/// socket), writes the rest of the body from `buffer` (the same bytes)
+/// and reports the refusal. The header goes with `MSG_MORE`, so header
+/// and body leave in the same segments.
 pub(crate) async fn write_with_file(
     wr: &mut OwnedWriteHalf,
     header: &[u8],
@@ -107,26 +121,15 @@ pub(crate) async fn write_with_file(
     files: &BodyFiles,
 ) -> std::io::Result<()> {
     let stream: &TcpStream = wr.as_ref();
-    let fd = stream.as_raw_fd();
-    let mut sent = 0;
-    while sent < header.len() {
-        let n = stream
-            .async_io(Interest::WRITABLE, || {
-                nix::sys::socket::send(
-                    fd,
-                    &header[sent..],
-                    MsgFlags::from_bits_retain(nix::libc::MSG_MORE) | MsgFlags::MSG_NOSIGNAL,
-                )
-                .map_err(std::io::Error::from)
-            })
-            .await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        sent += n;
-    }
     // sendfile's offset is an off_t; bodies are far below its range.
     let mut offset: i64 = 0;
+    send_header(stream, header).await?;
+    if let Some(source) = &file.source
+        && let Some(lent) = files.pipes.lend(file.len)
+    {
+        let sent = pipes::send(stream, source, lent, file.len).await?;
+        offset = i64::try_from(sent).unwrap_or(i64::MAX);
+    }
     let done = |offset: i64| usize::try_from(offset).unwrap_or(usize::MAX);
     while done(offset) < file.len {
         let left = file.len - done(offset);
@@ -146,6 +149,30 @@ pub(crate) async fn write_with_file(
             }
             Err(e) => return Err(e),
         }
+    }
+    Ok(())
+}
+
+/// The header alone, with `MSG_MORE`, so that the body's first segments
+/// carry it.
+async fn send_header(stream: &TcpStream, header: &[u8]) -> std::io::Result<()> {
+    let fd = stream.as_raw_fd();
+    let mut sent = 0;
+    while sent < header.len() {
+        let n = stream
+            .async_io(Interest::WRITABLE, || {
+                nix::sys::socket::send(
+                    fd,
+                    &header[sent..],
+                    MsgFlags::from_bits_retain(nix::libc::MSG_MORE) | MsgFlags::MSG_NOSIGNAL,
+                )
+                .map_err(std::io::Error::from)
+            })
+            .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        sent += n;
     }
     Ok(())
 }
@@ -171,6 +198,7 @@ mod tests {
     /// slot back).
     #[test]
     fn files_are_bounded_and_given_back() {
+        let _ = rlimit::increase_nofile_limit(8192);
         let files = BodyFiles::default();
         assert!(files.make(&[7; MIN_FILE_BODY - 1]).is_none());
         let body = vec![9u8; MIN_FILE_BODY];
@@ -178,15 +206,23 @@ mod tests {
             .map(|_| files.make(&body).expect("within the limit"))
             .collect();
         assert_eq!(files.live(), MAX_LIVE_FILES);
+        // The first files got a source pipe each, up to that limit.
+        assert_eq!(files.pipes.sources(), pipes::MAX_SOURCES);
+        assert!(held[pipes::MAX_SOURCES - 1].source.is_some());
+        assert!(held[pipes::MAX_SOURCES].source.is_none());
         assert!(files.make(&body).is_none());
         drop(held);
         assert_eq!(files.live(), 0);
+        assert_eq!(files.pipes.sources(), 0);
         assert!(files.make(&body).is_some());
     }
 
-    /// The bytes a client reads are the header then exactly the body
-    /// (breaks if the offset is not advanced, or the header is sent
-    /// without being waited for).
+    /// The bytes a client reads are the header then exactly the body, by
+    /// the `tee` path (one pipe made, and back in the pool afterwards) and
+    /// by `sendfile` (a file without a source pipe). Breaks if the offset
+    /// is not advanced, the header is sent without being waited for, the
+    /// `tee` path is never taken (no pipe made), or its pipe is not given
+    /// back empty.
     #[tokio::test]
     async fn a_client_reads_the_header_then_the_body() {
         use tokio::io::AsyncReadExt as _;
@@ -197,6 +233,10 @@ mod tests {
             .map(|i| (i % 251) as u8)
             .collect();
         let file = files.make(&body).unwrap();
+        assert!(file.source.is_some());
+        // The same bytes in a file without a source: by sendfile.
+        let mut plain = files.make(&body).unwrap();
+        Arc::get_mut(&mut plain).unwrap().source = None;
         let reader = tokio::spawn(async move {
             let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
             let mut got = Vec::new();
@@ -206,18 +246,22 @@ mod tests {
         let (server, _) = listener.accept().await.unwrap();
         let (rd, mut wr) = server.into_split();
         // Twice over the same file: each client's copy starts at offset 0.
-        for _ in 0..2 {
-            write_with_file(&mut wr, b"HEADER", &file, &body, &files)
+        for f in [&file, &file, &plain] {
+            write_with_file(&mut wr, b"HEADER", f, &body, &files)
                 .await
                 .unwrap();
         }
+        // One pipe served both tee'd writes and is idle again.
+        assert_eq!(files.pipes.counts(), (1, 1));
         drop(wr);
         drop(rd);
         let got = reader.await.unwrap();
-        let mut want = b"HEADER".to_vec();
-        want.extend_from_slice(&body);
-        want.extend_from_slice(b"HEADER");
-        want.extend_from_slice(&body);
-        assert_eq!(got, want);
+        let mut want = Vec::new();
+        for _ in 0..3 {
+            want.extend_from_slice(b"HEADER");
+            want.extend_from_slice(&body);
+        }
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "the bytes read differ from header + body");
     }
 }
