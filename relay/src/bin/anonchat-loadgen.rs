@@ -62,9 +62,14 @@ struct CompareArgs {
     /// Round length in milliseconds.
     #[arg(long, default_value_t = 100)]
     round_ms: u64,
-    /// Measurement time per server, in seconds.
+    /// Measurement time per server and run, in seconds.
     #[arg(long, default_value_t = 10)]
     duration_s: u64,
+    /// Run each server this many times, alternating (relay, Redis, relay,
+    /// ...), and sum up with medians: a change in the machine's state
+    /// then falls on both.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=50))]
+    runs: u64,
     /// Spread the clients over this many shards.
     #[arg(long, default_value_t = 1)]
     shards: u32,
@@ -155,6 +160,7 @@ fn run_compare(c: CompareArgs, runtime: &tokio::runtime::Runtime) -> anyhow::Res
         shards: c.shards,
         round_ms: c.round_ms,
         duration: Duration::from_secs(c.duration_s),
+        runs: usize::try_from(c.runs).unwrap_or(1),
         relay_bin,
         relay_args: c.relay_args,
         redis_bin,

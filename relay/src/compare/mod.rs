@@ -3,7 +3,14 @@
 //! one after the other), drives the same fan-out through both with the
 //! same client code paths ([`crate::loadgen`], [`crate::broker`]), reads
 //! both servers' CPU from `/proc/PID/stat` over the same window, stops
-//! them, and prints one table.
+//! them, and prints one table. With `--runs N` it does that N times,
+//! alternating the two servers so that a change in the machine's state
+//! (other work, frequency) falls on both, and sums up with medians
+//! ([`table`]).
+
+mod table;
+
+pub use table::{Summary, TABLE_HEADER, row};
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
@@ -26,8 +33,10 @@ pub struct CompareConfig {
     /// Round length (the relay's `--round-ms`; Redis clients publish on
     /// the same period).
     pub round_ms: u64,
-    /// Measurement time per server.
+    /// Measurement time per server and run.
     pub duration: Duration,
+    /// Runs of each server, alternating (at least 1).
+    pub runs: usize,
     /// The `anonchat-relay` binary.
     pub relay_bin: PathBuf,
     /// More flags for the relay (e.g. `--socket-send-buffer`).
@@ -39,13 +48,23 @@ pub struct CompareConfig {
     pub daemon_cost: Option<(PathBuf, usize)>,
 }
 
-/// Both rows, or the relay's and why Redis was skipped.
+/// One run of each server: both rows, or the relay's alone.
 #[derive(Debug, Clone, serde::Serialize)]
-pub struct Comparison {
+pub struct Run {
     /// The relay's row.
     pub relay: Report,
-    /// Redis's row.
+    /// Redis's row, unless Redis was skipped.
     pub redis: Option<Report>,
+}
+
+/// Every run's rows, their summary, or the relay's and why Redis was
+/// skipped.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Comparison {
+    /// The runs, in the order they ran.
+    pub runs: Vec<Run>,
+    /// Medians and ratios over the runs.
+    pub summary: Summary,
     /// Why Redis was not measured.
     pub redis_skipped: Option<String>,
     /// The daemon's CPU per round, as `round_cost` printed it (or why not).
@@ -193,55 +212,82 @@ pub fn machine() -> String {
 }
 
 /// Runs the relay, then Redis, each alone on the machine with the load
-/// generator, and returns both rows.
+/// generator, `cfg.runs` times, and returns every row and their summary.
 pub fn run(
     cfg: &CompareConfig,
     runtime: &tokio::runtime::Runtime,
 ) -> Result<Comparison, CompareError> {
     let dir = std::env::temp_dir().join(format!("anonchat-compare-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| CompareError::Start(dir.display().to_string(), e))?;
-    let relay = {
-        let started = start_relay(cfg, &dir);
-        let _ = std::fs::remove_dir_all(&dir);
-        let (server, addr) = started?;
-        let report = runtime.block_on(loadgen::run(LoadConfig {
-            relay: addr,
-            clients: cfg.clients,
-            shards: cfg.shards,
-            duration: cfg.duration,
-            relay_pid: Some(server.pid()),
-        }))?;
-        drop(server);
-        report
-    };
-    let (redis, redis_skipped) = match &cfg.redis_bin {
-        Err(why) => (None, Some(why.clone())),
-        Ok(bin) => {
-            let (server, port) = start_redis(bin, cfg.clients)?;
-            let report = runtime
-                .block_on(broker::run(&RedisLoad {
-                    addr: format!("127.0.0.1:{port}"),
-                    clients: cfg.clients,
-                    shards: cfg.shards,
-                    duration: cfg.duration,
-                    round: Duration::from_millis(cfg.round_ms),
-                    server_pid: Some(server.pid()),
-                }))
-                .map_err(CompareError::Redis)?;
-            drop(server);
-            (Some(report), None)
-        }
-    };
+    let _remove = RemoveOnDrop(&dir);
+    let mut runs = Vec::with_capacity(cfg.runs.max(1));
+    for _ in 0..cfg.runs.max(1) {
+        let relay = run_relay(cfg, &dir, runtime)?;
+        let redis = match &cfg.redis_bin {
+            Err(_) => None,
+            Ok(bin) => Some(run_redis(cfg, bin, runtime)?),
+        };
+        runs.push(Run { relay, redis });
+    }
+    let redis_skipped = cfg.redis_bin.as_ref().err().cloned();
     let daemon = cfg.daemon_cost.as_ref().map(|(bin, contacts)| {
         daemon_cost(bin, *contacts, cfg.clients.max(contacts + 1), cfg.round_ms)
     });
     Ok(Comparison {
-        relay,
-        redis,
+        summary: Summary::of(&runs),
+        runs,
         redis_skipped,
         daemon,
         machine: machine(),
     })
+}
+
+/// Removes the run's directory (the relays' key file) however the run ends.
+struct RemoveOnDrop<'a>(&'a Path);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(self.0);
+    }
+}
+
+/// One relay run: a fresh relay (its key in `dir`), loaded, stopped.
+fn run_relay(
+    cfg: &CompareConfig,
+    dir: &Path,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Report, CompareError> {
+    let (server, addr) = start_relay(cfg, dir)?;
+    let report = runtime.block_on(loadgen::run(LoadConfig {
+        relay: addr,
+        clients: cfg.clients,
+        shards: cfg.shards,
+        duration: cfg.duration,
+        relay_pid: Some(server.pid()),
+    }))?;
+    drop(server);
+    Ok(report)
+}
+
+/// One Redis run: a fresh `redis-server`, loaded, stopped.
+fn run_redis(
+    cfg: &CompareConfig,
+    bin: &Path,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<Report, CompareError> {
+    let (server, port) = start_redis(bin, cfg.clients)?;
+    let report = runtime
+        .block_on(broker::run(&RedisLoad {
+            addr: format!("127.0.0.1:{port}"),
+            clients: cfg.clients,
+            shards: cfg.shards,
+            duration: cfg.duration,
+            round: Duration::from_millis(cfg.round_ms),
+            server_pid: Some(server.pid()),
+        }))
+        .map_err(CompareError::Redis)?;
+    drop(server);
+    Ok(report)
 }
 
 /// Runs `anonchatd`'s `round_cost` example (one daemon core with
@@ -267,92 +313,5 @@ fn daemon_cost(bin: &Path, contacts: usize, shard: usize, round_ms: u64) -> Stri
         Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
         Ok(out) => format!("anonchatd: round_cost failed ({})", out.status),
         Err(e) => format!("anonchatd: cannot run {}: {e}", bin.display()),
-    }
-}
-
-fn opt(v: Option<f64>, digits: usize) -> String {
-    v.map_or_else(|| "n/a".into(), |v| format!("{v:.digits$}"))
-}
-
-/// Thousands separated by commas.
-fn thousands(v: f64) -> String {
-    let s = format!("{:.0}", v.max(0.0));
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// A row of the Markdown table.
-pub fn row(r: &Report) -> String {
-    format!(
-        "| {} | {} × {} | {} ms | {} | {} % | {} | {:.1} / {:.1} ms | {} | {} KiB/s | {} % |",
-        r.server,
-        r.clients,
-        r.shards,
-        r.round_ms,
-        thousands(r.delivered_cells_per_s),
-        opt(r.server_cpu_percent, 1),
-        opt(r.server_cpu_ns_per_delivery, 0),
-        r.fanout_latency_p50_ms,
-        r.fanout_latency_p99_ms,
-        thousands(r.lost_cells as f64),
-        thousands(r.download_bytes_per_client_s / 1024.0),
-        opt(r.loadgen_cpu_percent, 1),
-    )
-}
-
-/// The Markdown table's header.
-pub const TABLE_HEADER: &str = "| server | clients × shards | round | deliveries/s | server CPU (one core) | CPU ns per delivery | fan-out p50 / p99 | lost | download per client | loadgen CPU |\n|---|---|---|---|---|---|---|---|---|---|";
-
-impl std::fmt::Display for Comparison {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "{TABLE_HEADER}")?;
-        writeln!(f, "{}", row(&self.relay))?;
-        if let Some(redis) = &self.redis {
-            writeln!(f, "{}", row(redis))?;
-        }
-        writeln!(f)?;
-        if let (Some(redis), Some(a), Some(b)) = (
-            &self.redis,
-            self.relay.server_cpu_ns_per_delivery,
-            self.redis
-                .as_ref()
-                .and_then(|r| r.server_cpu_ns_per_delivery),
-        ) {
-            writeln!(
-                f,
-                "anonchat-relay: {:.2}x less CPU per delivery than redis-server; p99 {:.1} ms vs {:.1} ms; lost {} vs {}",
-                b / a.max(1e-9),
-                self.relay.fanout_latency_p99_ms,
-                redis.fanout_latency_p99_ms,
-                self.relay.lost_cells,
-                redis.lost_cells
-            )?;
-        }
-        if let Some(why) = &self.redis_skipped {
-            writeln!(f, "{why}")?;
-        }
-        if let Some(line) = &self.daemon {
-            writeln!(f, "{line}")?;
-        }
-        write!(f, "measured on {}", self.machine)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn thousands_are_separated() {
-        assert_eq!(thousands(0.0), "0");
-        assert_eq!(thousands(999.4), "999");
-        assert_eq!(thousands(1000.0), "1,000");
-        assert_eq!(thousands(1_234_567.0), "1,234,567");
     }
 }
