@@ -20,7 +20,7 @@ use tokio::net::TcpStream;
 use tokio::sync::Barrier;
 use tokio_util::sync::CancellationToken;
 
-use crate::loadgen::{Latencies, Measured, Report};
+use crate::loadgen::{Latencies, Measured, Report, Window};
 use crate::procstat::{CpuMeter, clock_ticks_per_s};
 
 /// Message size: the relay's default cell.
@@ -205,7 +205,8 @@ pub struct RedisLoad {
     pub clients: usize,
     /// Shards (channels) the clients are spread over (0 counts as 1).
     pub shards: u32,
-    /// Measurement time, once every client has subscribed.
+    /// Measurement time, once every client has subscribed and
+    /// [`WARMUP_ROUNDS`](crate::loadgen::WARMUP_ROUNDS) have passed.
     pub duration: Duration,
     /// Round length: every client publishes once per round.
     pub round: Duration,
@@ -216,8 +217,9 @@ pub struct RedisLoad {
 /// What the clients share.
 struct Shared {
     ready: Barrier,
-    /// Publish no more at or after this time (µs since the epoch).
-    stop: AtomicU64,
+    /// Set once every client has subscribed: messages published inside it
+    /// are counted; nobody publishes after it.
+    window: std::sync::OnceLock<Window>,
     sent: AtomicU64,
     delivered: AtomicU64,
     bytes: AtomicU64,
@@ -228,7 +230,7 @@ async fn client(
     addr: String,
     channel: String,
     id: u32,
-    (round, duration): (Duration, Duration),
+    round: Duration,
     shared: Arc<Shared>,
     done: CancellationToken,
 ) -> std::io::Result<()> {
@@ -254,18 +256,21 @@ async fn client(
             let mut payload = vec![0u8; CELL];
             payload[8..12].copy_from_slice(&id.to_be_bytes());
             loop {
-                // Exactly duration / round publishes, as a relay client
-                // answers the rounds of the window: the tick due at the
-                // window's end is not one of them.
-                let due = tick.tick().await;
+                // Exactly duration / round publishes inside the window (it
+                // opens half a round before a tick), as a relay client
+                // answers the rounds of the window.
+                tick.tick().await;
                 let t = now_us();
-                if due >= start + duration || t >= shared.stop.load(Ordering::SeqCst) {
+                let window = shared.window.get();
+                if window.is_some_and(|w| t >= w.to_us) {
                     return Ok::<_, std::io::Error>(wr);
                 }
                 payload[..8].copy_from_slice(&t.to_be_bytes());
                 let cmd = resp_command(&[b"PUBLISH", channel.as_bytes(), &payload]);
                 wr.write_all(&cmd).await?;
-                shared.sent.fetch_add(1, Ordering::Relaxed);
+                if window.is_some_and(|w| w.contains(t)) {
+                    shared.sent.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     };
@@ -277,7 +282,9 @@ async fn client(
                 () = done.cancelled() => break,
                 ev = rd.next() => ev?,
             };
-            if let Event::Message(Some(t)) = ev {
+            if let Event::Message(Some(t)) = ev
+                && shared.window.get().is_some_and(|w| w.contains(t))
+            {
                 mine.push(now_us().saturating_sub(t));
                 delivered += 1;
             }
@@ -302,7 +309,7 @@ pub async fn run(cfg: &RedisLoad) -> std::io::Result<Report> {
     let shards = cfg.shards.max(1);
     let shared = Arc::new(Shared {
         ready: Barrier::new(cfg.clients + 1),
-        stop: AtomicU64::new(u64::MAX),
+        window: std::sync::OnceLock::new(),
         sent: AtomicU64::new(0),
         delivered: AtomicU64::new(0),
         bytes: AtomicU64::new(0),
@@ -316,17 +323,19 @@ pub async fn run(cfg: &RedisLoad) -> std::io::Result<Report> {
             cfg.addr.clone(),
             channel,
             i as u32,
-            (cfg.round, cfg.duration),
+            cfg.round,
             Arc::clone(&shared),
             done.clone(),
         )));
     }
     shared.ready.wait().await;
+    let window = Window::after_warmup(now_us(), cfg.round, cfg.duration);
+    let _ = shared.window.set(window);
+    window.opened().await;
     let ticks = clock_ticks_per_s();
     let server = cfg.server_pid.and_then(CpuMeter::start);
     let own = CpuMeter::start(std::process::id());
     tokio::time::sleep(cfg.duration).await;
-    shared.stop.store(now_us(), Ordering::SeqCst);
     let server = server.and_then(|m| m.stop(ticks));
     let own = own.and_then(|m| m.stop(ticks));
     // Let the last round's messages arrive.

@@ -3,8 +3,8 @@
 //! of what was delivered, how fast, and what was lost.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anonchat_protocol::wire::RelayAddress;
@@ -29,7 +29,8 @@ pub struct LoadConfig {
     pub clients: usize,
     /// Shards the clients are spread over (0 counts as 1).
     pub shards: u32,
-    /// Measurement time, once every client has joined.
+    /// Measurement time, once every client has joined and
+    /// [`WARMUP_ROUNDS`] have passed.
     pub duration: Duration,
     /// The relay's process id, to report its CPU use (same machine only).
     pub relay_pid: Option<u32>,
@@ -202,6 +203,52 @@ impl Latencies {
     }
 }
 
+/// Rounds between every client being connected and the start of the
+/// measurement, for the relay and for Redis alike. Connections start with
+/// TCP receive windows far smaller than a large shard's batch (Linux
+/// starts them near 64 KiB and grows them as the reader keeps up), so the
+/// first full-size batch reaches some of 1,000 clients of one machine
+/// late, and the answers to it miss the next round: every loss of the
+/// 1,000-client runs of 2026-11-26 (measured with a per-round count) was
+/// in that one round. Counting it measured the connections' start, not
+/// the server.
+pub const WARMUP_ROUNDS: u32 = 3;
+
+/// The measurement window, in µs since the epoch: a batch (closed at) or a
+/// message (published at) inside it is counted, and the servers' CPU is
+/// read over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Window {
+    pub(crate) from_us: u64,
+    pub(crate) to_us: u64,
+}
+
+impl Window {
+    /// The window for clients connected at `now_us`: it opens half a round
+    /// before the [`WARMUP_ROUNDS`]th round after that, so that a client
+    /// publishing on its own clock (Redis) has exactly `duration / round`
+    /// publishes inside, and it lasts `duration`.
+    pub(crate) fn after_warmup(now_us: u64, round: Duration, duration: Duration) -> Self {
+        let round_us = u64::try_from(round.as_micros()).unwrap_or(u64::MAX);
+        let from_us = now_us
+            .saturating_add(round_us.saturating_mul(u64::from(WARMUP_ROUNDS)))
+            .saturating_sub(round_us / 2);
+        let to_us = from_us.saturating_add(u64::try_from(duration.as_micros()).unwrap_or(u64::MAX));
+        Self { from_us, to_us }
+    }
+
+    /// Whether `t_us` is inside.
+    pub(crate) fn contains(&self, t_us: u64) -> bool {
+        (self.from_us..self.to_us).contains(&t_us)
+    }
+
+    /// Sleeps until the window opens.
+    pub(crate) async fn opened(&self) {
+        let now = crate::shard::unix_micros();
+        tokio::time::sleep(Duration::from_micros(self.from_us.saturating_sub(now))).await;
+    }
+}
+
 /// What a run counted, before it is turned into a [`Report`].
 pub(crate) struct Measured {
     pub(crate) server: &'static str,
@@ -243,11 +290,14 @@ impl Measured {
             fanout_latency_max_ms: self.latencies.percentile_ms(1000),
             lost_cells: self.lost_cells,
             server_cpu_percent: self.server_cpu.map(|c| c.percent()),
-            server_cpu_ns_per_delivery: self.server_cpu.map(|c| {
-                // Deliveries counted over the same span as the CPU.
-                let per_s = self.cells_delivered as f64 / secs;
-                c.cpu.as_secs_f64() / c.wall.as_secs_f64().max(1e-9) / per_s.max(1e-9) * 1e9
-            }),
+            // Deliveries counted over the same span as the CPU; none
+            // (a server that fell behind) gives no figure.
+            server_cpu_ns_per_delivery: self.server_cpu.filter(|_| self.cells_delivered > 0).map(
+                |c| {
+                    let per_s = self.cells_delivered as f64 / secs;
+                    c.cpu.as_secs_f64() / c.wall.as_secs_f64().max(1e-9) / per_s.max(1e-9) * 1e9
+                },
+            ),
             loadgen_cpu_percent: self.loadgen_cpu.map(|c| c.percent()),
         }
     }
@@ -268,28 +318,30 @@ pub async fn run(cfg: LoadConfig) -> Result<Report, ClientError> {
     let sent: Sent = Arc::default();
     let copies: Arc<Copies> = Arc::default();
     let ready = Arc::new(Barrier::new(cfg.clients + 1));
-    // Clients stop at the first batch closed at or after this time (µs).
-    let stop = Arc::new(AtomicU64::new(u64::MAX));
+    let common = Arc::new(Shared::default());
     let mut handles = Vec::with_capacity(cfg.clients);
     for i in 0..cfg.clients {
         let relay = cfg.relay.clone();
         let sent = Arc::clone(&sent);
         let ready = Arc::clone(&ready);
-        let stop = Arc::clone(&stop);
+        let common = Arc::clone(&common);
         let copies = Arc::clone(&copies);
         let shard = SHARD_BASE + (i as u32 % shards);
         handles.push(tokio::spawn(async move {
-            one_client(relay, shard, i as u32, sent, ready, stop, copies).await
+            one_client(relay, shard, i as u32, sent, ready, common, copies).await
         }));
     }
     ready.wait().await;
+    let round = Duration::from_millis(u64::from(common.round_ms.load(Ordering::SeqCst)));
+    let window = Window::after_warmup(crate::shard::unix_micros(), round, cfg.duration);
+    let _ = common.window.set(window);
+    window.opened().await;
     let ticks = clock_ticks_per_s();
     let server = cfg.relay_pid.and_then(CpuMeter::start);
     let own = CpuMeter::start(std::process::id());
     tokio::time::sleep(cfg.duration).await;
     let server = server.and_then(|m| m.stop(ticks));
     let own = own.and_then(|m| m.stop(ticks));
-    stop.store(crate::shard::unix_micros(), Ordering::SeqCst);
 
     let mut logs = Vec::new();
     let mut cell_size = 0;
@@ -315,13 +367,22 @@ pub async fn run(cfg: LoadConfig) -> Result<Report, ClientError> {
     ))
 }
 
+/// What the clients of a run share besides the cells sent.
+#[derive(Default)]
+struct Shared {
+    /// The relay's round length, as its welcome said.
+    round_ms: AtomicU32,
+    /// Set once every client is connected.
+    window: OnceLock<Window>,
+}
+
 async fn one_client(
     relay: RelayAddress,
     shard: u32,
     id: u32,
     sent: Sent,
     ready: Arc<Barrier>,
-    stop: Arc<AtomicU64>,
+    common: Arc<Shared>,
     copies: Arc<Copies>,
 ) -> Result<(ClientLog, u32, usize, u32), ClientError> {
     let client::Connected {
@@ -330,6 +391,7 @@ async fn one_client(
         mut sender,
         mut receiver,
     } = client::connect(&relay, shard, None).await?;
+    common.round_ms.store(params.round_ms, Ordering::SeqCst);
     ready.wait().await;
     // Batches closed while the other clients were still connecting sit in
     // the socket buffer; answering them now would only produce late cells.
@@ -348,9 +410,7 @@ async fn one_client(
             .entry((shard, round))
             .or_insert(0) += 1;
     };
-    // Measurement starts with the first batch after everyone is connected.
     let mut next = welcome.open_round;
-    let mut measuring = false;
     let mut log = ClientLog::default();
     loop {
         let h = match receiver.next_header().await? {
@@ -362,13 +422,14 @@ async fn one_client(
             Ok(receiver.open_body(h, body)?.len())
         })?;
         let now = crate::shard::unix_micros();
-        if h.closed_at_us >= stop.load(Ordering::SeqCst) {
+        let window = common.window.get();
+        if window.is_some_and(|w| h.closed_at_us >= w.to_us) {
             break;
         }
         if h.closed_at_us < start_us {
             continue;
         }
-        if measuring {
+        if window.is_some_and(|w| w.contains(h.closed_at_us)) {
             log.rounds.push((
                 h.round,
                 cells as u64,
@@ -376,7 +437,6 @@ async fn one_client(
                 (receiver.header_wire_len() + body.len()) as u64,
             ));
         }
-        measuring = true;
         next = next.max(h.round + 1);
         record(next);
         sender.send_cell(next, cell(next)).await?;
@@ -495,6 +555,42 @@ fn summarize(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The window skips the warm-up rounds and then holds exactly
+    /// `duration / round` ticks of a clock started when everyone was
+    /// connected (a Redis client's publishes), and as many relay batches
+    /// whatever the relay's phase. Breaks if the half-round offset is
+    /// dropped (a tick then falls on the boundary) or the warm-up is
+    /// counted.
+    #[test]
+    fn the_window_skips_the_warmup_and_holds_duration_over_round_ticks() {
+        let (now, round, duration) = (
+            1_000_000,
+            Duration::from_millis(100),
+            Duration::from_secs(2),
+        );
+        let w = Window::after_warmup(now, round, duration);
+        assert_eq!(w.to_us - w.from_us, 2_000_000);
+        // A client's clock starts a little before ours and drifts a
+        // little (a busy machine): its first ticks come early, its last
+        // ones late. The boundaries sit half a round from any tick.
+        let ticks = |phase: u64| {
+            (0..100u64)
+                .map(|k| (now + phase + k * 100_000 + k * 200).saturating_sub(2_000))
+                .filter(|&t| w.contains(t))
+                .count()
+        };
+        assert_eq!(ticks(0), 20);
+        assert!(!w.contains(now + u64::from(WARMUP_ROUNDS - 1) * 100_000));
+        assert!(w.contains(now + u64::from(WARMUP_ROUNDS) * 100_000));
+        // Batches closed at any phase of the relay's clock: 20 of them.
+        for phase in [0, 37_000, 99_999] {
+            let closed = (0..100u64)
+                .filter(|k| w.contains(now + phase + k * 100_000))
+                .count();
+            assert_eq!(closed, 20, "phase {phase}");
+        }
+    }
 
     /// Percentiles within the histogram's 1.6 % (breaks if a bucket's
     /// value and its index disagree: a shifted `value` is off by 2x).

@@ -17,7 +17,8 @@ pub struct Summary {
     pub ratios: Vec<f64>,
     /// Redis's median over the relay's median.
     pub ratio_of_medians: Option<f64>,
-    /// Runs in which the relay's p99 fan-out latency was below Redis's.
+    /// Runs in which the relay's p99 fan-out latency was below Redis's
+    /// (or Redis delivered nothing inside the window: it fell behind).
     pub relay_p99_below: usize,
     /// Cells the relay's clients lost, over all runs.
     pub relay_lost: u64,
@@ -72,7 +73,8 @@ impl Summary {
                 .iter()
                 .filter(|r| {
                     r.redis.as_ref().is_some_and(|redis| {
-                        r.relay.fanout_latency_p99_ms < redis.fanout_latency_p99_ms
+                        redis.cells_delivered == 0
+                            || r.relay.fanout_latency_p99_ms < redis.fanout_latency_p99_ms
                     })
                 })
                 .count(),
@@ -163,13 +165,20 @@ impl std::fmt::Display for Comparison {
                 s.redis_lost,
             )?;
         } else if let Some(ours) = s.relay_ns_median
-            && s.runs > 1
+            && (s.runs > 1 || self.redis_skipped.is_none())
         {
             writeln!(
                 f,
                 "anonchat-relay: median of {} runs {ours:.0} ns per delivery; lost {} in all",
                 s.runs, s.relay_lost
             )?;
+            if self.runs.iter().any(|r| r.redis.is_some()) && s.redis_ns_median.is_none() {
+                writeln!(
+                    f,
+                    "redis-server delivered no message published inside the window before the run ended (it fell behind): no ratio; lost {} in all",
+                    s.redis_lost
+                )?;
+            }
         }
         if let Some(why) = &self.redis_skipped {
             writeln!(f, "{why}")?;
@@ -248,5 +257,44 @@ mod tests {
         assert_eq!((s.relay_lost, s.redis_lost), (3, 7));
         assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
         assert_eq!(median(Vec::new()), None);
+    }
+
+    /// A Redis that fell behind and delivered nothing inside the window
+    /// has no CPU per delivery (not a division by zero), gives no ratio,
+    /// and counts as the relay's p99 being below. Breaks if zero
+    /// deliveries still yield a figure.
+    #[test]
+    fn a_redis_that_delivered_nothing_gives_no_ratio() {
+        let mut stalled = report("redis-server", 0.0, 0.0, 20_000_000);
+        stalled.cells_delivered = 0;
+        let measured = crate::loadgen::Measured {
+            server: "redis-server",
+            clients: 2,
+            shards: 1,
+            cell_size: 512,
+            round_ms: 100,
+            duration: std::time::Duration::from_secs(1),
+            rounds: 10,
+            cells_sent: 20,
+            cells_delivered: 0,
+            bytes_received: 0,
+            latencies: crate::loadgen::Latencies::default(),
+            lost_cells: 40,
+            server_cpu: Some(crate::procstat::CpuSpan {
+                cpu: std::time::Duration::from_millis(900),
+                wall: std::time::Duration::from_secs(1),
+            }),
+            loadgen_cpu: None,
+        };
+        assert_eq!(measured.report().server_cpu_ns_per_delivery, None);
+        stalled.server_cpu_ns_per_delivery = None;
+        let runs = vec![Run {
+            relay: report("anonchat-relay", 130.0, 150.0, 0),
+            redis: Some(stalled),
+        }];
+        let s = Summary::of(&runs);
+        assert_eq!(s.ratio_of_medians, None);
+        assert!(s.ratios.is_empty());
+        assert_eq!(s.relay_p99_below, 1);
     }
 }
