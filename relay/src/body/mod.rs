@@ -124,7 +124,10 @@ pub(crate) async fn write_with_file(
     // sendfile's offset is an off_t; bodies are far below its range.
     let mut offset: i64 = 0;
     send_header(stream, header).await?;
+    // A pipe is lent only to a write that can start: a client whose socket
+    // is full does not hold one while it waits.
     if let Some(source) = &file.source
+        && stream.writable().await.is_ok()
         && let Some(lent) = files.pipes.lend(file.len)
     {
         let sent = pipes::send(stream, source, lent, file.len).await?;
@@ -261,6 +264,45 @@ mod tests {
             want.extend_from_slice(b"HEADER");
             want.extend_from_slice(&body);
         }
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "the bytes read differ from header + body");
+    }
+
+    /// When `tee` gives less than the body (a pipe smaller than it), the
+    /// rest goes by `sendfile` from where the pipe stopped: the client
+    /// still reads the header and exactly the body. Breaks if the offset
+    /// handed to `sendfile` is the body's length, or 0, instead of what
+    /// the pipe sent.
+    #[tokio::test]
+    async fn a_short_tee_is_completed_by_sendfile_from_where_it_stopped() {
+        use tokio::io::AsyncReadExt as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let files = BodyFiles::default();
+        files.pipes.shrink_lent_to(4096);
+        let body: Vec<u8> = (0..3 * MIN_FILE_BODY + 17)
+            .map(|i| (i % 253) as u8)
+            .collect();
+        let file = files.make(&body).unwrap();
+        assert!(file.source.is_some());
+        let reader = tokio::spawn(async move {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let (server, _) = listener.accept().await.unwrap();
+        let (rd, mut wr) = server.into_split();
+        write_with_file(&mut wr, b"HEADER", &file, &body, &files)
+            .await
+            .unwrap();
+        // The pipe was lent, drained, and is back in the pool.
+        assert_eq!(files.pipes.counts(), (1, 1));
+        drop(wr);
+        drop(rd);
+        let got = reader.await.unwrap();
+        let mut want = b"HEADER".to_vec();
+        want.extend_from_slice(&body);
         assert_eq!(got.len(), want.len());
         assert!(got == want, "the bytes read differ from header + body");
     }

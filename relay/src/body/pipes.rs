@@ -28,47 +28,90 @@ pub(crate) const MAX_PIPES: usize = 256;
 pub(crate) const MAX_SOURCES: usize = 256;
 /// Idle pipes kept for the next writes, at most.
 pub(crate) const MAX_IDLE_PIPES: usize = 64;
-/// The longest body sent this way: Linux's default `pipe-max-size`, which
-/// an unprivileged process may size a pipe to.
+/// The longest body sent this way: Linux's default `pipe-max-size`.
 pub(crate) const MAX_PIPE_BODY: usize = 1 << 20;
+/// Bytes of pipe capacity, over all pipes, at most: half of Linux's
+/// default `pipe-user-pages-soft` (16,384 pages). Past that limit the
+/// kernel makes a user's new pipes 2 pages long and refuses to grow them;
+/// within this budget the relay never gets there by itself.
+pub(crate) const MAX_PIPE_BYTES: usize = 32 << 20;
+/// The page size the budget estimates a pipe's rounding with (the kernel
+/// rounds a pipe to a power of two pages; the real size is accounted once
+/// known).
+const PAGE: usize = 4096;
 
-/// A pipe and the bytes it can hold.
+/// A pipe and the bytes it can hold, counted against [`MAX_PIPE_BYTES`]
+/// while it exists.
 pub(crate) struct Pipe {
     rd: OwnedFd,
     wr: OwnedFd,
     cap: usize,
+    budget: Arc<AtomicUsize>,
+}
+
+impl Drop for Pipe {
+    fn drop(&mut self) {
+        self.budget.fetch_sub(self.cap, Ordering::Relaxed);
+    }
 }
 
 impl Pipe {
-    /// A new pipe that holds at least `len` bytes of a page-aligned source.
-    fn new(len: usize) -> io::Result<Self> {
-        let (rd, wr) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
-        let cap = usize::try_from(fcntl(&wr, FcntlArg::F_GETPIPE_SZ)?).unwrap_or(0);
-        let mut pipe = Self { rd, wr, cap };
-        pipe.reserve(len)?;
-        Ok(pipe)
+    /// A new pipe that holds at least `len` bytes of a page-aligned
+    /// source, or `None`: no descriptor, or no room in the budget or in
+    /// the kernel's limits (a passing state, not a refusal).
+    fn new(len: usize, budget: &Arc<AtomicUsize>) -> Option<Self> {
+        let (rd, wr) = pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).ok()?;
+        let cap = usize::try_from(fcntl(&wr, FcntlArg::F_GETPIPE_SZ).ok()?).ok()?;
+        budget.fetch_add(cap, Ordering::Relaxed);
+        // Counted from here: dropping the pipe gives it back.
+        let mut pipe = Self {
+            rd,
+            wr,
+            cap,
+            budget: Arc::clone(budget),
+        };
+        pipe.reserve(len).then_some(pipe)
     }
 
-    /// Grows the pipe to hold `len` bytes. A pipe has one slot per page,
-    /// so a body read from offset 0 of a file needs `len` bytes of
-    /// capacity, rounded up to pages.
-    fn reserve(&mut self, len: usize) -> io::Result<()> {
+    /// Grows the pipe to hold `len` bytes, within the budget. A pipe has
+    /// one slot per page, so a body read from offset 0 of a file needs
+    /// `len` bytes of capacity, rounded up to pages. False if it cannot.
+    fn reserve(&mut self, len: usize) -> bool {
         if self.cap >= len {
-            return Ok(());
+            return true;
         }
-        let want = i32::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-        let got = fcntl(&self.wr, FcntlArg::F_SETPIPE_SZ(want))?;
-        self.cap = usize::try_from(got).unwrap_or(0);
-        if self.cap < len {
-            return Err(io::ErrorKind::InvalidInput.into());
+        let Ok(want) = i32::try_from(len) else {
+            return false;
+        };
+        let estimate = len.div_ceil(PAGE).next_power_of_two() * PAGE;
+        let extra = estimate.saturating_sub(self.cap);
+        if self.budget.fetch_add(extra, Ordering::Relaxed) + extra > MAX_PIPE_BYTES {
+            self.budget.fetch_sub(extra, Ordering::Relaxed);
+            return false;
         }
-        Ok(())
+        let got = fcntl(&self.wr, FcntlArg::F_SETPIPE_SZ(want))
+            .ok()
+            .and_then(|n| usize::try_from(n).ok());
+        self.budget.fetch_sub(extra, Ordering::Relaxed);
+        let Some(got) = got else { return false };
+        // The real size, accounted in place of the estimate.
+        self.budget.fetch_add(got, Ordering::Relaxed);
+        self.budget.fetch_sub(self.cap, Ordering::Relaxed);
+        self.cap = got;
+        self.cap >= len
     }
 
     /// The body's pages from `file`, once: the source that clients' pipes
-    /// are `tee`d from. An error if the pipe cannot hold it all.
-    fn filled_from(file: &std::fs::File, len: usize) -> io::Result<Self> {
-        let pipe = Self::new(len)?;
+    /// are `tee`d from. `Ok(None)` if no pipe can hold it now; an error if
+    /// the kernel refuses the `splice`.
+    fn filled_from(
+        file: &std::fs::File,
+        len: usize,
+        budget: &Arc<AtomicUsize>,
+    ) -> io::Result<Option<Self>> {
+        let Some(pipe) = Self::new(len, budget) else {
+            return Ok(None);
+        };
         let mut off: i64 = 0;
         let done = |off: i64| usize::try_from(off).unwrap_or(usize::MAX);
         while done(off) < len {
@@ -82,10 +125,10 @@ impl Pipe {
                 SpliceFFlags::SPLICE_F_NONBLOCK,
             )?;
             if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
+                return Ok(None);
             }
         }
-        Ok(pipe)
+        Ok(Some(pipe))
     }
 }
 
@@ -108,7 +151,13 @@ pub(crate) struct Pipes {
     idle: Mutex<Vec<Pipe>>,
     count: AtomicUsize,
     sources: Arc<AtomicUsize>,
+    /// Capacity of every pipe in existence, in bytes.
+    bytes: Arc<AtomicUsize>,
     refused: AtomicBool,
+    /// Tests: shrink each lent pipe to this many bytes (0: leave it), so
+    /// that `tee` comes up short.
+    #[cfg(test)]
+    shrink_lent_to: AtomicUsize,
 }
 
 /// A pipe lent to one write; back to the pool on drop only if emptied.
@@ -154,13 +203,13 @@ impl Pipes {
                 return None;
             }
             // Counted from here: a pipe that cannot be made gives it back.
-            let Ok(p) = Pipe::new(len) else {
+            let Some(p) = Pipe::new(len, &self.bytes) else {
                 self.count.fetch_sub(1, Ordering::Relaxed);
                 return None;
             };
             p
         };
-        let sized = pipe.reserve(len).is_ok();
+        let sized = pipe.reserve(len);
         let mut lent = Lent {
             pipes: self,
             pipe: Some(pipe),
@@ -170,6 +219,14 @@ impl Pipes {
             // Closed on drop, not kept: it cannot hold this body.
             lent.empty = false;
             return None;
+        }
+        #[cfg(test)]
+        if let Some(p) = lent.pipe.as_ref()
+            && let Ok(to) = i32::try_from(self.shrink_lent_to.load(Ordering::Relaxed))
+            && to > 0
+        {
+            // Its accounted size stays what it was.
+            let _ = fcntl(&p.wr, FcntlArg::F_SETPIPE_SZ(to));
         }
         Some(lent)
     }
@@ -185,11 +242,15 @@ impl Pipes {
             return None;
         }
         // Counted from here: dropping the source gives the slot back.
-        match Pipe::filled_from(file, len) {
-            Ok(pipe) => Some(Source {
+        match Pipe::filled_from(file, len, &self.bytes) {
+            Ok(Some(pipe)) => Some(Source {
                 pipe,
                 live: Arc::clone(&self.sources),
             }),
+            Ok(None) => {
+                self.sources.fetch_sub(1, Ordering::Relaxed);
+                None
+            }
             Err(e) => {
                 self.sources.fetch_sub(1, Ordering::Relaxed);
                 if super::is_refusal(&e) {
@@ -212,6 +273,18 @@ impl Pipes {
     pub(crate) fn counts(&self) -> (usize, usize) {
         let idle = self.idle().len();
         (self.count.load(Ordering::Relaxed), idle)
+    }
+
+    /// Bytes of pipe capacity accounted now.
+    #[cfg(test)]
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Makes every later lent pipe hold `bytes` only.
+    #[cfg(test)]
+    pub(crate) fn shrink_lent_to(&self, bytes: usize) {
+        self.shrink_lent_to.store(bytes, Ordering::Relaxed);
     }
 
     /// Source pipes live now.
@@ -256,7 +329,7 @@ pub(crate) async fn send(
     lent.empty = teed == 0;
     let mut sent = 0;
     while sent < teed {
-        let n = stream
+        let spliced = stream
             .async_io(Interest::WRITABLE, || {
                 splice(
                     pipe.rd.as_fd(),
@@ -268,7 +341,18 @@ pub(crate) async fn send(
                 )
                 .map_err(io::Error::from)
             })
-            .await?;
+            .await;
+        let n = match spliced {
+            Ok(n) => n,
+            // Refused before a byte left: the caller sends it all by
+            // `sendfile`, and pipes are not used again. The pipe, not
+            // empty, is closed.
+            Err(e) if sent == 0 && super::is_refusal(&e) => {
+                lent.pipes.refuse(&e);
+                return Ok(0);
+            }
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
@@ -300,7 +384,39 @@ mod tests {
         let big = pipes.lend(MAX_PIPE_BODY).expect("an idle pipe, grown");
         assert!(big.pipe.as_ref().unwrap().cap >= MAX_PIPE_BODY);
         assert_eq!(pipes.counts(), (MAX_IDLE_PIPES, MAX_IDLE_PIPES - 1));
+        // Past the longest body: refused before any pipe is touched.
         assert!(pipes.lend(MAX_PIPE_BODY + 1).is_none());
+        assert_eq!(pipes.counts(), (MAX_IDLE_PIPES, MAX_IDLE_PIPES - 1));
+    }
+
+    /// Pipes grown for large bodies stay within [`MAX_PIPE_BYTES`] all
+    /// together (below the kernel's per-user limit, past which it would
+    /// refuse to grow any pipe), and every byte is given back when they
+    /// close. Breaks if the budget is not checked, or a pipe's size is
+    /// not given back on drop.
+    #[test]
+    fn pipes_stay_within_their_byte_budget() {
+        let _ = rlimit::increase_nofile_limit(8192);
+        let pipes = Pipes::default();
+        let mut held = Vec::new();
+        while let Some(lent) = pipes.lend(MAX_PIPE_BODY) {
+            held.push(lent);
+            assert!(held.len() <= MAX_PIPES);
+        }
+        assert!(!held.is_empty());
+        assert!(
+            held.len() <= MAX_PIPE_BYTES / MAX_PIPE_BODY,
+            "{} pipes of 1 MiB",
+            held.len()
+        );
+        assert!(pipes.bytes() <= MAX_PIPE_BYTES, "{}", pipes.bytes());
+        assert!(pipes.bytes() >= held.len() * MAX_PIPE_BODY);
+        drop(held);
+        // The idle ones are still there, and still counted.
+        let (_, idle) = pipes.counts();
+        assert!(pipes.bytes() >= idle * MAX_PIPE_BODY);
+        pipes.idle().clear();
+        assert_eq!(pipes.bytes(), 0);
     }
 
     /// A write that does not finish (its client does not read, and the
