@@ -124,13 +124,10 @@ pub(crate) async fn write_with_file(
     // sendfile's offset is an off_t; bodies are far below its range.
     let mut offset: i64 = 0;
     send_header(stream, header).await?;
-    // A pipe is lent only to a write that can start: a client whose socket
-    // is full does not hold one while it waits.
     if let Some(source) = &file.source
-        && stream.writable().await.is_ok()
         && let Some(lent) = files.pipes.lend(file.len)
     {
-        let sent = pipes::send(stream, source, lent, file.len).await?;
+        let sent = pipes::send(stream, source, lent, file.len)?;
         offset = i64::try_from(sent).unwrap_or(i64::MAX);
     }
     let done = |offset: i64| usize::try_from(offset).unwrap_or(usize::MAX);
@@ -201,6 +198,9 @@ mod tests {
     /// slot back).
     #[test]
     fn files_are_bounded_and_given_back() {
+        let _heavy = pipes::PIPE_HEAVY
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let _ = rlimit::increase_nofile_limit(8192);
         let files = BodyFiles::default();
         assert!(files.make(&[7; MIN_FILE_BODY - 1]).is_none());
@@ -305,5 +305,61 @@ mod tests {
         want.extend_from_slice(&body);
         assert_eq!(got.len(), want.len());
         assert!(got == want, "the bytes read differ from header + body");
+    }
+
+    /// A client that does not read never holds a pipe: what its full
+    /// socket did not take is dropped from the pipe, which goes back to
+    /// the pool empty while the rest waits by `sendfile`; the next client
+    /// lent that pipe gets its own body and nothing of the first. Breaks if
+    /// the pipe is pooled without being emptied (the next client reads the
+    /// first one's bytes), or held across the wait (not back in the pool).
+    #[tokio::test]
+    async fn a_full_socket_gives_its_pipe_back_empty_and_waits_without_it() {
+        use tokio::io::AsyncReadExt as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let files = BodyFiles::default();
+        let slow = tokio::net::TcpSocket::new_v4().unwrap();
+        slow.set_recv_buffer_size(4096).unwrap();
+        let slow = slow.connect(addr).await.unwrap();
+        let (to_slow, _) = listener.accept().await.unwrap();
+        nix::sys::socket::setsockopt(&to_slow, nix::sys::socket::sockopt::SndBuf, &4096).unwrap();
+        let (slow_rd, mut slow_wr) = to_slow.into_split();
+        let first = files.make(&vec![5u8; 512 * 1024]).unwrap();
+        let waiting = tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            write_with_file(&mut slow_wr, b"A", &first, &[], &files),
+        )
+        .await;
+        assert!(
+            waiting.is_err(),
+            "the client reads nothing: the write waits"
+        );
+        assert_eq!(files.pipes.counts(), (1, 1), "the pipe is back, idle");
+
+        let second_body: Vec<u8> = (0..3 * MIN_FILE_BODY).map(|i| (i % 249) as u8).collect();
+        let second = files.make(&second_body).unwrap();
+        let reader = tokio::spawn(async move {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let (to_reader, _) = listener.accept().await.unwrap();
+        let (rd, mut wr) = to_reader.into_split();
+        write_with_file(&mut wr, b"B", &second, &second_body, &files)
+            .await
+            .unwrap();
+        drop(wr);
+        drop(rd);
+        let got = reader.await.unwrap();
+        let mut want = b"B".to_vec();
+        want.extend_from_slice(&second_body);
+        assert_eq!(got.len(), want.len());
+        assert!(
+            got == want,
+            "the second client's bytes are not its own body"
+        );
+        drop((slow, slow_rd));
     }
 }
