@@ -212,7 +212,7 @@ impl Latencies {
 /// (2026-11-26, 1,000 clients, 500 ms rounds): with no warm-up every loss
 /// was in the round after the first full batch; with 3 rounds some runs
 /// still lost cells in the first round counted, never later; with 5, 0
-/// lost in the 3 runs made. Counting them measured the connections' start, not
+/// lost in the 9 runs made that day. Counting them measured the connections' start, not
 /// the server.
 pub const WARMUP_ROUNDS: u32 = 5;
 
