@@ -83,6 +83,10 @@ struct ShardState {
     /// Dropped from the registry to make room for another shard: it takes
     /// no more batches.
     dropped: bool,
+    /// The body file of the round just closed, if a queue still holds it:
+    /// its source pipe is let go when the next round closes
+    /// ([`BodyFile::retire_source`]). Weak, so that it keeps nothing open.
+    live_file: std::sync::Weak<BodyFile>,
 }
 
 pub(crate) struct Shard {
@@ -263,6 +267,7 @@ impl Shards {
                     backlog: VecDeque::new(),
                     backlog_bytes: 0,
                     dropped: false,
+                    live_file: std::sync::Weak::new(),
                 }),
             });
             reg.shards.insert(shard_id, Arc::clone(&s));
@@ -432,6 +437,12 @@ impl Shards {
         let mut st = lock(&shard.state);
         if st.dropped {
             return;
+        }
+        let this_round = file
+            .as_ref()
+            .map_or_else(std::sync::Weak::new, Arc::downgrade);
+        if let Some(old) = std::mem::replace(&mut st.live_file, this_round).upgrade() {
+            old.retire_source();
         }
         self.expire(&mut st, now);
         self.store(&mut st, &stored);
@@ -692,6 +703,38 @@ mod tests {
         let mut firsts: Vec<u8> = opened.cells().map(|c| c[0]).collect();
         firsts.sort_unstable();
         assert_eq!(firsts, vec![1, 2]);
+    }
+
+    /// A round's source pipe is let go when the next round closes, even
+    /// while a member's queue still holds that round's body (which then
+    /// goes by `sendfile`): a slow reader's queue keeps no pipe. Breaks if
+    /// the previous round's source is not retired (two sources live).
+    #[test]
+    fn a_rounds_source_pipe_is_let_go_when_the_next_round_closes() {
+        let cell = crate::body::MIN_FILE_BODY;
+        let s = Shards::new(
+            RelayConfig {
+                cell_size: cell,
+                ..RelayConfig::default()
+            },
+            Arc::new(Stats::default()),
+        );
+        let (sh, mut rx, _) = member(&s, 1, 1, 8);
+        for _ in 0..2 {
+            let round = lock(&sh.state).open_round;
+            assert_eq!(sh.submit(1, round, vec![7; cell]), Submit::Accepted);
+            s.close_round(Instant::now(), 1);
+        }
+        let mut files = Vec::new();
+        while let Ok(item) = rx.try_recv() {
+            if let Outgoing::Batch(b) = item {
+                files.push(b.file.expect("a body this large has a file"));
+            }
+        }
+        assert_eq!(files.len(), 2, "both batches wait in the queue");
+        assert!(files[0].source().is_none(), "the first round's is let go");
+        assert!(files[1].source().is_some());
+        assert_eq!(s.files.sources(), 1);
     }
 
     #[test]

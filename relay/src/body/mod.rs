@@ -15,8 +15,8 @@
 
 use std::io::Write as _;
 use std::os::fd::AsRawFd as _;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 mod pipes;
 
@@ -39,8 +39,29 @@ pub(crate) struct BodyFile {
     len: usize,
     live: Arc<AtomicUsize>,
     /// The body's pages once more, in a pipe that clients' writes `tee`
-    /// from ([`pipes`]); `None` where that is refused or too small.
-    source: Option<pipes::Source>,
+    /// from ([`pipes`]); `None` where that is refused or too small, and
+    /// once the round is over ([`BodyFile::retire_source`]).
+    source: Mutex<Option<Arc<pipes::Source>>>,
+}
+
+impl BodyFile {
+    /// The source pipe, while there is one.
+    pub(crate) fn source(&self) -> Option<Arc<pipes::Source>> {
+        self.source
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Lets go of the source pipe: the round is over, and a slow client's
+    /// queue that still holds this body sends it by `sendfile` instead of
+    /// keeping a pipe (and its share of the pipe budget) for it.
+    pub(crate) fn retire_source(&self) {
+        self.source
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+    }
 }
 
 impl Drop for BodyFile {
@@ -82,7 +103,7 @@ impl BodyFiles {
                     file,
                     len: body.len(),
                     live: Arc::clone(&self.live),
-                    source,
+                    source: Mutex::new(source.map(Arc::new)),
                 }))
             }
             Err(e) => {
@@ -105,6 +126,12 @@ impl BodyFiles {
     pub(crate) fn live(&self) -> usize {
         self.live.load(Ordering::Relaxed)
     }
+
+    /// Source pipes live now.
+    #[cfg(test)]
+    pub(crate) fn sources(&self) -> usize {
+        self.pipes.sources()
+    }
 }
 
 /// Writes `header` then the body from `file`: by `tee` from its source
@@ -124,10 +151,10 @@ pub(crate) async fn write_with_file(
     // sendfile's offset is an off_t; bodies are far below its range.
     let mut offset: i64 = 0;
     send_header(stream, header).await?;
-    if let Some(source) = &file.source
+    if let Some(source) = file.source()
         && let Some(lent) = files.pipes.lend(file.len)
     {
-        let sent = pipes::send(stream, source, lent, file.len)?;
+        let sent = pipes::send(stream, &source, lent, file.len)?;
         offset = i64::try_from(sent).unwrap_or(i64::MAX);
     }
     let done = |offset: i64| usize::try_from(offset).unwrap_or(usize::MAX);
@@ -192,6 +219,44 @@ use nix::libc as libc_errno;
 mod tests {
     use super::*;
 
+    /// A client of `listener` that reads everything until the server's end
+    /// closes: the server's halves, and the bytes the client will have got.
+    async fn reading_client(
+        listener: &tokio::net::TcpListener,
+    ) -> (
+        tokio::net::tcp::OwnedReadHalf,
+        OwnedWriteHalf,
+        tokio::task::JoinHandle<Vec<u8>>,
+    ) {
+        use tokio::io::AsyncReadExt as _;
+        let addr = listener.local_addr().unwrap();
+        let reader = tokio::spawn(async move {
+            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let (server, _) = listener.accept().await.unwrap();
+        let (rd, wr) = server.into_split();
+        (rd, wr, reader)
+    }
+
+    /// Closes the server's end and checks the client got exactly `want`.
+    async fn got_exactly(
+        (rd, wr, reader): (
+            tokio::net::tcp::OwnedReadHalf,
+            OwnedWriteHalf,
+            tokio::task::JoinHandle<Vec<u8>>,
+        ),
+        want: &[u8],
+    ) {
+        drop(wr);
+        drop(rd);
+        let got = reader.await.unwrap();
+        assert_eq!(got.len(), want.len());
+        assert!(got == want, "the bytes read differ from header + body");
+    }
+
     /// Small bodies get no file, large ones do, and the limit holds: a
     /// file more than [`MAX_LIVE_FILES`] is refused until one is dropped
     /// (breaks if `make` forgets the limit or `Drop` forgets to give the
@@ -211,8 +276,12 @@ mod tests {
         assert_eq!(files.live(), MAX_LIVE_FILES);
         // The first files got a source pipe each, up to that limit.
         assert_eq!(files.pipes.sources(), pipes::MAX_SOURCES);
-        assert!(held[pipes::MAX_SOURCES - 1].source.is_some());
-        assert!(held[pipes::MAX_SOURCES].source.is_none());
+        assert!(held[pipes::MAX_SOURCES - 1].source().is_some());
+        assert!(held[pipes::MAX_SOURCES].source().is_none());
+        // A retired source is given back while its file lives on.
+        held[0].retire_source();
+        assert_eq!(files.pipes.sources(), pipes::MAX_SOURCES - 1);
+        assert!(held[0].source().is_none());
         assert!(files.make(&body).is_none());
         drop(held);
         assert_eq!(files.live(), 0);
@@ -228,44 +297,31 @@ mod tests {
     /// back empty.
     #[tokio::test]
     async fn a_client_reads_the_header_then_the_body() {
-        use tokio::io::AsyncReadExt as _;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let files = BodyFiles::default();
         let body: Vec<u8> = (0..3 * MIN_FILE_BODY + 17)
             .map(|i| (i % 251) as u8)
             .collect();
         let file = files.make(&body).unwrap();
-        assert!(file.source.is_some());
+        assert!(file.source().is_some());
         // The same bytes in a file without a source: by sendfile.
-        let mut plain = files.make(&body).unwrap();
-        Arc::get_mut(&mut plain).unwrap().source = None;
-        let reader = tokio::spawn(async move {
-            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let mut got = Vec::new();
-            c.read_to_end(&mut got).await.unwrap();
-            got
-        });
-        let (server, _) = listener.accept().await.unwrap();
-        let (rd, mut wr) = server.into_split();
+        let plain = files.make(&body).unwrap();
+        plain.retire_source();
+        let mut client = reading_client(&listener).await;
         // Twice over the same file: each client's copy starts at offset 0.
         for f in [&file, &file, &plain] {
-            write_with_file(&mut wr, b"HEADER", f, &body, &files)
+            write_with_file(&mut client.1, b"HEADER", f, &body, &files)
                 .await
                 .unwrap();
         }
         // One pipe served both tee'd writes and is idle again.
         assert_eq!(files.pipes.counts(), (1, 1));
-        drop(wr);
-        drop(rd);
-        let got = reader.await.unwrap();
         let mut want = Vec::new();
         for _ in 0..3 {
             want.extend_from_slice(b"HEADER");
             want.extend_from_slice(&body);
         }
-        assert_eq!(got.len(), want.len());
-        assert!(got == want, "the bytes read differ from header + body");
+        got_exactly(client, &want).await;
     }
 
     /// When `tee` gives less than the body (a pipe smaller than it), the
@@ -275,36 +331,23 @@ mod tests {
     /// the pipe sent.
     #[tokio::test]
     async fn a_short_tee_is_completed_by_sendfile_from_where_it_stopped() {
-        use tokio::io::AsyncReadExt as _;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let files = BodyFiles::default();
         files.pipes.shrink_lent_to(4096);
         let body: Vec<u8> = (0..3 * MIN_FILE_BODY + 17)
             .map(|i| (i % 253) as u8)
             .collect();
         let file = files.make(&body).unwrap();
-        assert!(file.source.is_some());
-        let reader = tokio::spawn(async move {
-            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let mut got = Vec::new();
-            c.read_to_end(&mut got).await.unwrap();
-            got
-        });
-        let (server, _) = listener.accept().await.unwrap();
-        let (rd, mut wr) = server.into_split();
-        write_with_file(&mut wr, b"HEADER", &file, &body, &files)
+        assert!(file.source().is_some());
+        let mut client = reading_client(&listener).await;
+        write_with_file(&mut client.1, b"HEADER", &file, &body, &files)
             .await
             .unwrap();
         // The pipe was lent, drained, and is back in the pool.
         assert_eq!(files.pipes.counts(), (1, 1));
-        drop(wr);
-        drop(rd);
-        let got = reader.await.unwrap();
         let mut want = b"HEADER".to_vec();
         want.extend_from_slice(&body);
-        assert_eq!(got.len(), want.len());
-        assert!(got == want, "the bytes read differ from header + body");
+        got_exactly(client, &want).await;
     }
 
     /// A client that does not read never holds a pipe: what its full
@@ -315,7 +358,6 @@ mod tests {
     /// first one's bytes), or held across the wait (not back in the pool).
     #[tokio::test]
     async fn a_full_socket_gives_its_pipe_back_empty_and_waits_without_it() {
-        use tokio::io::AsyncReadExt as _;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let files = BodyFiles::default();
@@ -339,27 +381,13 @@ mod tests {
 
         let second_body: Vec<u8> = (0..3 * MIN_FILE_BODY).map(|i| (i % 249) as u8).collect();
         let second = files.make(&second_body).unwrap();
-        let reader = tokio::spawn(async move {
-            let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
-            let mut got = Vec::new();
-            c.read_to_end(&mut got).await.unwrap();
-            got
-        });
-        let (to_reader, _) = listener.accept().await.unwrap();
-        let (rd, mut wr) = to_reader.into_split();
-        write_with_file(&mut wr, b"B", &second, &second_body, &files)
+        let mut client = reading_client(&listener).await;
+        write_with_file(&mut client.1, b"B", &second, &second_body, &files)
             .await
             .unwrap();
-        drop(wr);
-        drop(rd);
-        let got = reader.await.unwrap();
         let mut want = b"B".to_vec();
         want.extend_from_slice(&second_body);
-        assert_eq!(got.len(), want.len());
-        assert!(
-            got == want,
-            "the second client's bytes are not its own body"
-        );
+        got_exactly(client, &want).await;
         drop((slow, slow_rd));
     }
 }
