@@ -711,6 +711,9 @@ mod tests {
     /// the previous round's source is not retired (two sources live).
     #[test]
     fn a_rounds_source_pipe_is_let_go_when_the_next_round_closes() {
+        let _heavy = crate::body::PIPE_HEAVY
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let cell = crate::body::MIN_FILE_BODY;
         let s = Shards::new(
             RelayConfig {

@@ -20,6 +20,9 @@ use std::sync::{Arc, Mutex};
 
 mod pipes;
 
+#[cfg(test)]
+pub(crate) use pipes::PIPE_HEAVY;
+
 use nix::sys::memfd::{MFdFlags, memfd_create};
 use nix::sys::socket::MsgFlags;
 use tokio::io::{AsyncWriteExt as _, Interest};
@@ -294,7 +297,7 @@ mod tests {
     /// by `sendfile` (a file without a source pipe). Breaks if the offset
     /// is not advanced, the header is sent without being waited for, the
     /// `tee` path is never taken (no pipe made), or its pipe is not given
-    /// back empty.
+    /// back empty, or sends nothing (`sendfile` then sends it all).
     #[tokio::test]
     async fn a_client_reads_the_header_then_the_body() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -314,8 +317,10 @@ mod tests {
                 .await
                 .unwrap();
         }
-        // One pipe served both tee'd writes and is idle again.
+        // One pipe served both tee'd writes, which sent the whole body,
+        // and is idle again.
         assert_eq!(files.pipes.counts(), (1, 1));
+        assert_eq!(files.pipes.spliced(), 2 * body.len());
         let mut want = Vec::new();
         for _ in 0..3 {
             want.extend_from_slice(b"HEADER");
@@ -343,8 +348,9 @@ mod tests {
         write_with_file(&mut client.1, b"HEADER", &file, &body, &files)
             .await
             .unwrap();
-        // The pipe was lent, drained, and is back in the pool.
+        // The pipe was lent, sent what it held, and is back in the pool.
         assert_eq!(files.pipes.counts(), (1, 1));
+        assert_eq!(files.pipes.spliced(), 4096);
         let mut want = b"HEADER".to_vec();
         want.extend_from_slice(&body);
         got_exactly(client, &want).await;

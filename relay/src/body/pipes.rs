@@ -204,6 +204,9 @@ pub(crate) struct Pipes {
     /// that `tee` comes up short.
     #[cfg(test)]
     shrink_lent_to: AtomicUsize,
+    /// Tests: body bytes that left by `splice` from a lent pipe.
+    #[cfg(test)]
+    spliced: AtomicUsize,
 }
 
 /// A pipe lent to one write; back to the pool on drop only if emptied.
@@ -249,6 +252,8 @@ impl Pipes {
             refused: AtomicBool::new(false),
             #[cfg(test)]
             shrink_lent_to: AtomicUsize::new(0),
+            #[cfg(test)]
+            spliced: AtomicUsize::new(0),
         }
     }
 
@@ -356,6 +361,12 @@ impl Pipes {
         self.shrink_lent_to.store(bytes, Ordering::Relaxed);
     }
 
+    /// Body bytes that left by `splice` from a lent pipe so far.
+    #[cfg(test)]
+    pub(crate) fn spliced(&self) -> usize {
+        self.spliced.load(Ordering::Relaxed)
+    }
+
     /// Source pipes live now.
     #[cfg(test)]
     pub(crate) fn sources(&self) -> usize {
@@ -413,7 +424,11 @@ pub(crate) fn send(
         });
         match spliced {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => sent += n,
+            Ok(n) => {
+                sent += n;
+                #[cfg(test)]
+                lent.pipes.spliced.fetch_add(n, Ordering::Relaxed);
+            }
             // The socket is full: the rest goes by `sendfile`, without
             // this pipe.
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -496,15 +511,19 @@ mod tests {
     /// Pipes grown for large bodies stay within their byte budget all
     /// together (below the kernel's per-user limit, past which it would
     /// refuse to grow any pipe): exactly as many 1 MiB pipes as the budget
-    /// holds, and every byte given back when they close. Breaks if the
-    /// budget is not checked, checked with `>=` (one pipe fewer), or a
-    /// pipe's size is not given back on drop.
+    /// holds, and every byte given back when they close. The budget has
+    /// room for one more new pipe but not for growing it, so the growth's
+    /// estimate is what refuses the fifth. Breaks if the budget is not
+    /// checked, checked with `>=` (one pipe fewer), the growth is not
+    /// estimated (a fifth pipe), or a pipe's size is not given back on
+    /// drop.
     #[test]
     fn pipes_stay_within_their_byte_budget() {
         let _heavy = PIPE_HEAVY
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let pipes = Pipes::with_budget(4 * MAX_PIPE_BODY);
+        let fresh = Pipe::new(0, &Budget::new(usize::MAX)).map_or(64 * 1024, |p| p.cap);
+        let pipes = Pipes::with_budget(4 * MAX_PIPE_BODY + fresh);
         let mut held = Vec::new();
         while let Some(lent) = pipes.lend(MAX_PIPE_BODY) {
             held.push(lent);
@@ -512,6 +531,16 @@ mod tests {
         }
         assert_eq!(held.len(), 4, "1 MiB pipes in a 4 MiB budget");
         assert_eq!(pipes.bytes(), 4 * MAX_PIPE_BODY);
+
+        // The real size replaces the estimate, up or down, in one step.
+        let budget = Budget::new(100);
+        assert!(budget.take(40));
+        budget.adjust(40, 64);
+        assert_eq!(budget.used.load(Ordering::Relaxed), 64);
+        budget.adjust(64, 16);
+        assert_eq!(budget.used.load(Ordering::Relaxed), 16);
+        assert!(!budget.take(85));
+        assert!(budget.take(84));
         drop(held);
         let (_, idle) = pipes.counts();
         assert_eq!(pipes.bytes(), idle * MAX_PIPE_BODY);
